@@ -1,0 +1,151 @@
+//! The one place that parses YAML, so a maintained fork of serde_yaml can replace it here alone.
+//!
+//! Every error names the file, the field path inside it (`users[0].tasks[2].weight`) and what is wrong.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+/// A configuration error: which file, which field, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted field path inside the file, empty when the error concerns the whole file.
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(
+        file: impl Into<PathBuf>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ConfigError {
+            file: file.into(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and parses one YAML document from a file.
+pub fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path, "", format!("cannot read file: {e}")))?;
+    from_str(&text, path)
+}
+
+/// Parses one YAML document; `file` only labels errors.
+pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    deserialize_one(deserializer, file)
+}
+
+/// Parses every document of a multi-document YAML stream (`---` separated), skipping empty ones.
+pub fn documents_from_str<T: DeserializeOwned>(
+    text: &str,
+    file: &Path,
+) -> Result<Vec<T>, ConfigError> {
+    let mut out = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        // An empty document (a trailing `---`) deserializes to null: skip it rather than fail.
+        let value: serde_yaml::Value = serde::Deserialize::deserialize(document)
+            .map_err(|e| ConfigError::new(file, format!("document {}", index + 1), describe(&e)))?;
+        if value.is_null() {
+            continue;
+        }
+        let parsed = deserialize_one(value, file).map_err(|mut e| {
+            e.field = if e.field.is_empty() {
+                format!("document {}", index + 1)
+            } else {
+                format!("document {}: {}", index + 1, e.field)
+            };
+            e
+        })?;
+        out.push(parsed);
+    }
+    Ok(out)
+}
+
+fn deserialize_one<'de, D, T>(deserializer: D, file: &Path) -> Result<T, ConfigError>
+where
+    D: serde::Deserializer<'de, Error = serde_yaml::Error>,
+    T: DeserializeOwned,
+{
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        ConfigError::new(file, field, describe(e.inner()))
+    })
+}
+
+// serde_yaml's text already carries "at line X column Y" where it knows the position.
+fn describe(e: &serde_yaml::Error) -> String {
+    e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        #[allow(dead_code)]
+        items: Vec<Inner>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        #[allow(dead_code)]
+        weight: u32,
+    }
+
+    #[test]
+    fn errors_name_the_field_path() {
+        let err = from_str::<Outer>(
+            "items:\n  - weight: 1\n  - weight: -3\n",
+            Path::new("f.yaml"),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "items[1].weight");
+        assert!(
+            err.to_string().starts_with("f.yaml: items[1].weight: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = from_str::<Outer>("items:\n  - weigth: 1\n", Path::new("f.yaml")).unwrap_err();
+        assert!(err.message.contains("unknown field `weigth`"), "{err}");
+    }
+
+    #[test]
+    fn multi_document_errors_name_the_document() {
+        let err = documents_from_str::<Inner>("weight: 1\n---\nweight: x\n", Path::new("m.yaml"))
+            .unwrap_err();
+        assert_eq!(err.field, "document 2: weight");
+    }
+}

@@ -1,0 +1,3 @@
+//! `orch`: a batch experiment orchestrator for autoscaling research.
+
+pub mod policy;

@@ -1,0 +1,1 @@
+//! The Kubernetes HorizontalPodAutoscaler, ported from the upstream controller.

@@ -1,0 +1,3 @@
+//! Autoscaling policies.
+
+pub mod hpa;
