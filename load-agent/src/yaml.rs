@@ -17,16 +17,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(
-        file: impl Into<PathBuf>,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        ConfigError {
-            file: file.into(),
-            field: field.into(),
-            message: message.into(),
-        }
+    pub fn new(file: impl Into<PathBuf>, field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { file: file.into(), field: field.into(), message: message.into() }
     }
 }
 
@@ -35,13 +27,7 @@ impl fmt::Display for ConfigError {
         if self.field.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(
-                f,
-                "{}: {}: {}",
-                self.file.display(),
-                self.field,
-                self.message
-            )
+            write!(f, "{}: {}: {}", self.file.display(), self.field, self.message)
         }
     }
 }
@@ -50,8 +36,8 @@ impl std::error::Error for ConfigError {}
 
 /// Reads and parses one YAML document from a file.
 pub fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(path, "", format!("cannot read file: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, "", format!("cannot read file: {e}")))?;
     from_str(&text, path)
 }
 
@@ -62,10 +48,7 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, Confi
 }
 
 /// Parses every document of a multi-document YAML stream (`---` separated), skipping empty ones.
-pub fn documents_from_str<T: DeserializeOwned>(
-    text: &str,
-    file: &Path,
-) -> Result<Vec<T>, ConfigError> {
+pub fn documents_from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<Vec<T>, ConfigError> {
     let mut out = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         // An empty document (a trailing `---`) deserializes to null: skip it rather than fail.
@@ -124,16 +107,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_path() {
-        let err = from_str::<Outer>(
-            "items:\n  - weight: 1\n  - weight: -3\n",
-            Path::new("f.yaml"),
-        )
-        .unwrap_err();
+        let err = from_str::<Outer>("items:\n  - weight: 1\n  - weight: -3\n", Path::new("f.yaml")).unwrap_err();
         assert_eq!(err.field, "items[1].weight");
-        assert!(
-            err.to_string().starts_with("f.yaml: items[1].weight: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("f.yaml: items[1].weight: "), "{err}");
     }
 
     #[test]
@@ -144,8 +120,7 @@ mod tests {
 
     #[test]
     fn multi_document_errors_name_the_document() {
-        let err = documents_from_str::<Inner>("weight: 1\n---\nweight: x\n", Path::new("m.yaml"))
-            .unwrap_err();
+        let err = documents_from_str::<Inner>("weight: 1\n---\nweight: x\n", Path::new("m.yaml")).unwrap_err();
         assert_eq!(err.field, "document 2: weight");
     }
 }

@@ -151,14 +151,8 @@ pub struct Request {
 /// The kind of a validated request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind<'a> {
-    Http {
-        method: &'a str,
-        path: &'a str,
-    },
-    Redis {
-        command: &'a str,
-        args: &'a [String],
-    },
+    Http { method: &'a str, path: &'a str },
+    Redis { command: &'a str, args: &'a [String] },
 }
 
 /// HTTP methods a request may use.
@@ -169,10 +163,7 @@ impl Request {
     pub fn kind(&self) -> RequestKind<'_> {
         match (&self.method, &self.path, &self.redis) {
             (Some(method), Some(path), None) => RequestKind::Http { method, path },
-            (None, None, Some(command)) => RequestKind::Redis {
-                command: &command[0],
-                args: &command[1..],
-            },
+            (None, None, Some(command)) => RequestKind::Redis { command: &command[0], args: &command[1..] },
             _ => panic!("request kind read before validation"),
         }
     }
@@ -201,13 +192,9 @@ impl Scenario {
     pub fn parse(text: &str, file: &Path) -> Result<Scenario, ConfigError> {
         let mut scenario: Scenario = yaml::from_str(text, file)?;
         if scenario.name.is_empty() {
-            scenario.name = file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            scenario.name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         }
-        validate::validate(&scenario)
-            .map_err(|(field, message)| ConfigError::new(file, field, message))?;
+        validate::validate(&scenario).map_err(|(field, message)| ConfigError::new(file, field, message))?;
         Ok(scenario)
     }
 

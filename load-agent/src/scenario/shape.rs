@@ -80,10 +80,9 @@ impl LoadShape {
     /// Closed model: the user target in force at `t` seconds, `None` once the shape has ended (or for open shapes).
     pub fn users_target(&self, t: f64) -> Option<UsersTarget> {
         match self {
-            LoadShape::Stages(stages) => stages.iter().find(|s| t < s.end).map(|s| UsersTarget {
-                users: s.users,
-                spawn_rate: s.spawn_rate,
-            }),
+            LoadShape::Stages(stages) => {
+                stages.iter().find(|s| t < s.end).map(|s| UsersTarget { users: s.users, spawn_rate: s.spawn_rate })
+            }
             LoadShape::Ramps(ramps) => {
                 let mut start = 0.0;
                 let mut previous = 0u32;
@@ -92,15 +91,8 @@ impl LoadShape {
                     if t < end {
                         // A ramp is a stage whose spawn rate covers the distance in `over` seconds.
                         let distance = (ramp.users as f64 - previous as f64).abs();
-                        let spawn_rate = if ramp.over > 0.0 {
-                            distance / ramp.over
-                        } else {
-                            f64::INFINITY
-                        };
-                        return Some(UsersTarget {
-                            users: ramp.users,
-                            spawn_rate,
-                        });
+                        let spawn_rate = if ramp.over > 0.0 { distance / ramp.over } else { f64::INFINITY };
+                        return Some(UsersTarget { users: ramp.users, spawn_rate });
                     }
                     start = end;
                     previous = ramp.users;
@@ -136,11 +128,7 @@ impl LoadShape {
 pub fn step_users(current: f64, target: UsersTarget, dt: f64) -> f64 {
     let goal = target.users as f64;
     let step = target.spawn_rate * dt;
-    if current < goal {
-        (current + step).min(goal)
-    } else {
-        (current - step).max(goal)
-    }
+    if current < goal { (current + step).min(goal) } else { (current - step).max(goal) }
 }
 
 #[cfg(test)]
@@ -163,16 +151,8 @@ mod tests {
     fn a_new_stage_preempts_an_unfinished_ramp() {
         // Locust would keep spawning to 100 before obeying stage 2; we turn around at once.
         let shape = LoadShape::Stages(vec![
-            Stage {
-                end: 5.0,
-                users: 100,
-                spawn_rate: 10.0,
-            },
-            Stage {
-                end: 10.0,
-                users: 20,
-                spawn_rate: 10.0,
-            },
+            Stage { end: 5.0, users: 100, spawn_rate: 10.0 },
+            Stage { end: 10.0, users: 20, spawn_rate: 10.0 },
         ]);
         let users = curve(&shape);
         assert_eq!(users.len(), 10);
@@ -184,23 +164,10 @@ mod tests {
 
     #[test]
     fn ramps_are_linear_and_hold() {
-        let shape = LoadShape::Ramps(vec![
-            Ramp {
-                users: 10,
-                over: 5.0,
-                hold: 3.0,
-            },
-            Ramp {
-                users: 0,
-                over: 2.0,
-                hold: 0.0,
-            },
-        ]);
+        let shape =
+            LoadShape::Ramps(vec![Ramp { users: 10, over: 5.0, hold: 3.0 }, Ramp { users: 0, over: 2.0, hold: 0.0 }]);
         let users = curve(&shape);
-        assert_eq!(
-            users,
-            vec![2.0, 4.0, 6.0, 8.0, 10.0, 10.0, 10.0, 10.0, 5.0, 0.0]
-        );
+        assert_eq!(users, vec![2.0, 4.0, 6.0, 8.0, 10.0, 10.0, 10.0, 10.0, 5.0, 0.0]);
         assert_eq!(shape.duration_s(), 10.0);
     }
 
@@ -208,16 +175,7 @@ mod tests {
     fn arrival_rate_interpolates_between_targets() {
         let shape = LoadShape::ArrivalRate(ArrivalRate {
             start_rate: 10.0,
-            stages: vec![
-                RateStage {
-                    duration: 10.0,
-                    target: 30.0,
-                },
-                RateStage {
-                    duration: 5.0,
-                    target: 30.0,
-                },
-            ],
+            stages: vec![RateStage { duration: 10.0, target: 30.0 }, RateStage { duration: 5.0, target: 30.0 }],
             preallocated_users: 5,
             max_users: 50,
         });

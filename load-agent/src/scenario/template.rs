@@ -22,9 +22,7 @@ impl Template {
                 parts.push(TemplatePart::Literal(rest[..open].to_string()));
             }
             let after = &rest[open + 2..];
-            let close = after
-                .find("}}")
-                .ok_or_else(|| format!("unterminated '{{{{' in {text:?}"))?;
+            let close = after.find("}}").ok_or_else(|| format!("unterminated '{{{{' in {text:?}"))?;
             let name = after[..close].trim();
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid variable name {name:?} in {text:?}"));
@@ -67,10 +65,7 @@ mod tests {
     fn parses_and_renders() {
         let t = Template::parse("/product/{{ product }}?q={{n}}").unwrap();
         assert_eq!(t.variables().collect::<Vec<_>>(), vec!["product", "n"]);
-        assert_eq!(
-            t.render(|name| if name == "product" { "P1" } else { "3" }),
-            "/product/P1?q=3"
-        );
+        assert_eq!(t.render(|name| if name == "product" { "P1" } else { "3" }), "/product/P1?q=3");
     }
 
     #[test]

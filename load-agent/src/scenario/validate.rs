@@ -13,10 +13,7 @@ fn positive(field: &str, value: f64) -> Result<(), Invalid> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(invalid(
-            field,
-            format!("must be a positive number, got {value}"),
-        ))
+        Err(invalid(field, format!("must be a positive number, got {value}")))
     }
 }
 
@@ -24,10 +21,7 @@ fn non_negative(field: &str, value: f64) -> Result<(), Invalid> {
     if value.is_finite() && value >= 0.0 {
         Ok(())
     } else {
-        Err(invalid(
-            field,
-            format!("must be zero or positive, got {value}"),
-        ))
+        Err(invalid(field, format!("must be zero or positive, got {value}")))
     }
 }
 
@@ -39,10 +33,7 @@ pub(super) fn validate(scenario: &Scenario) -> Result<(), Invalid> {
                 return Err(invalid(field, "needs at least one value"));
             }
             Variable::Range([low, high]) if low > high => {
-                return Err(invalid(
-                    field,
-                    format!("range low {low} is above high {high}"),
-                ));
+                return Err(invalid(field, format!("range low {low} is above high {high}")));
             }
             _ => {}
         }
@@ -71,10 +62,7 @@ pub(super) fn validate(scenario: &Scenario) -> Result<(), Invalid> {
                 return Err(invalid(format!("{at}.weight"), "must be at least 1"));
             }
             if task.requests.is_empty() {
-                return Err(invalid(
-                    format!("{at}.requests"),
-                    "needs at least one request",
-                ));
+                return Err(invalid(format!("{at}.requests"), "needs at least one request"));
             }
             for (r, request) in task.requests.iter().enumerate() {
                 validate_request(scenario, &format!("{at}.requests[{r}]"), request)?;
@@ -91,10 +79,7 @@ fn validate_wait(field: &str, wait: WaitTime) -> Result<(), Invalid> {
             non_negative(&format!("{field}.between[0]"), low)?;
             non_negative(&format!("{field}.between[1]"), high)?;
             if low > high {
-                return Err(invalid(
-                    format!("{field}.between"),
-                    format!("low {low} is above high {high}"),
-                ));
+                return Err(invalid(format!("{field}.between"), format!("low {low} is above high {high}")));
             }
             Ok(())
         }
@@ -114,47 +99,29 @@ fn validate_request(scenario: &Scenario, at: &str, request: &Request) -> Result<
                 ));
             }
             if !path.starts_with('/') {
-                return Err(invalid(
-                    format!("{at}.path"),
-                    format!("must start with '/', got {path:?}"),
-                ));
+                return Err(invalid(format!("{at}.path"), format!("must start with '/', got {path:?}")));
             }
             templates.push((format!("{at}.path"), path));
         }
         (None, None, Some(command)) => {
             if command.is_empty() || command[0].trim().is_empty() {
-                return Err(invalid(
-                    format!("{at}.redis"),
-                    "needs a command, e.g. [GET, key]",
-                ));
+                return Err(invalid(format!("{at}.redis"), "needs a command, e.g. [GET, key]"));
             }
             for (i, arg) in command.iter().enumerate() {
                 templates.push((format!("{at}.redis[{i}]"), arg));
             }
             if request.form.is_some() || request.json.is_some() || !request.headers.is_empty() {
-                return Err(invalid(
-                    at,
-                    "a redis request takes no headers, form or json",
-                ));
+                return Err(invalid(at, "a redis request takes no headers, form or json"));
             }
         }
         (_, _, Some(_)) => {
-            return Err(invalid(
-                at,
-                "give either method and path (HTTP) or redis, not both",
-            ));
+            return Err(invalid(at, "give either method and path (HTTP) or redis, not both"));
         }
         (None, _, None) => {
-            return Err(invalid(
-                format!("{at}.method"),
-                "missing: an HTTP request needs method and path",
-            ));
+            return Err(invalid(format!("{at}.method"), "missing: an HTTP request needs method and path"));
         }
         (Some(_), None, None) => {
-            return Err(invalid(
-                format!("{at}.path"),
-                "missing: an HTTP request needs method and path",
-            ));
+            return Err(invalid(format!("{at}.path"), "missing: an HTTP request needs method and path"));
         }
     }
     if request.form.is_some() && request.json.is_some() {
@@ -172,19 +139,14 @@ fn validate_request(scenario: &Scenario, at: &str, request: &Request) -> Result<
     if let Some(json) = &request.json {
         collect_json_strings(json, &format!("{at}.json"), &mut json_strings);
     }
-    for (field, text) in templates
-        .iter()
-        .map(|(f, t)| (f.clone(), *t))
-        .chain(json_strings.iter().map(|(f, t)| (f.clone(), t.as_str())))
+    for (field, text) in
+        templates.iter().map(|(f, t)| (f.clone(), *t)).chain(json_strings.iter().map(|(f, t)| (f.clone(), t.as_str())))
     {
         let template = Template::parse(text).map_err(|message| invalid(field.clone(), message))?;
         for name in template.variables() {
             if !scenario.variables.contains_key(name) {
                 let known: Vec<&str> = scenario.variables.keys().map(String::as_str).collect();
-                return Err(invalid(
-                    field,
-                    format!("unknown template variable {name:?}; defined: {known:?}"),
-                ));
+                return Err(invalid(field, format!("unknown template variable {name:?}; defined: {known:?}")));
             }
         }
     }
@@ -221,10 +183,7 @@ fn validate_shape(shape: &LoadShape) -> Result<(), Invalid> {
                 if stage.end <= previous_end {
                     return Err(invalid(
                         format!("{at}.end"),
-                        format!(
-                            "end times are cumulative and must increase: {} follows {previous_end}",
-                            stage.end
-                        ),
+                        format!("end times are cumulative and must increase: {} follows {previous_end}", stage.end),
                     ));
                 }
                 positive(&format!("{at}.spawn_rate"), stage.spawn_rate)?;
@@ -247,10 +206,7 @@ fn validate_shape(shape: &LoadShape) -> Result<(), Invalid> {
         LoadShape::ArrivalRate(open) => {
             non_negative("shape.arrival_rate.start_rate", open.start_rate)?;
             if open.stages.is_empty() {
-                return Err(invalid(
-                    "shape.arrival_rate.stages",
-                    "needs at least one stage",
-                ));
+                return Err(invalid("shape.arrival_rate.stages", "needs at least one stage"));
             }
             for (i, stage) in open.stages.iter().enumerate() {
                 let at = format!("shape.arrival_rate.stages[{i}]");
@@ -258,18 +214,12 @@ fn validate_shape(shape: &LoadShape) -> Result<(), Invalid> {
                 non_negative(&format!("{at}.target"), stage.target)?;
             }
             if open.preallocated_users == 0 {
-                return Err(invalid(
-                    "shape.arrival_rate.preallocated_users",
-                    "must be at least 1",
-                ));
+                return Err(invalid("shape.arrival_rate.preallocated_users", "must be at least 1"));
             }
             if open.max_users < open.preallocated_users {
                 return Err(invalid(
                     "shape.arrival_rate.max_users",
-                    format!(
-                        "{} is below preallocated_users {}",
-                        open.max_users, open.preallocated_users
-                    ),
+                    format!("{} is below preallocated_users {}", open.max_users, open.preallocated_users),
                 ));
             }
         }
