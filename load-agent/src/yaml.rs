@@ -43,26 +43,23 @@ pub fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 
 /// Parses one YAML document; `file` only labels errors.
 pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
-    let deserializer = serde_yaml::Deserializer::from_str(text);
-    deserialize_one(deserializer, file)
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ConfigError::new(file, "", e.to_string()))?;
+    from_value(value, file)
 }
 
 /// Parses every document of a multi-document YAML stream (`---` separated), skipping empty ones.
 pub fn documents_from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<Vec<T>, ConfigError> {
     let mut out = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        // An empty document (a trailing `---`) deserializes to null: skip it rather than fail.
+        let label = format!("document {}", index + 1);
         let value: serde_yaml::Value = serde::Deserialize::deserialize(document)
-            .map_err(|e| ConfigError::new(file, format!("document {}", index + 1), describe(&e)))?;
+            .map_err(|e| ConfigError::new(file, label.clone(), e.to_string()))?;
+        // An empty document (a trailing `---`) is null: skip it rather than fail.
         if value.is_null() {
             continue;
         }
-        let parsed = deserialize_one(value, file).map_err(|mut e| {
-            e.field = if e.field.is_empty() {
-                format!("document {}", index + 1)
-            } else {
-                format!("document {}: {}", index + 1, e.field)
-            };
+        let parsed = from_value(value, file).map_err(|mut e| {
+            e.field = if e.field.is_empty() { label.clone() } else { format!("{label}: {}", e.field) };
             e
         })?;
         out.push(parsed);
@@ -70,21 +67,21 @@ pub fn documents_from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Resul
     Ok(out)
 }
 
-fn deserialize_one<'de, D, T>(deserializer: D, file: &Path) -> Result<T, ConfigError>
-where
-    D: serde::Deserializer<'de, Error = serde_yaml::Error>,
-    T: DeserializeOwned,
-{
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+/// Maps a YAML tree onto `T` through a JSON tree: enums then read as `{variant: value}` maps, the same form
+/// the JSON control API takes, and `<<` merge keys are applied first.
+fn from_value<T: DeserializeOwned>(mut value: serde_yaml::Value, file: &Path) -> Result<T, ConfigError> {
+    value.apply_merge().map_err(|e| ConfigError::new(file, "", e.to_string()))?;
+    let json = serde_json::to_value(&value).map_err(|e| ConfigError::new(file, "", e.to_string()))?;
+    serde_path_to_error::deserialize(json).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { String::new() } else { path };
-        ConfigError::new(file, field, describe(e.inner()))
+        ConfigError::new(file, field, e.inner().to_string())
     })
 }
 
-// serde_yaml's text already carries "at line X column Y" where it knows the position.
-fn describe(e: &serde_yaml::Error) -> String {
-    e.to_string()
+/// Writes a value as YAML (for resolved configs the user can read back).
+pub fn to_string<T: serde::Serialize>(value: &T) -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(value)
 }
 
 #[cfg(test)]
@@ -116,6 +113,25 @@ mod tests {
     fn unknown_fields_are_rejected() {
         let err = from_str::<Outer>("items:\n  - weigth: 1\n", Path::new("f.yaml")).unwrap_err();
         assert!(err.message.contains("unknown field `weigth`"), "{err}");
+    }
+
+    #[test]
+    fn enums_read_as_single_key_maps_and_merge_keys_apply() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        #[serde(rename_all = "snake_case")]
+        enum Wait {
+            Between([f64; 2]),
+        }
+        #[derive(Debug, Deserialize)]
+        struct Doc {
+            wait: Wait,
+            merged: std::collections::BTreeMap<String, u32>,
+        }
+        let doc: Doc =
+            from_str("base: &b {x: 1}\nwait: {between: [1, 10]}\nmerged: {<<: *b, y: 2}\n", Path::new("f.yaml"))
+                .unwrap();
+        assert_eq!(doc.wait, Wait::Between([1.0, 10.0]));
+        assert_eq!(doc.merged.get("x"), Some(&1));
     }
 
     #[test]

@@ -1,3 +1,12 @@
 //! `orch`: a batch experiment orchestrator for autoscaling research.
+//!
+//! Data flow: [`matrix`] parses and resolves a matrix into cells; [`runner`] runs them in parallel; each cell
+//! ([`cell`]) drives a [`backend`] (the embedded [`sim`]ulator) with a [`policy`] and summarises the run.
 
+pub mod app;
+pub mod backend;
+pub mod cell;
+pub mod matrix;
 pub mod policy;
+pub mod runner;
+pub mod sim;

@@ -1,0 +1,152 @@
+//! Runs one cell: a policy driving a backend second by second, and the summary of what happened.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{ClusterBackend, SecondMetrics};
+use crate::matrix::{CellConfig, ResolvedPolicy};
+use crate::policy::{HpaPolicy, Policy, StaticPolicy};
+use crate::sim::Simulator;
+
+/// The figures of one cell over its whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellSummary {
+    pub cell: String,
+    pub app: String,
+    pub policy: String,
+    pub scenario: String,
+    pub seed: u64,
+    pub duration_s: u64,
+    /// Area under the ready-pod curve, summed over services.
+    pub pod_minutes: f64,
+    /// CPU requested by every existing pod (ready or starting), over time.
+    pub cpu_core_hours: f64,
+    /// Seconds in which the SLO percentile of the SLO route exceeded its threshold.
+    pub slo_violation_seconds_pct: f64,
+    /// Requests to the SLO route slower than the threshold, or failed.
+    pub slo_violation_requests_pct: f64,
+    pub slo_p50_ms: f64,
+    pub slo_p95_ms: f64,
+    pub slo_p99_ms: f64,
+    pub overall_p50_ms: f64,
+    pub overall_p95_ms: f64,
+    pub overall_p99_ms: f64,
+    pub failure_pct: f64,
+    pub offered_requests: f64,
+    pub achieved_requests: f64,
+    pub mean_offered_rps: f64,
+    pub mean_achieved_rps: f64,
+    /// Changes of a deployment's desired replicas.
+    pub scaling_actions: u64,
+}
+
+/// Running totals from which the summary is computed.
+#[derive(Debug, Default)]
+struct Totals {
+    seconds: u64,
+    ready_pod_seconds: f64,
+    requested_core_seconds: f64,
+    violated_seconds: u64,
+    slo_requests: f64,
+    slo_bad_requests: f64,
+    offered: f64,
+    achieved: f64,
+    failures: f64,
+}
+
+/// Builds the policy a resolved config describes.
+pub fn build_policy(config: &CellConfig) -> Box<dyn Policy> {
+    match &config.policy {
+        ResolvedPolicy::Hpa { manifests, .. } => Box::new(HpaPolicy::new(&config.app, manifests)),
+        ResolvedPolicy::Static { replicas, .. } => Box::new(StaticPolicy::new(
+            config
+                .app
+                .services
+                .iter()
+                .map(|s| replicas.get(&s.name).copied().unwrap_or(s.replicas.initial()))
+                .collect(),
+        )),
+    }
+}
+
+/// Runs a cell on the simulator, handing every second to `on_second` and each scaling action to `on_scale`.
+pub fn simulate(
+    id: &str,
+    config: &CellConfig,
+    mut on_second: impl FnMut(&SecondMetrics),
+    mut on_scale: impl FnMut(u64, &str, u32, u32, &str),
+) -> CellSummary {
+    let mut backend = Simulator::new(&config.app, &config.scenario, config.seed);
+    let mut policy = build_policy(config);
+    backend.reset(&policy.initial_replicas());
+    let interval = policy.interval_s();
+    let cpu_requests_m: Vec<f64> = config.app.services.iter().map(|s| s.cpu.request_m).collect();
+    let mut totals = Totals::default();
+    let mut scaling_actions = 0;
+    loop {
+        let now = totals.seconds;
+        if interval != u64::MAX && now.is_multiple_of(interval) {
+            let observation = backend.observe();
+            for decision in policy.decide(&observation) {
+                let before = observation.services[decision.service].spec_replicas;
+                if decision.replicas != before {
+                    scaling_actions += 1;
+                    on_scale(
+                        now,
+                        &config.app.services[decision.service].name,
+                        before,
+                        decision.replicas,
+                        &decision.reason,
+                    );
+                    backend.scale(decision.service, decision.replicas);
+                }
+            }
+        }
+        let Some(second) = backend.advance() else { break };
+        totals.seconds += 1;
+        for (service, request_m) in second.services.iter().zip(&cpu_requests_m) {
+            totals.ready_pod_seconds += service.ready as f64;
+            totals.requested_core_seconds += service.pods as f64 * request_m / 1000.0;
+        }
+        totals.violated_seconds += second.slo_violated as u64;
+        totals.slo_requests += second.slo_requests;
+        totals.slo_bad_requests += second.slo_bad_requests;
+        totals.offered += second.offered_rps;
+        totals.achieved += second.achieved_rps;
+        totals.failures += second.failures;
+        on_second(&second);
+    }
+    let latency = backend.run_latency();
+    let pct = |part: f64, whole: f64| if whole > 0.0 { 100.0 * part / whole } else { 0.0 };
+    let seconds = totals.seconds.max(1) as f64;
+    CellSummary {
+        cell: id.to_string(),
+        app: config.app.name.clone(),
+        policy: config.policy.name().to_string(),
+        scenario: config.scenario.name.clone(),
+        seed: config.seed,
+        duration_s: totals.seconds,
+        pod_minutes: totals.ready_pod_seconds / 60.0,
+        cpu_core_hours: totals.requested_core_seconds / 3600.0,
+        slo_violation_seconds_pct: pct(totals.violated_seconds as f64, totals.seconds as f64),
+        slo_violation_requests_pct: pct(totals.slo_bad_requests, totals.slo_requests),
+        slo_p50_ms: latency.slo_route[0],
+        slo_p95_ms: latency.slo_route[1],
+        slo_p99_ms: latency.slo_route[2],
+        overall_p50_ms: latency.overall[0],
+        overall_p95_ms: latency.overall[1],
+        overall_p99_ms: latency.overall[2],
+        failure_pct: pct(totals.failures, totals.offered),
+        offered_requests: totals.offered,
+        achieved_requests: totals.achieved,
+        mean_offered_rps: totals.offered / seconds,
+        mean_achieved_rps: totals.achieved / seconds,
+        scaling_actions,
+    }
+}
+
+/// Runs a cell and keeps every second in memory (tests and small tools).
+pub fn simulate_collect(id: &str, config: &CellConfig) -> (Vec<SecondMetrics>, CellSummary) {
+    let mut seconds = Vec::new();
+    let summary = simulate(id, config, |s| seconds.push(s.clone()), |_, _, _, _, _| {});
+    (seconds, summary)
+}

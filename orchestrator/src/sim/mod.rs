@@ -1,0 +1,493 @@
+//! The embedded simulated cluster: deterministic, seeded, one-second ticks.
+//!
+//! Per tick: the scenario's users (closed model, throughput falls as latency rises) or arrival rate (open model)
+//! give each route an expected request rate; Poisson noise from the seed turns it into arrivals; every service is
+//! an M/M/c queue (c = ready pods, per-pod rate from its CPU limit and per-call demand) plus a fluid backlog that
+//! carries overload from second to second and drops what waits past the request timeout; a route's latency is the
+//! sum of its calls' sojourn times, fitted to a log-normal for percentiles. Pods become ready after their start-up
+//! delay; CPU usage reaches policies as metrics-server reports it: per-pod averages over 15 s scrape windows.
+
+mod histogram;
+pub mod queueing;
+mod workload;
+
+use load_agent::scenario::{LoadShape, Scenario, step_users};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use crate::app::AppModel;
+use crate::backend::{ClusterBackend, Observation, RunLatency, SecondMetrics, ServiceObservation, ServiceSecond};
+use crate::policy::hpa::{MetricSample, PodPhase, PodSample};
+use histogram::LogHistogram;
+use queueing::{LogNormal, mmc_wait, normal_quantile};
+pub use workload::Workload;
+
+/// metrics-server's default resolution: each pod's CPU is the mean over this window.
+pub const METRICS_WINDOW_S: u64 = 15;
+
+/// Probability bins each second's latency distribution is summarised by for run-level percentiles; the tail is
+/// finer because p95 and p99 are what reports quote.
+const QUANTILE_BINS: [f64; 16] =
+    [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99, 0.995, 0.999, 1.0];
+
+#[derive(Debug, Clone)]
+struct Pod {
+    id: u64,
+    created_s: f64,
+    ready_s: f64,
+}
+
+/// Per-service constants and state.
+#[derive(Debug, Clone)]
+struct ServiceState {
+    name: String,
+    request_m: f64,
+    limit_m: f64,
+    idle_m: f64,
+    default_cpu_ms: f64,
+    startup_s: f64,
+    memory_base_mib: f64,
+    memory_per_inflight_mib: f64,
+    memory_request_bytes: i64,
+    pods: Vec<Pod>,
+    desired: u32,
+    /// Requests queued beyond what the stationary model holds, carried to the next second.
+    backlog: f64,
+    // This tick's results.
+    ready: u32,
+    /// Calls this second: expected (from route rates) and realized (after Poisson noise).
+    expected_calls: f64,
+    calls: f64,
+    work_ms: f64,
+    wait_ms: f64,
+    wait_variance_ms2: f64,
+    failure_ratio: f64,
+    memory_mib: f64,
+    // metrics-server: the running window and the last published per-pod mean.
+    window_sum_m: f64,
+    reported_m: Option<f64>,
+    reported_at_s: u64,
+}
+
+/// The simulated cluster for one cell.
+pub struct Simulator {
+    services: Vec<ServiceState>,
+    workload: Workload,
+    rng: ChaCha8Rng,
+    time_s: u64,
+    duration_s: u64,
+    users: f64,
+    next_pod_id: u64,
+    /// Last second's mean response time per route, in seconds (closed-loop users feel it).
+    route_response_s: Vec<f64>,
+    route_rates: Vec<f64>,
+    route_arrivals: Vec<f64>,
+    slo_route: usize,
+    slo_threshold_ms: f64,
+    /// The SLO percentile as a fraction (0.95 for p95).
+    slo_fraction: f64,
+    z50: f64,
+    z95: f64,
+    z99: f64,
+    bin_z: [f64; QUANTILE_BINS.len() - 1],
+    slo_histogram: LogHistogram,
+    overall_histogram: LogHistogram,
+}
+
+impl Simulator {
+    /// A simulator for `app` under `scenario`; every request of the scenario must match a route of the app.
+    pub fn new(app: &AppModel, scenario: &Scenario, seed: u64) -> Simulator {
+        let workload = Workload::compile(app, scenario);
+        let services = app
+            .services
+            .iter()
+            .map(|s| ServiceState {
+                name: s.name.clone(),
+                request_m: s.cpu.request_m,
+                limit_m: s.cpu.limit_m,
+                idle_m: s.cpu.idle_m,
+                default_cpu_ms: s.cpu.per_request_ms,
+                startup_s: s.startup_s,
+                memory_base_mib: s.memory.base_mib,
+                memory_per_inflight_mib: s.memory.per_inflight_mib,
+                memory_request_bytes: (s.memory.request_mib * 1024.0 * 1024.0) as i64,
+                pods: Vec::new(),
+                desired: 0,
+                backlog: 0.0,
+                ready: 0,
+                expected_calls: 0.0,
+                calls: 0.0,
+                work_ms: 0.0,
+                wait_ms: 0.0,
+                wait_variance_ms2: 0.0,
+                failure_ratio: 0.0,
+                memory_mib: s.memory.base_mib,
+                window_sum_m: 0.0,
+                reported_m: None,
+                reported_at_s: 0,
+            })
+            .collect();
+        let route_count = workload.routes.len();
+        let mut bin_z = [0.0; QUANTILE_BINS.len() - 1];
+        for (i, z) in bin_z.iter_mut().enumerate() {
+            *z = normal_quantile(0.5 * (QUANTILE_BINS[i] + QUANTILE_BINS[i + 1]));
+        }
+        let duration_s = scenario.duration_s().ceil() as u64;
+        let mut sim = Simulator {
+            services,
+            route_response_s: workload.routes.iter().map(|r| r.base_ms / 1000.0).collect(),
+            workload,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            time_s: 0,
+            duration_s,
+            users: 0.0,
+            next_pod_id: 0,
+            route_rates: vec![0.0; route_count],
+            route_arrivals: vec![0.0; route_count],
+            slo_route: app.route_index(&app.slo.route).expect("validated SLO route"),
+            slo_threshold_ms: app.slo.threshold_ms,
+            slo_fraction: app.slo.percentile / 100.0,
+            z50: 0.0,
+            z95: normal_quantile(0.95),
+            z99: normal_quantile(0.99),
+            bin_z,
+            slo_histogram: LogHistogram::default(),
+            overall_histogram: LogHistogram::default(),
+        };
+        let initial: Vec<u32> = app.services.iter().map(|s| s.replicas.initial()).collect();
+        sim.reset(&initial);
+        sim
+    }
+
+    pub fn duration_s(&self) -> u64 {
+        self.duration_s
+    }
+
+    /// Sets each route's expected request rate for the current second from users or arrival rate.
+    fn plan_route_rates(&mut self) -> f64 {
+        self.route_rates.iter_mut().for_each(|r| *r = 0.0);
+        let t = self.time_s as f64;
+        match &self.workload.shape {
+            LoadShape::ArrivalRate(open) => {
+                let rate = self.workload.shape.arrival_rate(t).unwrap_or(0.0);
+                let mut busy_s = 0.0;
+                for class in &self.workload.users {
+                    for task in &class.tasks {
+                        let share = class.share * task.probability;
+                        let task_s: f64 = task.routes.iter().map(|&r| self.route_response_s[r]).sum();
+                        busy_s += share * task_s;
+                        for &r in &task.routes {
+                            self.route_rates[r] += rate * share;
+                        }
+                    }
+                }
+                // Users busy at once (Little's law), capped where the open model starts dropping iterations.
+                (rate * busy_s).max(open.preallocated_users as f64).min(open.max_users as f64)
+            }
+            shape => {
+                let previous = self.users;
+                if let Some(target) = shape.users_target(t) {
+                    self.users = step_users(self.users, target, 1.0);
+                }
+                let spawned = (self.users - previous).max(0.0);
+                for class in &self.workload.users {
+                    let users = self.users * class.share;
+                    // Renewal argument: each user completes one task per mean cycle (task time + wait).
+                    let mut cycle_s = 0.0;
+                    for task in &class.tasks {
+                        let task_s: f64 = task.routes.iter().map(|&r| self.route_response_s[r]).sum();
+                        let wait_s = class.wait.map_or(0.0, |w| w.mean_wait_after(task_s));
+                        cycle_s += task.probability * (task_s + wait_s);
+                    }
+                    let tasks_per_s = users / cycle_s.max(1e-6);
+                    for task in &class.tasks {
+                        for &r in &task.routes {
+                            self.route_rates[r] += tasks_per_s * task.probability;
+                        }
+                    }
+                    for &r in &class.on_start {
+                        self.route_rates[r] += spawned * class.share;
+                    }
+                }
+                self.users
+            }
+        }
+    }
+
+    /// Poisson-distributed count with mean `lambda`: exact (Knuth) for small means, normal approximation above 30.
+    fn poisson(&mut self, lambda: f64) -> f64 {
+        if lambda <= 0.0 {
+            0.0
+        } else if lambda < 30.0 {
+            let limit = (-lambda).exp();
+            let mut product: f64 = self.rng.r#gen();
+            let mut count = 0.0;
+            while product > limit {
+                product *= self.rng.r#gen::<f64>();
+                count += 1.0;
+            }
+            count
+        } else {
+            let z: f64 = self.rng.sample(StandardNormal);
+            (lambda + lambda.sqrt() * z).round().max(0.0)
+        }
+    }
+
+    fn step_services(&mut self) {
+        let now = self.time_s as f64;
+        for service in &mut self.services {
+            service.expected_calls = 0.0;
+            service.calls = 0.0;
+            service.work_ms = 0.0;
+        }
+        for ((route, &arrivals), &rate) in self.workload.routes.iter().zip(&self.route_arrivals).zip(&self.route_rates)
+        {
+            if rate == 0.0 && arrivals == 0.0 {
+                continue;
+            }
+            for touch in &route.touches {
+                let service = &mut self.services[touch.service];
+                service.expected_calls += rate * touch.calls;
+                service.calls += arrivals * touch.calls;
+                service.work_ms += arrivals * touch.cpu_ms;
+            }
+        }
+        let timeout_s = self.workload.timeout_s;
+        for s in &mut self.services {
+            s.ready = s.pods.iter().filter(|p| p.ready_s <= now).count() as u32;
+            let cpu_ms = if s.calls > 0.0 { s.work_ms / s.calls } else { s.default_cpu_ms };
+            let per_pod_rate = s.limit_m / cpu_ms;
+            let mut served = 0.0;
+            if s.ready == 0 {
+                // No endpoints: every call fails at once and nothing queues.
+                s.backlog = 0.0;
+                s.failure_ratio = if s.calls > 0.0 { 1.0 } else { 0.0 };
+                s.wait_ms = 0.0;
+                s.wait_variance_ms2 = 0.0;
+            } else {
+                let capacity = s.ready as f64 * per_pod_rate;
+                let waiting = s.backlog + s.calls;
+                served = waiting.min(capacity);
+                s.backlog = waiting - served;
+                let dropped = (s.backlog - capacity * timeout_s).max(0.0);
+                s.backlog -= dropped;
+                s.failure_ratio = if s.calls > 0.0 { (dropped / s.calls).min(1.0) } else { 0.0 };
+                // The M/M/c formulas already account for Poisson arrivals, so they take the expected rate;
+                // the realized count only drives the backlog, or noise would be counted twice.
+                let wait = mmc_wait(s.expected_calls, per_pod_rate, s.ready);
+                s.wait_ms = (wait.mean_s + s.backlog / capacity) * 1000.0;
+                s.wait_variance_ms2 = wait.variance_s2 * 1e6;
+            }
+            let busy_m = served * cpu_ms;
+            let ready = s.ready.max(1) as f64;
+            let per_pod_m = (busy_m + s.idle_m * s.ready as f64) / ready;
+            s.window_sum_m += per_pod_m;
+            let in_flight = served * (s.wait_ms + cpu_ms * 1000.0 / s.limit_m) / 1000.0;
+            s.memory_mib = s.memory_base_mib + s.memory_per_inflight_mib * in_flight / ready;
+        }
+    }
+
+    fn publish_metrics_window(&mut self) {
+        let end = self.time_s + 1;
+        if !end.is_multiple_of(METRICS_WINDOW_S) {
+            return;
+        }
+        for s in &mut self.services {
+            s.reported_m = Some(s.window_sum_m / METRICS_WINDOW_S as f64);
+            s.reported_at_s = end;
+            s.window_sum_m = 0.0;
+        }
+    }
+
+    fn pod_samples(&self, s: &ServiceState) -> Vec<PodSample> {
+        let now = self.time_s as f64;
+        s.pods
+            .iter()
+            .map(|pod| {
+                let ready = pod.ready_s <= now;
+                // metrics-server has a sample for a pod that was serving for a whole window before the scrape.
+                let metric = s.reported_m.filter(|_| pod.ready_s + METRICS_WINDOW_S as f64 <= s.reported_at_s as f64);
+                PodSample {
+                    name: format!("{}-{}", s.name, pod.id),
+                    phase: PodPhase::Running,
+                    deleting: false,
+                    ready: Some(ready),
+                    ready_transition_ms: seconds_to_ms(if ready { pod.ready_s } else { pod.created_s }),
+                    start_time_ms: Some(seconds_to_ms(pod.created_s)),
+                    cpu_request_milli: s.request_m.round() as i64,
+                    memory_request_bytes: s.memory_request_bytes,
+                    metric: metric.map(|m| MetricSample {
+                        cpu_milli: m.round() as i64,
+                        memory_bytes: (s.memory_mib * 1024.0 * 1024.0) as i64,
+                        timestamp_ms: seconds_to_ms(s.reported_at_s as f64),
+                        window_ms: seconds_to_ms(METRICS_WINDOW_S as f64),
+                    }),
+                }
+            })
+            .collect()
+    }
+}
+
+fn seconds_to_ms(s: f64) -> i64 {
+    (s * 1000.0).round() as i64
+}
+
+impl ClusterBackend for Simulator {
+    fn reset(&mut self, replicas: &[u32]) {
+        self.time_s = 0;
+        self.users = 0.0;
+        for (s, &count) in self.services.iter_mut().zip(replicas) {
+            s.pods.clear();
+            // Warm start: the deployment has been running before the cell, so its pods are ready at t = 0.
+            for _ in 0..count {
+                s.pods.push(Pod { id: self.next_pod_id, created_s: -s.startup_s, ready_s: 0.0 });
+                self.next_pod_id += 1;
+            }
+            s.desired = count;
+            s.backlog = 0.0;
+            s.window_sum_m = 0.0;
+            s.reported_m = None;
+        }
+    }
+
+    fn observe(&self) -> Observation {
+        Observation {
+            time_s: self.time_s,
+            services: self
+                .services
+                .iter()
+                .map(|s| ServiceObservation {
+                    spec_replicas: s.desired,
+                    status_replicas: s.pods.len() as u32,
+                    ready_replicas: s.pods.iter().filter(|p| p.ready_s <= self.time_s as f64).count() as u32,
+                    pods: self.pod_samples(s),
+                    cpu_utilization_pct: s.reported_m.map(|m| 100.0 * m / s.request_m),
+                    arrival_rps: s.calls,
+                    failure_ratio: s.failure_ratio,
+                })
+                .collect(),
+        }
+    }
+
+    fn scale(&mut self, service: usize, replicas: u32) {
+        let now = self.time_s as f64;
+        let s = &mut self.services[service];
+        s.desired = replicas;
+        while (s.pods.len() as u32) < replicas {
+            // Start-up varies ±10 % from pod to pod (image cache, node load).
+            let jitter = 0.9 + 0.2 * self.rng.r#gen::<f64>();
+            s.pods.push(Pod { id: self.next_pod_id, created_s: now, ready_s: now + s.startup_s * jitter });
+            self.next_pod_id += 1;
+        }
+        while (s.pods.len() as u32) > replicas {
+            // Like a ReplicaSet: remove pods that are not ready first, then the newest.
+            let victim = s
+                .pods
+                .iter()
+                .enumerate()
+                .max_by(|(_, a), (_, b)| {
+                    let a_key = (a.ready_s > now, a.created_s);
+                    let b_key = (b.ready_s > now, b.created_s);
+                    a_key.partial_cmp(&b_key).expect("finite times")
+                })
+                .map(|(i, _)| i)
+                .expect("non-empty");
+            s.pods.remove(victim);
+        }
+    }
+
+    fn advance(&mut self) -> Option<SecondMetrics> {
+        if self.time_s >= self.duration_s {
+            return None;
+        }
+        let users = self.plan_route_rates();
+        for r in 0..self.route_rates.len() {
+            self.route_arrivals[r] = self.poisson(self.route_rates[r]);
+        }
+        self.step_services();
+
+        let timeout_ms = self.workload.timeout_s * 1000.0;
+        let (mut offered, mut achieved, mut failures) = (0.0, 0.0, 0.0);
+        let mut row = SecondMetrics {
+            time_s: self.time_s,
+            users,
+            offered_rps: 0.0,
+            achieved_rps: 0.0,
+            failures: 0.0,
+            slo_p50_ms: 0.0,
+            slo_p95_ms: 0.0,
+            slo_p99_ms: 0.0,
+            slo_violated: false,
+            slo_requests: 0.0,
+            slo_bad_requests: 0.0,
+            services: Vec::with_capacity(self.services.len()),
+        };
+        for (r, route) in self.workload.routes.iter().enumerate() {
+            // A route nobody calls this second needs no latency, except the SLO route, which every row reports.
+            if self.route_rates[r] == 0.0 && self.route_arrivals[r] == 0.0 && r != self.slo_route {
+                continue;
+            }
+            let mut mean_ms = route.base_ms;
+            let mut variance = route.base_variance_ms2;
+            let mut log_success = 0.0;
+            for touch in &route.touches {
+                let s = &self.services[touch.service];
+                mean_ms += touch.calls * s.wait_ms;
+                variance += touch.calls * s.wait_variance_ms2;
+                if s.failure_ratio > 0.0 {
+                    log_success += touch.calls * (1.0 - s.failure_ratio).max(1e-12).ln();
+                }
+            }
+            let latency = LogNormal::from_moments(mean_ms, variance);
+            let timed_out = latency.exceedance(timeout_ms);
+            let failure = 1.0 - log_success.exp() * (1.0 - timed_out);
+            self.route_response_s[r] = ((1.0 - failure) * mean_ms + failure * timeout_ms) / 1000.0;
+            let arrivals = self.route_arrivals[r];
+            let succeeded = arrivals * (1.0 - failure);
+            offered += arrivals;
+            achieved += succeeded;
+            failures += arrivals - succeeded;
+            if succeeded > 0.0 {
+                let weight = succeeded;
+                for (i, z) in self.bin_z.iter().enumerate() {
+                    let share = QUANTILE_BINS[i + 1] - QUANTILE_BINS[i];
+                    self.overall_histogram.add_ln(latency.mu + latency.sigma * z, weight * share);
+                    if r == self.slo_route {
+                        self.slo_histogram.add_ln(latency.mu + latency.sigma * z, weight * share);
+                    }
+                }
+            }
+            if r == self.slo_route {
+                row.slo_p50_ms = latency.at_z(self.z50);
+                row.slo_p95_ms = latency.at_z(self.z95);
+                row.slo_p99_ms = latency.at_z(self.z99);
+                // Failed requests count as slower than any threshold.
+                let bad_share = failure + (1.0 - failure) * latency.exceedance(self.slo_threshold_ms);
+                row.slo_violated = bad_share > 1.0 - self.slo_fraction;
+                row.slo_requests = arrivals;
+                row.slo_bad_requests = arrivals * bad_share;
+            }
+        }
+        row.offered_rps = offered;
+        row.achieved_rps = achieved;
+        row.failures = failures;
+        for s in &self.services {
+            row.services.push(ServiceSecond {
+                ready: s.ready,
+                desired: s.desired,
+                pods: s.pods.len() as u32,
+                cpu_utilization_pct: s.reported_m.map_or(0.0, |m| 100.0 * m / s.request_m),
+                memory_mib: s.memory_mib,
+            });
+        }
+        self.publish_metrics_window();
+        self.time_s += 1;
+        Some(row)
+    }
+
+    fn run_latency(&self) -> RunLatency {
+        let pick = |h: &LogHistogram| [50.0, 95.0, 99.0].map(|p| h.percentile(p).unwrap_or(f64::NAN));
+        RunLatency { slo_route: pick(&self.slo_histogram), overall: pick(&self.overall_histogram) }
+    }
+}

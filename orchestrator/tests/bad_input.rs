@@ -1,0 +1,194 @@
+//! Bad input: each broken file gives one clear error naming the file and field, exit code 2, and nothing under logs/.
+
+mod common;
+
+use common::Scratch;
+
+/// A one-policy, one-scenario matrix over the scratch copy, so each case breaks exactly one thing.
+const MATRIX: &str = "experiments/m.yaml";
+const BASE_MATRIX: &str = "name: bad\nseeds: [1]\napps: [online-boutique]\nscenarios: [peak]\npolicies:\n  - {name: hpa, kind: hpa, manifest: hpa-cpu-60.yaml}\n  - {name: fixed, kind: static, replicas: {frontend: 2}}\n";
+
+const OB: &str = "experiments/apps/online-boutique.yaml";
+const PEAK: &str = "experiments/scenarios/online-boutique/peak.yaml";
+const HPA: &str = "baselines/online-boutique/hpa-cpu-60.yaml";
+
+struct Case {
+    name: &'static str,
+    /// (file, text to replace, replacement)
+    edit: (&'static str, &'static str, &'static str),
+    /// Where the error must point: the file name and the field path.
+    file: &'static str,
+    field: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "malformed yaml", edit: (MATRIX, "seeds: [1]", "seeds: [1"), file: "m.yaml", field: "" },
+    Case {
+        name: "unknown matrix field",
+        edit: (MATRIX, "seeds:", "seedz: [1]\nseeds:"),
+        file: "m.yaml",
+        field: "seedz",
+    },
+    Case { name: "unknown app", edit: (MATRIX, "[online-boutique]", "[web-shop]"), file: "m.yaml", field: "apps[0]" },
+    Case { name: "unknown scenario", edit: (MATRIX, "[peak]", "[blackfriday]"), file: "m.yaml", field: "scenarios[0]" },
+    Case {
+        name: "unknown baseline",
+        edit: (MATRIX, "hpa-cpu-60.yaml", "hpa-cpu-55.yaml"),
+        file: "m.yaml",
+        field: "policies[0].manifest",
+    },
+    Case { name: "duplicate seed", edit: (MATRIX, "seeds: [1]", "seeds: [1, 1]"), file: "m.yaml", field: "seeds[1]" },
+    Case {
+        name: "zero parallelism",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nstrategy: {max_parallel: 0}"),
+        file: "m.yaml",
+        field: "strategy.max_parallel",
+    },
+    Case {
+        name: "static replicas above max",
+        edit: (MATRIX, "{frontend: 2}", "{frontend: 11}"),
+        file: "m.yaml",
+        field: "policies[1].replicas.frontend",
+    },
+    Case {
+        name: "unknown policy kind",
+        edit: (MATRIX, "kind: static", "kind: vpa"),
+        file: "m.yaml",
+        field: "policies[1].kind",
+    },
+    Case {
+        name: "unknown service in a call tree",
+        edit: (OB, "- {service: adservice}\n  - name: product", "- {service: adsrvice}\n  - name: product"),
+        file: "online-boutique.yaml",
+        field: "routes[0].call.calls[4].service",
+    },
+    Case {
+        name: "cycle in the call graph",
+        edit: (OB, "- {service: paymentservice}", "- {service: paymentservice, calls: [{service: checkoutservice}]}"),
+        file: "online-boutique.yaml",
+        field: "routes[5].call.calls[0].calls[4].calls[0].service",
+    },
+    Case {
+        name: "cycle across routes",
+        edit: (
+            OB,
+            "call: {service: frontend, cpu_ms: 0.3}",
+            "call: {service: adservice, calls: [{service: frontend}]}",
+        ),
+        file: "online-boutique.yaml",
+        field: "routes",
+    },
+    Case {
+        name: "min above max",
+        edit: (OB, "replicas: {min: 1, max: 10}", "replicas: {min: 12, max: 10}"),
+        file: "online-boutique.yaml",
+        field: "services[0].replicas.min",
+    },
+    Case {
+        name: "zero cpu demand",
+        edit: (OB, "per_request_ms: 1.0", "per_request_ms: 0"),
+        file: "online-boutique.yaml",
+        field: "services[0].cpu.per_request_ms",
+    },
+    Case {
+        name: "negative start-up delay",
+        edit: (OB, "startup_s: 15", "startup_s: -5"),
+        file: "online-boutique.yaml",
+        field: "services[0].startup_s",
+    },
+    Case {
+        name: "unknown SLO route",
+        edit: (OB, "slo: {route: cart,", "slo: {route: basket,"),
+        file: "online-boutique.yaml",
+        field: "slo.route",
+    },
+    Case {
+        name: "zero-length stage",
+        edit: (PEAK, "{end: 900,", "{end: 0,"),
+        file: "peak.yaml",
+        field: "shape.stages[0].end",
+    },
+    Case {
+        name: "task weight zero",
+        edit: (PEAK, "{name: view-cart,", "{name: view-cart, weight: 0,"),
+        file: "peak.yaml",
+        field: "users[0].tasks[0].weight",
+    },
+    Case {
+        name: "unknown wait kind",
+        edit: (PEAK, "{constant_throughput: 1}", "{poisson: 1}"),
+        file: "peak.yaml",
+        field: "users[0].wait",
+    },
+    Case {
+        name: "request matching no route",
+        edit: (PEAK, "path: /cart}", "path: /basket}"),
+        file: "peak.yaml",
+        field: "users[0].tasks[0].requests[0]",
+    },
+    Case {
+        name: "unknown template variable",
+        edit: (PEAK, "path: /cart}", "path: \"/cart?id={{session}}\"}"),
+        file: "peak.yaml",
+        field: "users[0].tasks[0].requests[0].path",
+    },
+    Case {
+        name: "hpa targets an unknown deployment",
+        edit: (HPA, "name: frontend\n  minReplicas", "name: web\n  minReplicas"),
+        file: "hpa-cpu-60.yaml",
+        field: "document 1: spec.scaleTargetRef.name",
+    },
+    Case {
+        name: "hpa max below min",
+        edit: (HPA, "minReplicas: 1\n  maxReplicas: 10", "minReplicas: 3\n  maxReplicas: 2"),
+        file: "hpa-cpu-60.yaml",
+        field: "document 1: spec.maxReplicas",
+    },
+    Case {
+        name: "hpa wrong api version",
+        edit: (HPA, "apiVersion: autoscaling/v2", "apiVersion: autoscaling/v1"),
+        file: "hpa-cpu-60.yaml",
+        field: "document 1: apiVersion",
+    },
+];
+
+#[test]
+fn every_bad_input_is_refused_with_file_and_field_and_nothing_written() {
+    let mut failures = Vec::new();
+    for case in CASES {
+        let scratch = Scratch::new();
+        scratch.write(MATRIX, BASE_MATRIX);
+        let (file, from, to) = case.edit;
+        scratch.edit(file, from, to);
+        let output = scratch.orch(&["run", MATRIX, "--tag", "t"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+        let problems = [
+            (output.status.code() != Some(2), format!("exit code {:?}", output.status.code())),
+            (error_lines.len() != 1, format!("{} error lines", error_lines.len())),
+            (!stderr.contains(case.file), format!("no file name {:?}", case.file)),
+            (
+                !case.field.is_empty() && !stderr.contains(&format!(": {}: ", case.field)),
+                format!("no field {:?}", case.field),
+            ),
+            (scratch.path("logs").exists(), "logs/ was created".to_string()),
+        ];
+        for (failed, what) in problems {
+            if failed {
+                failures.push(format!("{}: {what}; stderr: {stderr}", case.name));
+            }
+        }
+    }
+    assert!(CASES.len() >= 15);
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+}
+
+#[test]
+fn the_unedited_base_matrix_is_accepted() {
+    // Guards the table above: its cases fail because of their edit, not because the base is broken.
+    let scratch = Scratch::new();
+    scratch.write(MATRIX, BASE_MATRIX);
+    let output = scratch.orch(&["plan", MATRIX]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("2 cells"));
+}
