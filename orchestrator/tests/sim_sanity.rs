@@ -132,3 +132,29 @@ fn closed_loop_users_send_less_when_latency_rises() {
     assert!(offered_max > 750.0, "800 users at 1 req/s sent {offered_max:.0}/s to a well-provisioned app");
     assert!(offered_one < 0.7 * offered_max, "an overloaded app still received {offered_one:.0}/s");
 }
+
+#[test]
+fn open_model_arrivals_follow_the_rate_whatever_the_latency() {
+    // An arrival-rate scenario keeps sending at its rate even when one frontend pod is overloaded, unlike
+    // closed-loop users; the overload then shows up as failures (requests queued past the timeout).
+    let scratch = Scratch::new();
+    scratch.write(
+        "experiments/scenarios/online-boutique/open.yaml",
+        "users:\n  - name: u\n    tasks: [{name: cart, requests: [{method: GET, path: /cart}]}]\n\
+         shape:\n  arrival_rate:\n    start_rate: 600\n    stages: [{duration: 120, target: 600}]\n    preallocated_users: 10\n    max_users: 5000\n",
+    );
+    scratch.write(
+        "experiments/t.yaml",
+        "name: t\nseeds: [1]\napps: [online-boutique]\nscenarios: [open]\npolicies:\n  - {name: one, kind: static, replicas: 1}\n  - {name: static-max, kind: static, replicas: max}\n",
+    );
+    let cells = Matrix::load(&scratch.path("experiments/t.yaml")).expect("valid matrix").cells;
+    let (one, one_summary) = simulate_collect(&cells[0].id, &cells[0].config);
+    let (max, max_summary) = simulate_collect(&cells[1].id, &cells[1].config);
+    assert_eq!(one.len(), 120);
+    for rows in [&one, &max] {
+        let offered = mean(rows, 30, 120, |r| r.offered_rps);
+        assert!((offered / 600.0 - 1.0).abs() < 0.05, "offered {offered:.0}/s for a rate of 600/s");
+    }
+    assert!(one_summary.failure_pct > 10.0, "an overloaded single pod failed only {:.1} %", one_summary.failure_pct);
+    assert_eq!(max_summary.failure_pct, 0.0);
+}
