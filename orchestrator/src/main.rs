@@ -83,7 +83,9 @@ fn main() -> ExitCode {
                 Some(n) => matrix.max_parallel = n,
                 None => {}
             }
-            let tag = tag.unwrap_or_else(|| format!("{}-{}", matrix.name, utc_timestamp()));
+            let tag = tag.unwrap_or_else(|| {
+                format!("{}-{}", matrix.name, load_agent::clock::compact(load_agent::clock::now_unix_s()))
+            });
             if tag.is_empty()
                 || tag.starts_with('.')
                 || !tag.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -119,21 +121,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// `YYYYMMDD-HHMMSS` in UTC, from the system clock.
-fn utc_timestamp() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + (month <= 2) as i64;
-    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rest / 3600, rest % 3600 / 60, rest % 60)
 }

@@ -7,6 +7,7 @@
 use std::io::{self, Write};
 
 use super::{Collector, Entry, PERCENTILES};
+use crate::clock::iso8601;
 
 pub const STATS_HEADER: &str = "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,\
 Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,\
@@ -93,21 +94,6 @@ pub fn write_history_csv(out: &mut impl Write, stats: &Collector) -> io::Result<
     Ok(())
 }
 
-fn utc(unix_s: u64) -> String {
-    let (days, rest) = ((unix_s / 86_400) as i64, unix_s % 86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + (month <= 2) as i64;
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
 pub fn write_failures_csv(out: &mut impl Write, stats: &Collector) -> io::Result<()> {
     writeln!(out, "{FAILURES_HEADER}")?;
     for failure in stats.failures() {
@@ -118,8 +104,8 @@ pub fn write_failures_csv(out: &mut impl Write, stats: &Collector) -> io::Result
             field(&failure.key.name),
             field(&failure.key.error),
             failure.occurrences,
-            utc(failure.first_seen_unix_s),
-            utc(failure.last_seen_unix_s)
+            iso8601(failure.first_seen_unix_s),
+            iso8601(failure.last_seen_unix_s)
         )?;
     }
     Ok(())
@@ -128,12 +114,6 @@ pub fn write_failures_csv(out: &mut impl Write, stats: &Collector) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_formats_like_locust() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(1_700_000_000), "2023-11-14T22:13:20Z");
-    }
 
     #[test]
     fn files_have_locust_headers_and_one_row_per_name_plus_aggregated() {
