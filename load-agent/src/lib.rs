@@ -4,6 +4,7 @@
 //! place) and YAML parsing with errors that name the file and field.
 
 pub mod clock;
+pub mod engine;
 pub mod protocol;
 pub mod scenario;
 pub mod stats;

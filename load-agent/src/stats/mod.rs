@@ -5,6 +5,7 @@
 //! without loss.
 
 mod csv;
+mod report;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use serde::{Deserialize, Serialize};
 
 pub use csv::{FAILURES_HEADER, HISTORY_HEADER, STATS_HEADER, write_failures_csv, write_history_csv, write_stats_csv};
+pub use report::write_console_report;
 
 /// Locust's percentile columns.
 pub const PERCENTILES: [f64; 11] = [0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0];

@@ -1,0 +1,254 @@
+//! One simulated user: on_start, then tasks picked at random by weight, each followed by its wait.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, header::HeaderName};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::watch;
+
+use super::http::{HttpUser, form_encode};
+use crate::scenario::{Request, RequestKind, Scenario, Template, Variable, WaitTime};
+use crate::stats::Collector;
+
+/// A request with its templates parsed once.
+struct CompiledRequest {
+    method: Method,
+    method_name: String,
+    name: String,
+    path: Template,
+    headers: Vec<(HeaderName, Template)>,
+    body: Body,
+}
+
+enum Body {
+    None,
+    Form(Vec<(String, Template)>),
+    Json(serde_json::Value),
+}
+
+struct CompiledTask {
+    weight: u32,
+    requests: Vec<CompiledRequest>,
+}
+
+/// A user class ready to run: templates parsed, weights summed.
+pub struct CompiledClass {
+    on_start: Vec<CompiledRequest>,
+    tasks: Vec<CompiledTask>,
+    total_weight: u32,
+    wait: Option<WaitTime>,
+}
+
+/// Compiles every user class of a validated scenario with HTTP requests.
+pub fn compile(scenario: &Scenario) -> Result<Vec<CompiledClass>, String> {
+    scenario
+        .users
+        .iter()
+        .map(|user| {
+            let tasks = user
+                .tasks
+                .iter()
+                .map(|task| {
+                    let requests = task.requests.iter().map(compile_request).collect::<Result<Vec<_>, _>>()?;
+                    Ok(CompiledTask { weight: task.weight, requests })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok(CompiledClass {
+                on_start: user.on_start.iter().map(compile_request).collect::<Result<Vec<_>, _>>()?,
+                total_weight: tasks.iter().map(|t| t.weight).sum(),
+                tasks,
+                wait: user.wait,
+            })
+        })
+        .collect()
+}
+
+fn compile_request(request: &Request) -> Result<CompiledRequest, String> {
+    let RequestKind::Http { method, path } = request.kind() else {
+        return Err("redis requests need a redis:// target".to_string());
+    };
+    let headers = request
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let name = HeaderName::try_from(k.as_str()).map_err(|e| format!("header {k:?}: {e}"))?;
+            Ok((name, Template::parse(v)?))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let body = match (&request.form, &request.json) {
+        (Some(form), _) => {
+            Body::Form(form.iter().map(|(k, v)| Ok((k.clone(), Template::parse(v)?))).collect::<Result<_, String>>()?)
+        }
+        (None, Some(json)) => Body::Json(json.clone()),
+        (None, None) => Body::None,
+    };
+    Ok(CompiledRequest {
+        method: Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?,
+        method_name: method.to_string(),
+        name: request.stats_name(),
+        path: Template::parse(path)?,
+        headers,
+        body,
+    })
+}
+
+/// Values drawn for one task execution, so all its requests agree (e.g. the product added to the cart).
+struct Draws<'a> {
+    values: Vec<(&'a str, String)>,
+}
+
+impl<'a> Draws<'a> {
+    fn draw(scenario: &'a Scenario, rng: &mut ChaCha8Rng) -> Draws<'a> {
+        let values = scenario
+            .variables
+            .iter()
+            .map(|(name, variable)| {
+                let value = match variable {
+                    Variable::Values(values) => values[rng.gen_range(0..values.len())].clone(),
+                    Variable::Range([low, high]) => rng.gen_range(*low..=*high).to_string(),
+                };
+                (name.as_str(), value)
+            })
+            .collect();
+        Draws { values }
+    }
+
+    fn render(&self, template: &Template) -> String {
+        template.render(|name| self.values.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v.as_str()))
+    }
+
+    fn render_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::String(s) => match Template::parse(s) {
+                Ok(t) => serde_json::Value::String(self.render(&t)),
+                Err(_) => value.clone(),
+            },
+            serde_json::Value::Array(items) => items.iter().map(|v| self.render_json(v)).collect(),
+            serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), self.render_json(v))).collect(),
+            other => other.clone(),
+        }
+    }
+}
+
+/// What a user needs from its run.
+pub struct UserEnv {
+    pub scenario: Arc<Scenario>,
+    pub classes: Arc<Vec<CompiledClass>>,
+    pub collector: Arc<Mutex<Collector>>,
+    pub in_flight: Arc<std::sync::atomic::AtomicU64>,
+    pub timeout: Duration,
+}
+
+/// Runs one user until `stop` turns true: it finishes the request in flight, never starts another.
+pub async fn run_user(
+    env: Arc<UserEnv>,
+    class: usize,
+    mut rng: ChaCha8Rng,
+    mut http: HttpUser,
+    mut stop: watch::Receiver<bool>,
+) {
+    let class = &env.classes[class];
+    let scenario = env.scenario.clone();
+    let stopped = |stop: &watch::Receiver<bool>| *stop.borrow();
+    let draws = Draws::draw(&scenario, &mut rng);
+    for request in &class.on_start {
+        if stopped(&stop) {
+            return;
+        }
+        execute(&env, &mut http, request, &draws).await;
+    }
+    while !stopped(&stop) {
+        let mut pick = rng.gen_range(0..class.total_weight);
+        let task = class
+            .tasks
+            .iter()
+            .find(|t| {
+                if pick < t.weight {
+                    true
+                } else {
+                    pick -= t.weight;
+                    false
+                }
+            })
+            .expect("weights cover the pick");
+        let started = Instant::now();
+        let draws = Draws::draw(&scenario, &mut rng);
+        for request in &task.requests {
+            if stopped(&stop) {
+                return;
+            }
+            execute(&env, &mut http, request, &draws).await;
+        }
+        let task_s = started.elapsed().as_secs_f64();
+        let wait_s = match class.wait {
+            None => 0.0,
+            Some(WaitTime::Between([low, high])) => {
+                if high > low {
+                    rng.gen_range(low..high)
+                } else {
+                    low
+                }
+            }
+            Some(wait) => wait.mean_wait_after(task_s),
+        };
+        if wait_s > 0.0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(wait_s)) => {}
+                _ = stop.changed() => return,
+            }
+        } else {
+            // Without a wait, still let other users and the run's timers in.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+async fn execute(env: &UserEnv, http: &mut HttpUser, request: &CompiledRequest, draws: &Draws<'_>) {
+    let path = draws.render(&request.path);
+    let headers: Vec<(HeaderName, String)> =
+        request.headers.iter().map(|(name, value)| (name.clone(), draws.render(value))).collect();
+    let (content_type, body) = match &request.body {
+        Body::None => (None, Bytes::new()),
+        Body::Form(fields) => {
+            let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.clone(), draws.render(v))).collect();
+            (Some("application/x-www-form-urlencoded"), Bytes::from(form_encode(&fields)))
+        }
+        Body::Json(json) => {
+            (Some("application/json"), Bytes::from(serde_json::to_vec(&draws.render_json(json)).unwrap_or_default()))
+        }
+    };
+    env.in_flight.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let outcome =
+        tokio::time::timeout(env.timeout, http.send(request.method.clone(), &path, &headers, content_type, body)).await;
+    let latency_us = started.elapsed().as_micros() as u64;
+    env.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let (bytes, error) = match outcome {
+        Ok(Ok(response)) if response.status.as_u16() < 400 => (response.body_bytes, None),
+        Ok(Ok(response)) => (
+            response.body_bytes,
+            Some(format!(
+                "HTTPError {} {}",
+                response.status.as_u16(),
+                response.status.canonical_reason().unwrap_or("")
+            )),
+        ),
+        Ok(Err(error)) => (0, Some(error)),
+        Err(_) => {
+            // The response may still arrive on this connection: start afresh.
+            http.reset_connection();
+            (0, Some(format!("Timeout after {:.1} s", env.timeout.as_secs_f64())))
+        }
+    };
+    env.collector.lock().expect("collector lock").record(
+        &request.method_name,
+        &request.name,
+        latency_us,
+        bytes,
+        error.as_deref(),
+    );
+}
