@@ -204,13 +204,27 @@ async fn stop_and_deadline_end_a_run_and_failures_are_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsupported_targets_fail_with_a_reason() {
+async fn requests_that_do_not_suit_the_target_fail_the_run_with_a_reason() {
     let s = scenario(
         "users:\n  - {name: u, tasks: [{name: a, requests: [{redis: [GET, k]}]}]}\nshape: {stages: [{end: 1, users: 1, spawn_rate: 1}]}\n",
     );
-    let handle = RunHandle::start(plan(s, "redis://127.0.0.1:1"));
+    let (url, _seen) = serve().await;
+    let handle = RunHandle::start(plan(s, &url));
     assert_eq!(handle.wait().await, RunState::Failed);
-    assert!(handle.status().error.unwrap().contains("redis"));
+    assert!(handle.status().error.unwrap().contains("redis requests need a redis:// target"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_shows_as_connection_failures() {
+    // Port 9 (discard) is closed on loopback: every request fails fast and is counted, none is lost.
+    let s = scenario(
+        "users:\n  - name: u\n    wait: {constant: 0.1}\n    tasks: [{name: a, requests: [{method: GET, path: /}]}]\n\
+         shape: {stages: [{end: 0.5, users: 2, spawn_rate: 100}]}\n",
+    );
+    let handle = RunHandle::start(plan(s, "http://127.0.0.1:9"));
+    assert_eq!(handle.wait().await, RunState::Finished);
+    let (requests, failures) = agent_counts(&handle)["GET /"];
+    assert!(requests >= 2 && requests == failures, "{requests} requests, {failures} failures");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 
 mod http;
 mod monitor;
+mod redis;
 mod target;
 mod user;
 
@@ -24,7 +25,7 @@ use crate::scenario::{LoadShape, Scenario, UsersTarget, step_users};
 use crate::stats::Collector;
 use monitor::Monitor;
 pub use target::Target;
-use user::{UserEnv, run_user};
+use user::{Client, UserEnv, run_user};
 
 /// How often the spawner re-evaluates the shape.
 const SPAWN_TICK: Duration = Duration::from_millis(50);
@@ -236,13 +237,11 @@ fn local_share(global: u64, index: u32, count: u32) -> u64 {
 }
 
 async fn run(plan: RunPlan, shared: Arc<Shared>) -> Result<RunState, String> {
-    let Target::Http { host, port, base_path } = plan.target.clone() else {
-        return Err("redis targets are not supported by this engine yet".into());
-    };
     if plan.scenario.shape.is_open() {
         return Err("arrival-rate (open model) shapes are not supported by this engine yet".into());
     }
-    let classes = Arc::new(user::compile(&plan.scenario)?);
+    let redis_target = matches!(plan.target, Target::Redis { .. });
+    let classes = Arc::new(user::compile(&plan.scenario, redis_target)?);
     let mut stop = shared.stop.subscribe();
 
     if let Some(start_at) = plan.start_at
@@ -322,8 +321,13 @@ async fn run(plan: RunPlan, shared: Arc<Shared>) -> Result<RunState, String> {
                 if index % plan.agent_count.max(1) as u64 == plan.agent_index as u64 {
                     let (stop_user, stop_rx) = watch::channel(false);
                     let rng = ChaCha8Rng::seed_from_u64(plan.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                    let http = http::HttpUser::new(&host, port, &base_path);
-                    users.push((stop_user, tokio::spawn(run_user(env.clone(), class, rng, http, stop_rx))));
+                    let client = match &plan.target {
+                        Target::Http { host, port, base_path } => {
+                            Client::Http(http::HttpUser::new(host, *port, base_path))
+                        }
+                        Target::Redis { host, port } => Client::Redis(redis::RedisUser::new(host, *port)?),
+                    };
+                    users.push((stop_user, tokio::spawn(run_user(env.clone(), class, rng, client, stop_rx))));
                     break;
                 }
             }

@@ -11,17 +11,27 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
 
 use super::http::{HttpUser, form_encode};
+use super::redis::RedisUser;
 use crate::scenario::{Request, RequestKind, Scenario, Template, Variable, WaitTime};
 use crate::stats::Collector;
 
 /// A request with its templates parsed once.
 struct CompiledRequest {
-    method: Method,
+    /// What the statistics call the request's type: the HTTP method, or "REDIS".
     method_name: String,
     name: String,
-    path: Template,
-    headers: Vec<(HeaderName, Template)>,
-    body: Body,
+    kind: Kind,
+}
+
+enum Kind {
+    Http { method: Method, path: Template, headers: Vec<(HeaderName, Template)>, body: Body },
+    Redis { args: Vec<Template> },
+}
+
+/// A user's client for the run's target.
+pub enum Client {
+    Http(HttpUser),
+    Redis(RedisUser),
 }
 
 enum Body {
@@ -43,8 +53,9 @@ pub struct CompiledClass {
     wait: Option<WaitTime>,
 }
 
-/// Compiles every user class of a validated scenario with HTTP requests.
-pub fn compile(scenario: &Scenario) -> Result<Vec<CompiledClass>, String> {
+/// Compiles every user class of a validated scenario; every request must suit the target (`redis` or HTTP).
+pub fn compile(scenario: &Scenario, redis_target: bool) -> Result<Vec<CompiledClass>, String> {
+    let compile_request = |request: &Request| compile_request(request, redis_target);
     scenario
         .users
         .iter()
@@ -53,12 +64,12 @@ pub fn compile(scenario: &Scenario) -> Result<Vec<CompiledClass>, String> {
                 .tasks
                 .iter()
                 .map(|task| {
-                    let requests = task.requests.iter().map(compile_request).collect::<Result<Vec<_>, _>>()?;
+                    let requests = task.requests.iter().map(&compile_request).collect::<Result<Vec<_>, _>>()?;
                     Ok(CompiledTask { weight: task.weight, requests })
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             Ok(CompiledClass {
-                on_start: user.on_start.iter().map(compile_request).collect::<Result<Vec<_>, _>>()?,
+                on_start: user.on_start.iter().map(&compile_request).collect::<Result<Vec<_>, _>>()?,
                 total_weight: tasks.iter().map(|t| t.weight).sum(),
                 tasks,
                 wait: user.wait,
@@ -67,9 +78,19 @@ pub fn compile(scenario: &Scenario) -> Result<Vec<CompiledClass>, String> {
         .collect()
 }
 
-fn compile_request(request: &Request) -> Result<CompiledRequest, String> {
-    let RequestKind::Http { method, path } = request.kind() else {
-        return Err("redis requests need a redis:// target".to_string());
+fn compile_request(request: &Request, redis_target: bool) -> Result<CompiledRequest, String> {
+    let (method, path) = match (request.kind(), redis_target) {
+        (RequestKind::Redis { .. }, true) => {
+            let args = request.redis.iter().flatten().map(|a| Template::parse(a)).collect::<Result<Vec<_>, _>>()?;
+            return Ok(CompiledRequest {
+                method_name: "REDIS".into(),
+                name: request.stats_name(),
+                kind: Kind::Redis { args },
+            });
+        }
+        (RequestKind::Http { method, path }, false) => (method, path),
+        (RequestKind::Redis { .. }, false) => return Err("redis requests need a redis:// target".to_string()),
+        (RequestKind::Http { .. }, true) => return Err("HTTP requests need an http:// target".to_string()),
     };
     let headers = request
         .headers
@@ -87,12 +108,14 @@ fn compile_request(request: &Request) -> Result<CompiledRequest, String> {
         (None, None) => Body::None,
     };
     Ok(CompiledRequest {
-        method: Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?,
         method_name: method.to_string(),
         name: request.stats_name(),
-        path: Template::parse(path)?,
-        headers,
-        body,
+        kind: Kind::Http {
+            method: Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?,
+            path: Template::parse(path)?,
+            headers,
+            body,
+        },
     })
 }
 
@@ -148,7 +171,7 @@ pub async fn run_user(
     env: Arc<UserEnv>,
     class: usize,
     mut rng: ChaCha8Rng,
-    mut http: HttpUser,
+    mut http: Client,
     mut stop: watch::Receiver<bool>,
 ) {
     let class = &env.classes[class];
@@ -207,43 +230,61 @@ pub async fn run_user(
     }
 }
 
-async fn execute(env: &UserEnv, http: &mut HttpUser, request: &CompiledRequest, draws: &Draws<'_>) {
-    let path = draws.render(&request.path);
-    let headers: Vec<(HeaderName, String)> =
-        request.headers.iter().map(|(name, value)| (name.clone(), draws.render(value))).collect();
-    let (content_type, body) = match &request.body {
-        Body::None => (None, Bytes::new()),
-        Body::Form(fields) => {
-            let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.clone(), draws.render(v))).collect();
-            (Some("application/x-www-form-urlencoded"), Bytes::from(form_encode(&fields)))
-        }
-        Body::Json(json) => {
-            (Some("application/json"), Bytes::from(serde_json::to_vec(&draws.render_json(json)).unwrap_or_default()))
-        }
-    };
+async fn execute(env: &UserEnv, client: &mut Client, request: &CompiledRequest, draws: &Draws<'_>) {
     env.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    let outcome =
-        tokio::time::timeout(env.timeout, http.send(request.method.clone(), &path, &headers, content_type, body)).await;
+    let (bytes, error) = match (&request.kind, client) {
+        (Kind::Http { method, path, headers, body }, Client::Http(http)) => {
+            let path = draws.render(path);
+            let headers: Vec<(HeaderName, String)> =
+                headers.iter().map(|(name, value)| (name.clone(), draws.render(value))).collect();
+            let (content_type, body) = match body {
+                Body::None => (None, Bytes::new()),
+                Body::Form(fields) => {
+                    let fields: Vec<(String, String)> =
+                        fields.iter().map(|(k, v)| (k.clone(), draws.render(v))).collect();
+                    (Some("application/x-www-form-urlencoded"), Bytes::from(form_encode(&fields)))
+                }
+                Body::Json(json) => (
+                    Some("application/json"),
+                    Bytes::from(serde_json::to_vec(&draws.render_json(json)).unwrap_or_default()),
+                ),
+            };
+            match tokio::time::timeout(env.timeout, http.send(method.clone(), &path, &headers, content_type, body))
+                .await
+            {
+                Ok(Ok(response)) if response.status.as_u16() < 400 => (response.body_bytes, None),
+                Ok(Ok(response)) => (
+                    response.body_bytes,
+                    Some(format!(
+                        "HTTPError {} {}",
+                        response.status.as_u16(),
+                        response.status.canonical_reason().unwrap_or("")
+                    )),
+                ),
+                Ok(Err(error)) => (0, Some(error)),
+                Err(_) => {
+                    // The response may still arrive on this connection: start afresh.
+                    http.reset_connection();
+                    (0, Some(timeout_error(env.timeout)))
+                }
+            }
+        }
+        (Kind::Redis { args }, Client::Redis(redis)) => {
+            let args: Vec<String> = args.iter().map(|a| draws.render(a)).collect();
+            match tokio::time::timeout(env.timeout, redis.send(&args)).await {
+                Ok(Ok(bytes)) => (bytes, None),
+                Ok(Err(error)) => (0, Some(error)),
+                Err(_) => {
+                    redis.reset_connection();
+                    (0, Some(timeout_error(env.timeout)))
+                }
+            }
+        }
+        _ => unreachable!("requests are compiled for the run's target"),
+    };
     let latency_us = started.elapsed().as_micros() as u64;
     env.in_flight.fetch_sub(1, Ordering::Relaxed);
-    let (bytes, error) = match outcome {
-        Ok(Ok(response)) if response.status.as_u16() < 400 => (response.body_bytes, None),
-        Ok(Ok(response)) => (
-            response.body_bytes,
-            Some(format!(
-                "HTTPError {} {}",
-                response.status.as_u16(),
-                response.status.canonical_reason().unwrap_or("")
-            )),
-        ),
-        Ok(Err(error)) => (0, Some(error)),
-        Err(_) => {
-            // The response may still arrive on this connection: start afresh.
-            http.reset_connection();
-            (0, Some(format!("Timeout after {:.1} s", env.timeout.as_secs_f64())))
-        }
-    };
     env.collector.lock().expect("collector lock").record(
         &request.method_name,
         &request.name,
@@ -251,4 +292,8 @@ async fn execute(env: &UserEnv, http: &mut HttpUser, request: &CompiledRequest, 
         bytes,
         error.as_deref(),
     );
+}
+
+fn timeout_error(timeout: Duration) -> String {
+    format!("Timeout after {:.1} s", timeout.as_secs_f64())
 }
