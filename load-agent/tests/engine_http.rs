@@ -27,6 +27,9 @@ type Shared = Arc<Mutex<Seen>>;
 
 async fn handle(State(seen): State<Shared>, method: axum::http::Method, uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path().to_string();
+    if path == "/slow" {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let mut seen = seen.lock().unwrap();
     *seen.requests.entry(format!("{method} {path}")).or_default() += 1;
     let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -252,4 +255,42 @@ async fn a_running_run_takes_a_new_user_target_or_shape() {
     // Elapsed time stops with the run.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(handle.status().elapsed_s < 2.5, "the replaced shape still ran: {} s", handle.status().elapsed_s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_model_starts_iterations_at_the_rate() {
+    let (url, seen) = serve().await;
+    let s = scenario(
+        "users:\n  - name: u\n    tasks: [{name: a, requests: [{method: GET, path: /o}]}]\n\
+         shape:\n  arrival_rate: {start_rate: 100, stages: [{duration: 2, target: 100}], preallocated_users: 5, max_users: 50}\n",
+    );
+    let handle = RunHandle::start(plan(s, &url));
+    assert_eq!(handle.wait().await, RunState::Finished);
+    let served = seen.lock().unwrap().requests["GET /o"];
+    assert!((170..=230).contains(&served), "100 iterations/s for 2 s gave {served}");
+    assert_eq!(handle.status().dropped_iterations, 0);
+    assert_eq!(agent_counts(&handle)["GET /o"].0, served);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_model_drops_iterations_when_its_users_run_out() {
+    let (url, _seen) = serve().await;
+    // 5 users at most, 300 ms per request: about 16 iterations/s fit, 50/s are asked for.
+    let s = scenario(
+        "users:\n  - name: u\n    tasks: [{name: a, requests: [{method: GET, path: /slow}]}]\n\
+         shape:\n  arrival_rate: {start_rate: 50, stages: [{duration: 1.5, target: 50}], preallocated_users: 2, max_users: 5}\n",
+    );
+    let handle = RunHandle::start(plan(s, &url));
+    handle.wait().await;
+    let status = handle.status();
+    assert!(status.dropped_iterations > 20, "only {} iterations dropped", status.dropped_iterations);
+    let collector = handle.collector();
+    let stats = collector.lock().unwrap();
+    let total = stats.total();
+    assert!(
+        total.requests >= 10 && total.min_us >= 300_000,
+        "{} requests, fastest {} µs",
+        total.requests,
+        total.min_us
+    );
 }

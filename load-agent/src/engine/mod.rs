@@ -25,7 +25,7 @@ use crate::scenario::{LoadShape, Scenario, UsersTarget, step_users};
 use crate::stats::Collector;
 use monitor::Monitor;
 pub use target::Target;
-use user::{Client, UserEnv, run_user};
+use user::{Client, UserEnv, run_open_user, run_user};
 
 /// How often the spawner re-evaluates the shape.
 const SPAWN_TICK: Duration = Duration::from_millis(50);
@@ -78,6 +78,7 @@ struct Shared {
     target_users: AtomicU64,
     started_at_unix_ms: AtomicU64,
     windows_closed: AtomicU64,
+    dropped_iterations: AtomicU64,
     in_flight: Arc<AtomicU64>,
     health: Mutex<GeneratorHealth>,
     started: Mutex<Option<Instant>>,
@@ -107,6 +108,7 @@ impl RunHandle {
             target_users: AtomicU64::new(0),
             started_at_unix_ms: AtomicU64::new(0),
             windows_closed: AtomicU64::new(0),
+            dropped_iterations: AtomicU64::new(0),
             in_flight: Arc::new(AtomicU64::new(0)),
             health: Mutex::new(Monitor::idle_health()),
             started: Mutex::new(None),
@@ -170,7 +172,7 @@ impl RunHandle {
             elapsed_s: self.elapsed_s(),
             users: self.shared.users.load(Ordering::Relaxed),
             target_users: self.shared.target_users.load(Ordering::Relaxed),
-            dropped_iterations: 0,
+            dropped_iterations: self.shared.dropped_iterations.load(Ordering::Relaxed),
             windows_closed: self.shared.windows_closed.load(Ordering::Relaxed),
             health: self.shared.health.lock().expect("health lock").clone(),
             error,
@@ -230,6 +232,81 @@ impl ClassAssigner {
     }
 }
 
+/// The open model's users: each waits for iterations on its own channel and reports back when it is free.
+struct OpenPool {
+    preallocated: u64,
+    max_users: u64,
+    senders: Vec<tokio::sync::mpsc::Sender<Instant>>,
+    tasks: Vec<JoinHandle<()>>,
+    free: Vec<usize>,
+    free_tx: tokio::sync::mpsc::UnboundedSender<usize>,
+    free_rx: tokio::sync::mpsc::UnboundedReceiver<usize>,
+    /// Iterations due so far, over all agents (fractional between ticks).
+    due: f64,
+    /// Iterations handed out so far, over all agents.
+    issued: u64,
+}
+
+impl OpenPool {
+    fn new(preallocated: u64, max_users: u64) -> OpenPool {
+        let (free_tx, free_rx) = tokio::sync::mpsc::unbounded_channel();
+        OpenPool {
+            preallocated,
+            max_users: max_users.max(preallocated),
+            senders: Vec::new(),
+            tasks: Vec::new(),
+            free: Vec::new(),
+            free_tx,
+            free_rx,
+            due: 0.0,
+            issued: 0,
+        }
+    }
+
+    fn spawn(&mut self, env: &Arc<UserEnv>, class: usize, rng: ChaCha8Rng, client: Client) {
+        let id = self.senders.len();
+        let (sender, iterations) = tokio::sync::mpsc::channel(1);
+        self.senders.push(sender);
+        self.tasks.push(tokio::spawn(run_open_user(
+            env.clone(),
+            class,
+            id,
+            rng,
+            client,
+            iterations,
+            self.free_tx.clone(),
+        )));
+        self.free.push(id);
+    }
+
+    /// Adds `iterations` due over the last tick; returns, for each that falls to this agent, where within the tick
+    /// (0..=1) it was due. Iteration k runs on the agent with index k % count.
+    fn due_iterations(&mut self, iterations: f64, index: u32, count: u32) -> Vec<f64> {
+        let before = self.due;
+        self.due += iterations;
+        let mut out = Vec::new();
+        while (self.issued + 1) as f64 <= self.due {
+            let k = self.issued;
+            self.issued += 1;
+            if k % count.max(1) as u64 == index as u64 {
+                out.push((((k + 1) as f64 - before) / iterations).clamp(0.0, 1.0));
+            }
+        }
+        out
+    }
+
+    /// Hands an iteration to a free user; false when none is free.
+    fn dispatch(&mut self, intended_start: Instant) -> bool {
+        while let Ok(id) = self.free_rx.try_recv() {
+            self.free.push(id);
+        }
+        match self.free.pop() {
+            Some(id) => self.senders[id].try_send(intended_start).is_ok(),
+            None => false,
+        }
+    }
+}
+
 /// Users of `global` that fall to this agent.
 fn local_share(global: u64, index: u32, count: u32) -> u64 {
     let (index, count) = (index as u64, count.max(1) as u64);
@@ -237,9 +314,6 @@ fn local_share(global: u64, index: u32, count: u32) -> u64 {
 }
 
 async fn run(plan: RunPlan, shared: Arc<Shared>) -> Result<RunState, String> {
-    if plan.scenario.shape.is_open() {
-        return Err("arrival-rate (open model) shapes are not supported by this engine yet".into());
-    }
     let redis_target = matches!(plan.target, Target::Redis { .. });
     let classes = Arc::new(user::compile(&plan.scenario, redis_target)?);
     let mut stop = shared.stop.subscribe();
@@ -275,6 +349,28 @@ async fn run(plan: RunPlan, shared: Arc<Shared>) -> Result<RunState, String> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_tick = started;
 
+    let new_client = |target: &Target| -> Result<Client, String> {
+        Ok(match target {
+            Target::Http { host, port, base_path } => Client::Http(http::HttpUser::new(host, *port, base_path)),
+            Target::Redis { host, port } => Client::Redis(redis::RedisUser::new(host, *port)?),
+        })
+    };
+    let user_rng = |index: u64| ChaCha8Rng::seed_from_u64(plan.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut pool = match &plan.scenario.shape {
+        LoadShape::ArrivalRate(open) => Some(OpenPool::new(
+            local_share(open.preallocated_users as u64, plan.agent_index, plan.agent_count),
+            local_share(open.max_users as u64, plan.agent_index, plan.agent_count).min(plan.max_users as u64),
+        )),
+        _ => None,
+    };
+    if let Some(pool) = &mut pool {
+        for _ in 0..pool.preallocated {
+            let client = new_client(&plan.target)?;
+            pool.spawn(&env, assigner.next(), user_rng(pool.senders.len() as u64), client);
+        }
+        shared.users.store(pool.senders.len() as u64, Ordering::Relaxed);
+    }
+
     let final_state = loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -295,6 +391,30 @@ async fn run(plan: RunPlan, shared: Arc<Shared>) -> Result<RunState, String> {
         }
         if plan.deadline.is_some_and(|d| elapsed >= d.as_secs_f64()) {
             break RunState::Stopped;
+        }
+        if let Some(pool) = &mut pool {
+            let rate = {
+                let shape = shared.shape.lock().expect("shape lock");
+                shape.shape.arrival_rate(elapsed - shape.offset_s)
+            };
+            let Some(rate) = rate else { break RunState::Finished };
+            let tick = Duration::from_secs_f64(dt);
+            let due = pool.due_iterations(rate * dt, plan.agent_index, plan.agent_count);
+            for fraction in due {
+                let intended_start = now - tick + tick.mul_f64(fraction);
+                if !pool.dispatch(intended_start) {
+                    if (pool.senders.len() as u64) < pool.max_users {
+                        let client = new_client(&plan.target)?;
+                        pool.spawn(&env, assigner.next(), user_rng(pool.senders.len() as u64), client);
+                        pool.dispatch(intended_start);
+                    } else {
+                        shared.dropped_iterations.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            shared.users.store(pool.senders.len() as u64, Ordering::Relaxed);
+            shared.target_users.store(pool.senders.len() as u64, Ordering::Relaxed);
+            continue;
         }
         let target = {
             let shape = shared.shape.lock().expect("shape lock");
@@ -345,8 +465,13 @@ async fn run(plan: RunPlan, shared: Arc<Shared>) -> Result<RunState, String> {
     for (stop_user, _) in &users {
         stop_user.send_replace(true);
     }
+    let mut tasks: Vec<JoinHandle<()>> = users.into_iter().map(|(_, task)| task).collect();
+    if let Some(pool) = pool {
+        // Closing the iteration channels ends each open-model user after its current iteration.
+        tasks.extend(pool.tasks);
+    }
     let grace = env.timeout + Duration::from_secs(1);
-    for (_, task) in users {
+    for task in tasks {
         let abort = task.abort_handle();
         if tokio::time::timeout(grace, task).await.is_err() {
             abort.abort();

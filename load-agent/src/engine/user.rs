@@ -182,29 +182,17 @@ pub async fn run_user(
         if stopped(&stop) {
             return;
         }
-        execute(&env, &mut http, request, &draws).await;
+        execute(&env, &mut http, request, &draws, None).await;
     }
     while !stopped(&stop) {
-        let mut pick = rng.gen_range(0..class.total_weight);
-        let task = class
-            .tasks
-            .iter()
-            .find(|t| {
-                if pick < t.weight {
-                    true
-                } else {
-                    pick -= t.weight;
-                    false
-                }
-            })
-            .expect("weights cover the pick");
+        let task = pick_task(class, &mut rng);
         let started = Instant::now();
         let draws = Draws::draw(&scenario, &mut rng);
         for request in &task.requests {
             if stopped(&stop) {
                 return;
             }
-            execute(&env, &mut http, request, &draws).await;
+            execute(&env, &mut http, request, &draws, None).await;
         }
         let task_s = started.elapsed().as_secs_f64();
         let wait_s = match class.wait {
@@ -230,9 +218,63 @@ pub async fn run_user(
     }
 }
 
-async fn execute(env: &UserEnv, client: &mut Client, request: &CompiledRequest, draws: &Draws<'_>) {
+/// Picks a task independently at random in proportion to the weights (Locust's semantics, not round robin).
+fn pick_task<'a>(class: &'a CompiledClass, rng: &mut ChaCha8Rng) -> &'a CompiledTask {
+    let mut pick = rng.gen_range(0..class.total_weight);
+    class
+        .tasks
+        .iter()
+        .find(|t| {
+            if pick < t.weight {
+                true
+            } else {
+                pick -= t.weight;
+                false
+            }
+        })
+        .expect("weights cover the pick")
+}
+
+/// An open-model user: runs one task per iteration it is handed, then reports itself free again.
+pub async fn run_open_user(
+    env: Arc<UserEnv>,
+    class: usize,
+    id: usize,
+    mut rng: ChaCha8Rng,
+    mut client: Client,
+    mut iterations: tokio::sync::mpsc::Receiver<Instant>,
+    free: tokio::sync::mpsc::UnboundedSender<usize>,
+) {
+    let class = &env.classes[class];
+    let scenario = env.scenario.clone();
+    let draws = Draws::draw(&scenario, &mut rng);
+    for request in &class.on_start {
+        execute(&env, &mut client, request, &draws, None).await;
+    }
+    while let Some(intended_start) = iterations.recv().await {
+        let task = pick_task(class, &mut rng);
+        let draws = Draws::draw(&scenario, &mut rng);
+        for (i, request) in task.requests.iter().enumerate() {
+            // The first request carries any delay between the intended start and now (no coordinated omission).
+            execute(&env, &mut client, request, &draws, (i == 0).then_some(intended_start)).await;
+        }
+        if free.send(id).is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends one request and records it; latency counts from `measured_from` when given (an open-model iteration's
+/// intended start), else from now.
+async fn execute(
+    env: &UserEnv,
+    client: &mut Client,
+    request: &CompiledRequest,
+    draws: &Draws<'_>,
+    measured_from: Option<Instant>,
+) {
     env.in_flight.fetch_add(1, Ordering::Relaxed);
-    let started = Instant::now();
+    let started = measured_from.unwrap_or_else(Instant::now);
     let (bytes, error) = match (&request.kind, client) {
         (Kind::Http { method, path, headers, body }, Client::Http(http)) => {
             let path = draws.render(path);
