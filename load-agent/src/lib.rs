@@ -1,11 +1,14 @@
 //! `load-agent`: a Locust-equivalent load generator.
 //!
-//! This library holds what the agent and the orchestrator share: the scenario format (parsed and validated in one
-//! place) and YAML parsing with errors that name the file and field.
+//! The orchestrator and the agent share this library: the scenario format ([`scenario`], parsed and validated in
+//! one place, with [`yaml`] errors that name file and field), statistics ([`stats`]: HDR histograms, Locust CSVs),
+//! and the control API's wire types ([`protocol`]). The agent adds the [`engine`] that replays scenarios and the
+//! [`server`] that exposes it over HTTP.
 
 pub mod clock;
 pub mod engine;
 pub mod protocol;
 pub mod scenario;
+pub mod server;
 pub mod stats;
 pub mod yaml;

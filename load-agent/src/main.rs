@@ -9,17 +9,47 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use load_agent::engine::{RunHandle, RunPlan, Target};
 use load_agent::scenario::{LoadShape, Scenario, Stage};
+use load_agent::server::ServerConfig;
 use load_agent::stats::{write_console_report, write_failures_csv, write_history_csv, write_stats_csv};
 
 /// A Locust-equivalent load generator.
 ///
+/// `load-agent --listen ADDR` serves the HTTP control API that `orch` drives (runs, per-second stats, files).
 /// `load-agent run` replays a scenario file (the format of experiments/scenarios/) against a target, like
 /// `locust --headless`, prints Locust's end-of-run tables and can write Locust's CSV files.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Serve the control API on this address, e.g. 127.0.0.1:8089 or 0.0.0.0:8089 (port 0 picks a free port; the
+    /// first line on stdout says which).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Bearer token every call but /v1/health must carry; required when not listening on loopback.
+    #[arg(long, env = "LOAD_AGENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A target runs may use, host:port; repeatable. Without any, targets are unrestricted on loopback only.
+    #[arg(long = "allow-target", value_name = "HOST:PORT")]
+    allow_targets: Vec<String>,
+    /// Where runs keep their files; they stay downloadable after a restart.
+    #[arg(long, default_value = "load-agent-data")]
+    data_dir: PathBuf,
+    /// Most users one run may have on this agent.
+    #[arg(long, default_value_t = 50_000)]
+    max_users: u32,
+    /// Runs at once.
+    #[arg(long, default_value_t = 2)]
+    max_runs: usize,
+    /// Largest request body the API accepts, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
 }
 
 #[derive(Subcommand)]
@@ -92,7 +122,70 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Run { scenario, host, users, spawn_rate, run_time, csv, seed, threads, max_users } = cli.command;
+    match cli.command {
+        Some(Command::Run { scenario, host, users, spawn_rate, run_time, csv, seed, threads, max_users }) => {
+            headless(scenario, host, users, spawn_rate, run_time, csv, seed, threads, max_users)
+        }
+        None => match cli.server.listen {
+            Some(_) => serve(cli.server),
+            None => {
+                eprintln!("error: give --listen ADDR to serve the control API, or the run command (see --help)");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+    }
+}
+
+fn serve(args: ServerArgs) -> ExitCode {
+    let listen = args.listen.expect("checked");
+    let loopback = listen.ip().is_loopback();
+    if !loopback && args.token.as_deref().is_none_or(str::is_empty) {
+        eprintln!("error: --listen {listen} is not a loopback address: give --token (or LOAD_AGENT_TOKEN)");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let config = ServerConfig {
+        token: args.token.filter(|t| !t.is_empty()),
+        allow_targets: args.allow_targets,
+        listening_on_loopback: loopback,
+        data_dir: args.data_dir,
+        max_users: args.max_users,
+        max_runs: args.max_runs.max(1),
+        max_body_bytes: args.max_body_bytes,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {listen}: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        let address = listener.local_addr().expect("bound");
+        println!("listening on {address}");
+        let _ = std::io::stdout().flush();
+        match load_agent::server::serve(listener, config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)] // the run command's flags, one to one
+fn headless(
+    scenario: PathBuf,
+    host: String,
+    users: Option<u32>,
+    spawn_rate: f64,
+    run_time: Option<String>,
+    csv: Option<String>,
+    seed: u64,
+    threads: Option<usize>,
+    max_users: u32,
+) -> ExitCode {
     let mut parsed = match Scenario::load(&scenario) {
         Ok(s) => s,
         Err(e) => {

@@ -198,6 +198,11 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// Checks a scenario that did not come through [`Scenario::parse`] (e.g. from JSON): `(field path, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        validate::validate(self)
+    }
+
     /// How long the scenario runs, in seconds.
     pub fn duration_s(&self) -> f64 {
         self.shape.duration_s()
