@@ -20,6 +20,7 @@
 
 mod shape;
 mod template;
+mod trace;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ use crate::yaml::{self, ConfigError};
 
 pub use shape::{ArrivalRate, LoadShape, Ramp, RateStage, Stage, UsersTarget, step_users};
 pub use template::{Template, TemplatePart};
+pub use trace::TraceSpec;
 
 /// A whole scenario file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +195,10 @@ impl Scenario {
         let mut scenario: Scenario = yaml::from_str(text, file)?;
         if scenario.name.is_empty() {
             scenario.name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        }
+        if let LoadShape::Trace(spec) = &scenario.shape {
+            scenario.shape =
+                trace::resolve(spec, file).map_err(|(field, message)| ConfigError::new(file, field, message))?;
         }
         validate::validate(&scenario).map_err(|(field, message)| ConfigError::new(file, field, message))?;
         Ok(scenario)

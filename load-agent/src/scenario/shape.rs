@@ -12,6 +12,8 @@ pub enum LoadShape {
     Ramps(Vec<Ramp>),
     /// Open model: task starts per second, independent of response times.
     ArrivalRate(ArrivalRate),
+    /// A recorded load from a CSV file; replaced by stages or an arrival rate when the scenario file is read.
+    Trace(super::trace::TraceSpec),
 }
 
 /// One Locust stage: until `end` seconds since the start, aim for `users`, spawning/stopping `spawn_rate` per second.
@@ -69,6 +71,7 @@ impl LoadShape {
             LoadShape::Stages(stages) => stages.last().map_or(0.0, |s| s.end),
             LoadShape::Ramps(ramps) => ramps.iter().map(|r| r.over + r.hold).sum(),
             LoadShape::ArrivalRate(open) => open.stages.iter().map(|s| s.duration).sum(),
+            LoadShape::Trace(_) => 0.0,
         }
     }
 
@@ -99,7 +102,7 @@ impl LoadShape {
                 }
                 None
             }
-            LoadShape::ArrivalRate(_) => None,
+            LoadShape::ArrivalRate(_) | LoadShape::Trace(_) => None,
         }
     }
 

@@ -203,6 +203,12 @@ fn validate_shape(shape: &LoadShape) -> Result<(), Invalid> {
                 }
             }
         }
+        LoadShape::Trace(_) => {
+            return Err(invalid(
+                "shape.trace",
+                "a trace is read from a file: send the stages or arrival_rate it gives",
+            ));
+        }
         LoadShape::ArrivalRate(open) => {
             non_negative("shape.arrival_rate.start_rate", open.start_rate)?;
             if open.stages.is_empty() {

@@ -108,6 +108,7 @@ fn peak_users(shape: &LoadShape) -> u64 {
         LoadShape::Stages(stages) => stages.iter().map(|s| s.users as u64).max().unwrap_or(0),
         LoadShape::Ramps(ramps) => ramps.iter().map(|r| r.users as u64).max().unwrap_or(0),
         LoadShape::ArrivalRate(open) => open.max_users as u64,
+        LoadShape::Trace(_) => 0,
     }
 }
 
