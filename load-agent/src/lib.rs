@@ -5,6 +5,7 @@
 //! and the control API's wire types ([`protocol`]). The agent adds the [`engine`] that replays scenarios and the
 //! [`server`] that exposes it over HTTP.
 
+pub mod client;
 pub mod clock;
 pub mod engine;
 pub mod protocol;

@@ -1,35 +1,11 @@
 //! `load-agent run` as a user runs it: the real binary against a real HTTP server on loopback.
 
+mod common;
+
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use axum::Router;
-
-const BIN: &str = env!("CARGO_BIN_EXE_load-agent");
-
-/// Serves every request with "ok" on 127.0.0.1, counting them; runs on its own thread.
-fn counting_server() -> (String, Arc<AtomicU64>) {
-    let count = Arc::new(AtomicU64::new(0));
-    let counter = count.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let app = Router::new().fallback(move || {
-                let counter = counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    "ok"
-                }
-            });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), count)
-}
+use common::{BIN, counting_server};
 
 #[test]
 fn headless_run_prints_locust_tables_and_writes_locust_csvs() {
