@@ -17,6 +17,12 @@ pub struct ServiceObservation {
     pub arrival_rps: f64,
     /// Share of calls that failed in the last second.
     pub failure_ratio: f64,
+    /// Mean resident memory per ready pod over its memory request, in percent (last second).
+    pub memory_utilization_pct: f64,
+    /// p95 of one call's time in the service (queueing plus service), in ms (last second).
+    pub sojourn_p95_ms: f64,
+    /// Calls per second this service made to each callee over the last second: (callee index, rate).
+    pub outgoing_rps: Vec<(usize, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -8,5 +8,6 @@ pub mod backend;
 pub mod cell;
 pub mod matrix;
 pub mod policy;
+pub mod rl;
 pub mod runner;
 pub mod sim;

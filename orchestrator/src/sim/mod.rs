@@ -50,6 +50,7 @@ struct ServiceState {
     memory_base_mib: f64,
     memory_per_inflight_mib: f64,
     memory_request_bytes: i64,
+    memory_request_mib: f64,
     pods: Vec<Pod>,
     desired: u32,
     /// Requests queued beyond what the stationary model holds, carried to the next second.
@@ -93,6 +94,8 @@ pub struct Simulator {
     bin_z: [f64; QUANTILE_BINS.len() - 1],
     slo_histogram: LogHistogram,
     overall_histogram: LogHistogram,
+    /// Per route: (caller, callee, calls per request) of every call-graph edge it crosses.
+    route_edges: Vec<Vec<(usize, usize, f64)>>,
 }
 
 impl Simulator {
@@ -112,6 +115,7 @@ impl Simulator {
                 memory_base_mib: s.memory.base_mib,
                 memory_per_inflight_mib: s.memory.per_inflight_mib,
                 memory_request_bytes: (s.memory.request_mib * 1024.0 * 1024.0) as i64,
+                memory_request_mib: s.memory.request_mib,
                 pods: Vec::new(),
                 desired: 0,
                 backlog: 0.0,
@@ -154,6 +158,7 @@ impl Simulator {
             bin_z,
             slo_histogram: LogHistogram::default(),
             overall_histogram: LogHistogram::default(),
+            route_edges: app.routes.iter().map(|route| route_edges(app, route)).collect(),
         };
         let initial: Vec<u32> = app.services.iter().map(|s| s.replicas.initial()).collect();
         sim.reset(&initial);
@@ -329,6 +334,36 @@ impl Simulator {
     }
 }
 
+/// The call-graph edges one request to `route` crosses (with its followed redirect), with calls per request.
+fn route_edges(app: &AppModel, route: &crate::app::Route) -> Vec<(usize, usize, f64)> {
+    fn walk(app: &AppModel, call: &crate::app::Call, calls: f64, out: &mut Vec<(usize, usize, f64)>) {
+        let from = app.service_index(&call.service).expect("validated service");
+        for child in &call.calls {
+            let to = app.service_index(&child.service).expect("validated service");
+            let child_calls = calls * child.count;
+            match out.iter_mut().find(|e| e.0 == from && e.1 == to) {
+                Some(edge) => edge.2 += child_calls,
+                None => out.push((from, to, child_calls)),
+            }
+            walk(app, child, child_calls, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(app, &route.call, route.call.count, &mut out);
+    if let Some(target) = &route.redirect {
+        let target = &app.routes[app.route_index(target).expect("validated redirect")];
+        walk(app, &target.call, target.call.count, &mut out);
+    }
+    out
+}
+
+/// p95 of one call's sojourn in `s`: its queueing wait plus an exponential service time, fitted to a log-normal.
+fn sojourn_p95_ms(s: &ServiceState, z95: f64) -> f64 {
+    let cpu_ms = if s.calls > 0.0 { s.work_ms / s.calls } else { s.default_cpu_ms };
+    let service_ms = cpu_ms * 1000.0 / s.limit_m;
+    LogNormal::from_moments(s.wait_ms + service_ms, s.wait_variance_ms2 + service_ms * service_ms).at_z(z95)
+}
+
 fn seconds_to_ms(s: f64) -> i64 {
     (s * 1000.0).round() as i64
 }
@@ -352,12 +387,22 @@ impl ClusterBackend for Simulator {
     }
 
     fn observe(&self) -> Observation {
+        let mut outgoing: Vec<Vec<(usize, f64)>> = vec![Vec::new(); self.services.len()];
+        for (edges, &arrivals) in self.route_edges.iter().zip(&self.route_arrivals) {
+            for &(from, to, calls) in edges {
+                match outgoing[from].iter_mut().find(|e| e.0 == to) {
+                    Some(edge) => edge.1 += arrivals * calls,
+                    None => outgoing[from].push((to, arrivals * calls)),
+                }
+            }
+        }
         Observation {
             time_s: self.time_s,
             services: self
                 .services
                 .iter()
-                .map(|s| ServiceObservation {
+                .zip(outgoing)
+                .map(|(s, outgoing_rps)| ServiceObservation {
                     spec_replicas: s.desired,
                     status_replicas: s.pods.len() as u32,
                     ready_replicas: s.pods.iter().filter(|p| p.ready_s <= self.time_s as f64).count() as u32,
@@ -365,6 +410,9 @@ impl ClusterBackend for Simulator {
                     cpu_utilization_pct: s.reported_m.map(|m| 100.0 * m / s.request_m),
                     arrival_rps: s.calls,
                     failure_ratio: s.failure_ratio,
+                    memory_utilization_pct: 100.0 * s.memory_mib / s.memory_request_mib,
+                    sojourn_p95_ms: sojourn_p95_ms(s, self.z95),
+                    outgoing_rps,
                 })
                 .collect(),
         }
