@@ -1,63 +1,55 @@
-//! One user's HTTP client: its own keep-alive HTTP/1.1 connection and cookie jar, as every Locust user has.
+//! One user's HTTP client: its own keep-alive HTTP/1.1 connection (hyper, reconnecting when the server closes
+//! it) and cookie jar, as every Locust user has. Redirects are followed as python-requests follows them and the
+//! whole exchange is one request for the statistics.
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, StatusCode, header};
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// Redirects followed before a request fails (as requests' default, which Locust uses, caps at 30; browsers ~20).
-const MAX_REDIRECTS: usize = 10;
+use super::cookies::CookieJar;
+use super::target::connect_host;
 
-/// What a request (with its redirects) came back with.
-pub struct Response {
+/// Redirects followed before a request fails (python-requests allows 30; browsers about 20).
+pub const MAX_REDIRECTS: usize = 10;
+
+/// What a request (with its redirects) came back with: the final status and body size.
+pub struct Outcome {
     pub status: StatusCode,
     pub body_bytes: u64,
+}
+
+/// A request to send: everything but Host and Cookie, which the client adds.
+pub struct Outgoing {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Content type and bytes.
+    pub body: Option<(&'static str, Bytes)>,
 }
 
 pub struct HttpUser {
     host: String,
     port: u16,
-    base_path: String,
     host_header: HeaderValue,
     sender: Option<SendRequest<Full<Bytes>>>,
-    /// name → value; a user's session lives here (Online Boutique's shop_session-id).
-    cookies: Vec<(String, String)>,
+    jar: CookieJar,
 }
 
 impl HttpUser {
-    pub fn new(host: &str, port: u16, base_path: &str) -> HttpUser {
+    pub fn new(host: &str, port: u16) -> HttpUser {
         let host_header = if port == 80 { host.to_string() } else { format!("{host}:{port}") };
         HttpUser {
             host: host.to_string(),
             port,
-            base_path: base_path.to_string(),
             host_header: HeaderValue::from_str(&host_header).unwrap_or(HeaderValue::from_static("localhost")),
             sender: None,
-            cookies: Vec::new(),
+            jar: CookieJar::default(),
         }
-    }
-
-    async fn connection(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
-        let reusable = match &mut self.sender {
-            Some(sender) => sender.ready().await.is_ok(),
-            None => false,
-        };
-        if !reusable {
-            let stream = TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .map_err(|e| format!("ConnectionError: {e}"))?;
-            stream.set_nodelay(true).map_err(|e| format!("ConnectionError: {e}"))?;
-            let (sender, connection) =
-                http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("ConnectionError: {e}"))?;
-            tokio::spawn(async move {
-                // Ends when the server closes the connection or the user drops its sender.
-                let _ = connection.await;
-            });
-            self.sender = Some(sender);
-        }
-        Ok(self.sender.as_mut().expect("just set"))
     }
 
     /// Drops the connection, e.g. after a timeout left a response unread.
@@ -65,123 +57,146 @@ impl HttpUser {
         self.sender = None;
     }
 
-    /// Sends a request and follows redirects; the whole exchange is one request for the statistics.
-    pub async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        headers: &[(header::HeaderName, String)],
-        content_type: Option<&'static str>,
-        body: Bytes,
-    ) -> Result<Response, String> {
-        let mut method = method;
-        let mut path = format!("{}{path}", self.base_path);
-        let mut body = body;
-        let mut content_type = content_type;
-        for _ in 0..=MAX_REDIRECTS {
-            let mut builder = Request::builder().method(method.clone()).uri(path.as_str());
-            let request_headers = builder.headers_mut().expect("valid builder");
-            request_headers.insert(header::HOST, self.host_header.clone());
-            if let Some(content_type) = content_type {
-                request_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            }
-            if !self.cookies.is_empty() {
-                let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-                if let Ok(value) = HeaderValue::from_str(&cookie) {
-                    request_headers.insert(header::COOKIE, value);
-                }
-            }
-            for (name, value) in headers {
-                let value = HeaderValue::from_str(value).map_err(|e| format!("InvalidHeader {name}: {e}"))?;
-                request_headers.insert(name.clone(), value);
-            }
-            let request = builder.body(Full::new(body.clone())).map_err(|e| format!("InvalidRequest: {e}"))?;
-            let sender = self.connection().await?;
-            let response = match sender.send_request(request).await {
-                Ok(response) => response,
-                Err(e) => {
+    /// The open connection, or a new one; true when it is new.
+    async fn connection(&mut self) -> Result<bool, String> {
+        if let Some(sender) = &mut self.sender
+            && !sender.is_closed()
+            && sender.ready().await.is_ok()
+        {
+            return Ok(false);
+        }
+        self.sender = None;
+        let stream = TcpStream::connect((connect_host(&self.host), self.port))
+            .await
+            .map_err(|e| format!("ConnectionError: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| format!("ConnectionError: {e}"))?;
+        let (sender, connection) =
+            http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("ConnectionError: {e}"))?;
+        tokio::spawn(async move {
+            // Ends when the server closes the connection or the user drops its sender.
+            let _ = connection.await;
+        });
+        self.sender = Some(sender);
+        Ok(true)
+    }
+
+    /// Sends `request` on the user's connection. A request a kept-alive connection never started to send (the
+    /// server closed it meanwhile) goes once more on a new connection, so idle keep-alive closes are no failures.
+    async fn exchange(&mut self, mut request: Request<Full<Bytes>>) -> Result<Response<Incoming>, String> {
+        loop {
+            let fresh = self.connection().await?;
+            let sender = self.sender.as_mut().expect("connected");
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(response),
+                Err(mut error) => {
                     self.sender = None;
-                    return Err(format!("ConnectionError: {e}"));
+                    match error.take_message() {
+                        Some(unsent) if !fresh => request = unsent,
+                        _ => return Err(format!("ConnectionError: {}", describe(&error.into_error()))),
+                    }
                 }
+            }
+        }
+    }
+
+    /// Sends a request and follows redirects; the whole exchange is one request for the statistics.
+    pub async fn send(&mut self, outgoing: Outgoing) -> Result<Outcome, String> {
+        let Outgoing { mut method, mut uri, headers, mut body } = outgoing;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut map = HeaderMap::with_capacity(3 + headers.len());
+            map.insert(header::HOST, self.host_header.clone());
+            if let Some(cookie) = self.jar.header(uri.path()) {
+                map.insert(header::COOKIE, cookie);
+            }
+            let bytes = match &body {
+                Some((content_type, bytes)) => {
+                    map.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                    bytes.clone()
+                }
+                None => Bytes::new(),
             };
+            for (name, value) in &headers {
+                map.insert(name.clone(), value.clone());
+            }
+            let mut request = Request::new(Full::new(bytes));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() = map;
+            let response = self.exchange(request).await?;
             let status = response.status();
             for value in response.headers().get_all(header::SET_COOKIE) {
                 if let Ok(text) = value.to_str() {
-                    self.store_cookie(text);
+                    self.jar.store(text, uri.path());
                 }
             }
-            let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let collected = response.into_body().collect().await.map_err(|e| {
-                self.sender = None;
-                format!("ConnectionError: {e}")
-            })?;
-            let body_bytes = collected.to_bytes().len() as u64;
-            let redirect = matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308);
-            match (redirect, location) {
-                (true, Some(location)) => {
-                    path = self.local_path(&location)?;
-                    if matches!(status.as_u16(), 301..=303) {
-                        // As browsers and python-requests do: the follow-up is a GET without a body.
-                        method = Method::GET;
-                        body = Bytes::new();
-                        content_type = None;
-                    }
+            let location = match status.as_u16() {
+                301 | 302 | 303 | 307 | 308 => response.headers().get(header::LOCATION).cloned(),
+                _ => None,
+            };
+            let mut incoming = response.into_body();
+            let mut body_bytes = 0u64;
+            while let Some(frame) = incoming.frame().await {
+                let frame = frame.map_err(|e| {
+                    self.sender = None;
+                    format!("ConnectionError: {}", describe(&e))
+                })?;
+                if let Some(data) = frame.data_ref() {
+                    body_bytes += data.len() as u64;
                 }
-                _ => return Ok(Response { status, body_bytes }),
+            }
+            let Some(location) = location else { return Ok(Outcome { status, body_bytes }) };
+            let location = location.to_str().map_err(|_| "InvalidRedirect: Location is not text".to_string())?;
+            uri = self.redirect_target(&uri, location)?;
+            // python-requests: 302 and 303 turn into GET (HEAD stays HEAD), 301 turns a POST into GET; only 307 and
+            // 308 keep the body.
+            let code = status.as_u16();
+            if (matches!(code, 302 | 303) && method != Method::HEAD) || (code == 301 && method == Method::POST) {
+                method = Method::GET;
+            }
+            if code <= 303 {
+                body = None;
             }
         }
-        Err(format!("TooManyRedirects: more than {MAX_REDIRECTS}"))
+        Err(format!("TooManyRedirects: Exceeded {MAX_REDIRECTS} redirects."))
     }
 
-    /// The path a Location header points to on this same target.
-    fn local_path(&self, location: &str) -> Result<String, String> {
-        if location.starts_with('/') {
-            return Ok(location.to_string());
-        }
-        let rest = location.strip_prefix("http://").ok_or_else(|| format!("unsupported redirect to {location:?}"))?;
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let same =
-            authority == self.host_header.to_str().unwrap_or("") || authority == format!("{}:{}", self.host, self.port);
-        if !same {
-            return Err(format!("redirect to another host: {location:?}"));
-        }
-        Ok(if path.is_empty() { "/".to_string() } else { path.to_string() })
-    }
-
-    /// Keeps `name=value` from a Set-Cookie header; `Max-Age=0` removes the cookie.
-    fn store_cookie(&mut self, set_cookie: &str) {
-        let mut parts = set_cookie.split(';');
-        let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else { return };
-        let (name, value) = (name.trim().to_string(), value.trim().to_string());
-        let expired = parts.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
-        self.cookies.retain(|(k, _)| *k != name);
-        if !expired {
-            self.cookies.push((name, value));
-        }
+    /// Where a Location header points, on this same target.
+    fn redirect_target(&self, current: &Uri, location: &str) -> Result<Uri, String> {
+        let path = if let Some(rest) = location.strip_prefix("http://").or_else(|| location.strip_prefix("//")) {
+            let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+            let same = authority.eq_ignore_ascii_case(self.host_header.to_str().unwrap_or(""))
+                || authority.eq_ignore_ascii_case(&format!("{}:{}", self.host, self.port));
+            if !same {
+                return Err(format!("InvalidRedirect: redirect to another host: {location:?}"));
+            }
+            if path.starts_with('?') { format!("/{path}") } else { path.to_string() }
+        } else if location.contains("://") {
+            return Err(format!("InvalidRedirect: unsupported redirect to {location:?}"));
+        } else if location.starts_with('/') {
+            location.to_string()
+        } else if location.starts_with('?') {
+            format!("{}{location}", current.path())
+        } else {
+            // Relative to the current path's directory.
+            let base = current.path();
+            format!("{}{location}", &base[..base.rfind('/').map_or(0, |i| i + 1)])
+        };
+        let path = if path.is_empty() { "/".to_string() } else { path };
+        let path = path.split('#').next().unwrap_or("/");
+        Uri::try_from(path).map_err(|e| format!("InvalidRedirect: {location:?}: {e}"))
     }
 }
 
-/// `application/x-www-form-urlencoded` encoding of form fields.
-pub fn form_encode(fields: &[(String, String)]) -> String {
-    fn encode(text: &str, out: &mut String) {
-        for byte in text.bytes() {
-            match byte {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(byte as char),
-                b' ' => out.push('+'),
-                other => out.push_str(&format!("%{other:02X}")),
-            }
-        }
+/// A hyper error with its causes, e.g. "connection closed before message completed".
+fn describe(error: &hyper::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
-    let mut out = String::new();
-    for (i, (key, value)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        encode(key, &mut out);
-        out.push('=');
-        encode(value, &mut out);
-    }
-    out
+    text
 }
 
 #[cfg(test)]
@@ -189,27 +204,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn forms_are_encoded() {
-        let fields = vec![("email".to_string(), "a b@c.d".to_string()), ("q".to_string(), "x&y=z".to_string())];
-        assert_eq!(form_encode(&fields), "email=a+b%40c.d&q=x%26y%3Dz");
-    }
-
-    #[test]
-    fn cookies_are_stored_replaced_and_expired() {
-        let mut user = HttpUser::new("localhost", 8080, "");
-        user.store_cookie("shop_session-id=abc; Path=/; HttpOnly");
-        user.store_cookie("shop_session-id=def");
-        user.store_cookie("other=1");
-        assert_eq!(user.cookies, vec![("shop_session-id".into(), "def".into()), ("other".into(), "1".into())]);
-        user.store_cookie("other=; Max-Age=0");
-        assert_eq!(user.cookies.len(), 1);
-    }
-
-    #[test]
     fn redirects_stay_on_the_target() {
-        let user = HttpUser::new("localhost", 8080, "");
-        assert_eq!(user.local_path("/cart").unwrap(), "/cart");
-        assert_eq!(user.local_path("http://localhost:8080/x").unwrap(), "/x");
-        assert!(user.local_path("http://evil:80/").is_err());
+        let user = HttpUser::new("localhost", 8080);
+        let at: Uri = "/shop/cart/view?x=1".parse().unwrap();
+        let target = |location: &str| user.redirect_target(&at, location).map(|u| u.to_string());
+        assert_eq!(target("/cart").unwrap(), "/cart");
+        assert_eq!(target("http://localhost:8080/x?y=1#frag").unwrap(), "/x?y=1");
+        assert_eq!(target("http://LOCALHOST:8080").unwrap(), "/");
+        assert_eq!(target("done").unwrap(), "/shop/cart/done");
+        assert_eq!(target("?page=2").unwrap(), "/shop/cart/view?page=2");
+        assert!(target("http://evil:80/").is_err());
+        assert!(target("https://localhost:8080/").is_err());
     }
 }

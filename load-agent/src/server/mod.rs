@@ -1,86 +1,133 @@
-//! The control API (`/v1`, see [`crate::protocol`]): start, watch, change and stop runs; fetch their files.
+//! The control API (see [`crate::protocol`] for the routes and wire types): start, watch, change and stop runs;
+//! fetch their files; Prometheus metrics.
+//!
+//! - [`errors`]: the typed errors and their status codes; every answer, errors included, is JSON.
+//! - [`auth`]: the bearer token, compared in constant time; only `/v1/health` is open without it.
+//! - [`start`]: request bodies checked field by field (400), the allow-list (403), the user cap.
+//! - [`runs`]: the registry of live and stored runs, the run limit (409) and the `/v1/runs` handlers.
+//! - [`store`]: each run's folder under `--data-dir`, kept current while it runs and read back after a restart.
+//! - [`files`]: listing and downloads that cannot leave a run's folder.
+//! - [`metrics`]: `/metrics` with locust_exporter's names.
 
 mod auth;
 mod errors;
+mod files;
 mod metrics;
 mod runs;
+mod start;
+mod store;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Json;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
-use rand::Rng;
+use axum::{Json, Router};
 
-use crate::engine::{RunHandle, RunPlan, Target};
-use crate::protocol::{
-    AgentInfo, ChangeRun, FileEntry, FileList, Health, Limits, PROTOCOL_VERSION, RunCreated, RunList, RunStatus,
-    StartRun, WindowList,
-};
-use crate::scenario::LoadShape;
+use crate::protocol::{AgentInfo, Health, Limits, PROTOCOL_VERSION};
+pub use auth::token_matches;
 pub use errors::AgentError;
-use runs::{RunEntry, live_status, safe_file_name, valid_run_id, window_snapshot};
+pub use files::{safe_file_name, valid_run_id};
+use runs::Registry;
+pub use start::shape_over_cap;
+pub use store::INTERRUPTED;
 
 /// How the agent was started.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Bearer token every route but `/v1/health` needs; `None` = open (allowed on loopback only).
     pub token: Option<String>,
-    /// `host:port` targets runs may use; empty = any, allowed only when listening on loopback.
+    /// `host:port` targets runs may use. When empty, any target is allowed if the agent listens on loopback, and
+    /// none otherwise.
     pub allow_targets: Vec<String>,
     pub listening_on_loopback: bool,
+    /// Runs keep their files under `data_dir/runs/<run_id>/`.
     pub data_dir: PathBuf,
+    /// Most users one run may have on this agent.
     pub max_users: u32,
+    /// Most runs going on at once.
     pub max_runs: usize,
+    /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
 }
 
+impl ServerConfig {
+    /// The defaults of the command line, for `data_dir`, on loopback and without a token.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            token: None,
+            allow_targets: Vec::new(),
+            listening_on_loopback: true,
+            data_dir: data_dir.into(),
+            max_users: 50_000,
+            max_runs: 2,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     config: Arc<ServerConfig>,
-    runs: Arc<Mutex<BTreeMap<String, RunEntry>>>,
-    /// The run /metrics shows: the one started last.
-    latest: Arc<Mutex<Option<String>>>,
+    registry: Arc<Registry>,
 }
 
-/// The agent's router, with runs an earlier process left in the data directory.
-pub fn router(config: ServerConfig) -> std::io::Result<Router> {
-    let runs_dir = config.data_dir.join("runs");
-    std::fs::create_dir_all(&runs_dir)?;
-    let stored = runs::load_stored(&runs_dir).into_iter().map(|r| (r.id.clone(), r)).collect();
-    let max_body = config.max_body_bytes;
-    let state = AppState { config: Arc::new(config), runs: Arc::new(Mutex::new(stored)), latest: Arc::default() };
-    Ok(Router::new()
+impl AppState {
+    /// Opens the data directory, with the runs an earlier process left there.
+    pub fn new(config: ServerConfig) -> std::io::Result<AppState> {
+        let registry = Registry::open(&config.data_dir)?;
+        Ok(AppState { config: Arc::new(config), registry: Arc::new(registry) })
+    }
+
+    /// Stops every live run and waits (up to `grace`) until their folders hold their final files.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.registry.shutdown(grace).await;
+    }
+}
+
+/// The agent's routes over `state`.
+pub fn routes(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
         .route("/v1/health", get(|| async { Json(Health { status: "ok".into() }) }))
         .route("/v1/info", get(info))
-        .route("/v1/runs", post(start_run).get(list_runs))
-        .route("/v1/runs/{id}", get(run_status).patch(change_run))
-        .route("/v1/runs/{id}/stop", post(stop_run))
-        .route("/v1/runs/{id}/windows", get(windows))
-        .route("/v1/runs/{id}/stats", get(stats))
-        .route("/v1/runs/{id}/files", get(files))
-        .route("/v1/runs/{id}/files/{name}", get(download))
-        .route("/metrics", get(prometheus))
+        .route("/v1/runs", post(runs::start_run).get(runs::list_runs))
+        .route("/v1/runs/{id}", get(runs::run_status).patch(runs::change_run))
+        .route("/v1/runs/{id}/stop", post(runs::stop_run))
+        .route("/v1/runs/{id}/windows", get(runs::windows))
+        .route("/v1/runs/{id}/stats", get(runs::stats))
+        .route("/v1/runs/{id}/files", get(files::files))
+        .route("/v1/runs/{id}/files/{name}", get(files::download))
+        .route("/metrics", get(metrics::prometheus))
+        .fallback(|| async { AgentError::NotFound("no such route: see the routes in load-agent's protocol.rs".into()) })
+        .method_not_allowed_fallback(|| async { AgentError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state))
+        .with_state(state)
 }
 
-/// Serves the API on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, config: ServerConfig) -> std::io::Result<()> {
-    let app = router(config)?;
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+/// The agent's router for `config` (opening its data directory).
+pub fn router(config: ServerConfig) -> std::io::Result<Router> {
+    Ok(routes(AppState::new(config)?))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; then stops the runs going on and waits until their
+/// files are final, so a restart finds them stopped rather than interrupted.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = AppState::new(config)?;
+    axum::serve(listener, routes(state.clone())).with_graceful_shutdown(shutdown).await?;
+    state.shutdown(Duration::from_secs(15)).await;
+    Ok(())
 }
 
 async fn info(State(state): State<AppState>) -> Json<AgentInfo> {
-    let active = state.runs.lock().expect("runs lock").values().filter(|r| is_active(r)).count();
     Json(AgentInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
         protocol_version: PROTOCOL_VERSION,
@@ -90,252 +137,199 @@ async fn info(State(state): State<AppState>) -> Json<AgentInfo> {
             max_concurrent_runs: state.config.max_runs,
             max_body_bytes: state.config.max_body_bytes,
         },
-        active_runs: active,
+        active_runs: state.registry.active(),
     })
 }
 
-fn is_active(run: &RunEntry) -> bool {
-    run.live.as_ref().is_some_and(|h| !h.status().state.is_over())
-}
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::Path;
 
-fn invalid(field: &str, message: impl Into<String>) -> AgentError {
-    AgentError::Invalid { field: Some(field.to_string()), message: message.into() }
-}
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
 
-/// Most users a shape asks for at any moment.
-fn peak_users(shape: &LoadShape) -> u64 {
-    match shape {
-        LoadShape::Stages(stages) => stages.iter().map(|s| s.users as u64).max().unwrap_or(0),
-        LoadShape::Ramps(ramps) => ramps.iter().map(|r| r.users as u64).max().unwrap_or(0),
-        LoadShape::ArrivalRate(open) => open.max_users as u64,
-        LoadShape::Trace(_) => 0,
-    }
-}
+    use super::*;
+    use crate::protocol::{ApiError, RunList, RunState, RunStatus};
 
-async fn start_run(State(state): State<AppState>, body: Bytes) -> Result<impl IntoResponse, AgentError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(&body);
-    let mut request: StartRun = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        AgentError::Invalid { field: (path != ".").then_some(path), message: e.inner().to_string() }
-    })?;
-    if request.scenario.name.is_empty() {
-        request.scenario.name = "scenario".into();
-    }
-    request.scenario.validate().map_err(|(field, message)| invalid(&format!("scenario.{field}"), message))?;
-    let target = Target::parse(&request.target).map_err(|message| invalid("target", message))?;
-    if request.agent_count == 0 {
-        return Err(invalid("agent_count", "must be at least 1"));
-    }
-    if request.agent_index >= request.agent_count {
-        return Err(invalid("agent_index", format!("must be below agent_count {}", request.agent_count)));
-    }
-    if let Some(deadline) = request.deadline_s
-        && !(deadline.is_finite() && deadline > 0.0)
-    {
-        return Err(invalid("deadline_s", format!("must be a positive number, got {deadline}")));
-    }
-    let share = peak_users(&request.scenario.shape).div_ceil(request.agent_count as u64);
-    if share > state.config.max_users as u64 {
-        return Err(invalid(
-            "scenario.shape",
-            format!("asks this agent for {share} users; it allows at most {} (--max-users)", state.config.max_users),
-        ));
-    }
-    let authority = target.authority();
-    let allowed = if state.config.allow_targets.is_empty() {
-        state.config.listening_on_loopback
-    } else {
-        state.config.allow_targets.contains(&authority)
-    };
-    if !allowed {
-        return Err(AgentError::Forbidden(format!(
-            "target {authority} is not allowed: start the agent with --allow-target {authority}"
-        )));
+    pub fn test_config(data_dir: &Path) -> ServerConfig {
+        ServerConfig::new(data_dir)
     }
 
-    let mut runs = state.runs.lock().expect("runs lock");
-    let active = runs.values().filter(|r| is_active(r)).count();
-    if active >= state.config.max_runs {
-        return Err(AgentError::Busy(format!(
-            "the agent already runs {active} run(s), its limit (--max-runs {})",
-            state.config.max_runs
-        )));
-    }
-    let id = format!("{:016x}", rand::thread_rng().r#gen::<u64>());
-    let dir = state.config.data_dir.join("runs").join(&id);
-    std::fs::create_dir_all(&dir).map_err(|e| AgentError::Internal(format!("creating {}: {e}", dir.display())))?;
-    runs::write_atomically(&dir.join("request.json"), &serde_json::to_vec_pretty(&request).expect("serializes"))
-        .map_err(|e| AgentError::Internal(format!("writing request.json: {e}")))?;
-    let handle = RunHandle::start(RunPlan {
-        scenario: request.scenario,
-        target,
-        seed: request.seed,
-        agent_index: request.agent_index,
-        agent_count: request.agent_count,
-        start_at: request.start_at_unix_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
-        deadline: request.deadline_s.map(Duration::from_secs_f64),
-        max_users: state.config.max_users,
-    });
-    tokio::spawn(runs::persist(id.clone(), dir.clone(), handle.clone()));
-    runs.insert(id.clone(), RunEntry { id: id.clone(), dir, live: Some(handle), stored: None });
-    *state.latest.lock().expect("latest lock") = Some(id.clone());
-    Ok((StatusCode::CREATED, Json(RunCreated { run_id: id })))
-}
-
-fn status_of(run: &RunEntry) -> RunStatus {
-    match (&run.live, &run.stored) {
-        (Some(handle), _) => live_status(&run.id, handle),
-        (None, Some(stored)) => stored.clone(),
-        (None, None) => unreachable!("a run is live or stored"),
-    }
-}
-
-/// Looks a run up; malformed and unknown ids are both 404.
-fn with_run<T>(
-    state: &AppState,
-    id: &str,
-    f: impl FnOnce(&RunEntry) -> Result<T, AgentError>,
-) -> Result<T, AgentError> {
-    let runs = state.runs.lock().expect("runs lock");
-    match runs.get(id).filter(|_| valid_run_id(id)) {
-        Some(run) => f(run),
-        None => Err(AgentError::NotFound(format!("no run {id:?} on this agent"))),
-    }
-}
-
-async fn list_runs(State(state): State<AppState>) -> Json<RunList> {
-    let runs = state.runs.lock().expect("runs lock");
-    Json(RunList { runs: runs.values().map(status_of).collect() })
-}
-
-async fn run_status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<RunStatus>, AgentError> {
-    with_run(&state, &id, |run| Ok(Json(status_of(run))))
-}
-
-async fn change_run(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<RunStatus>, AgentError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(&body);
-    let change: ChangeRun = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        AgentError::Invalid { field: (path != ".").then_some(path), message: e.inner().to_string() }
-    })?;
-    with_run(&state, &id, |run| {
-        let handle = run.live.as_ref().filter(|h| !h.status().state.is_over());
-        let Some(handle) = handle else { return Err(AgentError::Busy(format!("run {id} is over"))) };
-        handle.change(&change).map_err(|message| AgentError::Invalid { field: None, message })?;
-        Ok(Json(status_of(run)))
-    })
-}
-
-async fn stop_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<RunStatus>, AgentError> {
-    with_run(&state, &id, |run| {
-        if let Some(handle) = &run.live {
-            handle.stop();
-        }
-        Ok(Json(status_of(run)))
-    })
-}
-
-#[derive(serde::Deserialize)]
-struct Since {
-    #[serde(default)]
-    since: u64,
-}
-
-async fn windows(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(Since { since }): Query<Since>,
-) -> Result<Json<WindowList>, AgentError> {
-    with_run(&state, &id, |run| {
-        let windows = match &run.live {
-            Some(handle) => {
-                let collector = handle.collector();
-                let stats = collector.lock().expect("collector lock");
-                stats
-                    .history()
-                    .iter()
-                    .enumerate()
-                    .skip(since as usize)
-                    .map(|(i, w)| window_snapshot(i as u64, w))
-                    .collect()
+    /// A StartRun body: one user class, one stage of `end_s` seconds and 2 users.
+    pub fn start_body(target: &str, end_s: f64) -> Value {
+        json!({
+            "target": target,
+            "seed": 1,
+            "deadline_s": 30.0,
+            "scenario": {
+                "name": "t",
+                "users": [{"name": "u", "wait": {"constant": 0.05}, "tasks": [{"name": "t", "requests": [{"method": "GET", "path": "/x"}]}]}],
+                "shape": {"stages": [{"end": end_s, "users": 2, "spawn_rate": 100}]}
             }
-            None => runs::stored_windows(&run.dir, since),
-        };
-        Ok(Json(WindowList { windows }))
-    })
-}
-
-async fn stats(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, AgentError> {
-    with_run(&state, &id, |run| match &run.live {
-        Some(handle) => {
-            let snapshot = handle.collector().lock().expect("collector lock").snapshot();
-            Ok(Json(serde_json::to_value(snapshot).expect("serializes")))
-        }
-        None => std::fs::read(run.dir.join("stats.json"))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .map(Json)
-            .ok_or_else(|| AgentError::NotFound(format!("run {id} left no stats"))),
-    })
-}
-
-async fn files(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<FileList>, AgentError> {
-    with_run(&state, &id, |run| {
-        let mut files: Vec<FileEntry> = std::fs::read_dir(&run.dir)
-            .map_err(|e| AgentError::Internal(e.to_string()))?
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                safe_file_name(&name).then(|| FileEntry { bytes: e.metadata().map_or(0, |m| m.len()), name })
-            })
-            .filter(|f| !f.name.ends_with(".tmp"))
-            .collect();
-        files.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Json(FileList { files }))
-    })
-}
-
-async fn download(
-    State(state): State<AppState>,
-    Path((id, name)): Path<(String, String)>,
-) -> Result<impl IntoResponse, AgentError> {
-    let not_found = || AgentError::NotFound(format!("run {id} has no file {name:?}"));
-    let dir = with_run(&state, &id, |run| Ok(run.dir.clone()))?;
-    if !safe_file_name(&name) {
-        return Err(not_found());
+        })
     }
-    let path = dir.join(&name);
-    // The name cannot hold separators, but check where it resolves anyway (links).
-    let resolved = path.canonicalize().map_err(|_| not_found())?;
-    let root = dir.canonicalize().map_err(|_| not_found())?;
-    if resolved.parent() != Some(root.as_path()) || !resolved.is_file() {
-        return Err(not_found());
-    }
-    let bytes = std::fs::read(&resolved).map_err(|_| not_found())?;
-    let content_type = match name.rsplit('.').next() {
-        Some("csv") => "text/csv",
-        Some("json") | Some("jsonl") => "application/json",
-        _ => "application/octet-stream",
-    };
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes))
-}
 
-async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
-    let latest = state.latest.lock().expect("latest lock").clone();
-    let handle = latest.and_then(|id| state.runs.lock().expect("runs lock").get(&id).and_then(|r| r.live.clone()));
-    let text = match handle {
-        Some(handle) => {
-            let status = handle.status();
-            let collector = handle.collector();
-            let stats = collector.lock().expect("collector lock");
-            metrics::render(Some((&stats, !status.state.is_over(), status.users)))
+    async fn call(app: &Router, method: &str, path: &str, body: Option<String>) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(body.map_or_else(Body::empty, Body::from))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 22).await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())),
+        )
+    }
+
+    fn api_error(value: Value) -> ApiError {
+        serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("not an ApiError ({e}): {value}"))
+    }
+
+    #[tokio::test]
+    async fn malformed_requests_answer_json_errors_with_their_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        config.max_body_bytes = 2000;
+        config.max_users = 5;
+        let app = router(config).unwrap();
+        let good = start_body("http://127.0.0.1:9", 1.0);
+        let mut big = good.clone();
+        big["scenario"]["description"] = json!("x".repeat(3000));
+        let mut many = good.clone();
+        many["scenario"]["shape"]["stages"][0]["users"] = json!(6);
+        /// (method, path, body, status, field)
+        type Case<'a> = (&'a str, &'a str, Option<String>, u16, Option<&'a str>);
+        let cases: [Case; 10] = [
+            ("POST", "/v1/runs", Some("{".into()), 400, None),
+            ("POST", "/v1/runs", Some("[]".into()), 400, None),
+            ("POST", "/v1/runs", Some(json!({"scenario": good["scenario"]}).to_string()), 400, Some("target")),
+            ("POST", "/v1/runs", Some(many.to_string()), 400, Some("scenario.shape.stages[0].users")),
+            ("POST", "/v1/runs", Some(big.to_string()), 413, None),
+            ("GET", "/v1/runs/0123456789abcdef/windows?since=0", None, 404, None),
+            ("GET", "/v1/nowhere", None, 404, None),
+            ("DELETE", "/v1/runs", None, 405, None),
+            ("PATCH", "/v1/runs/0123456789abcdef", Some("{\"users\": 1}".into()), 404, None),
+            ("POST", "/v1/runs/not-an-id/stop", None, 404, None),
+        ];
+        for (method, path, body, status, field) in cases {
+            let (code, answer) = call(&app, method, path, body).await;
+            assert_eq!(code.as_u16(), status, "{method} {path}: {answer}");
+            let error = api_error(answer);
+            assert_eq!(error.field.as_deref(), field, "{method} {path}: {error:?}");
         }
-        None => metrics::render(None),
-    };
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    }
+
+    async fn wait_over(app: &Router, id: &str) -> RunStatus {
+        for _ in 0..400 {
+            let (_, status) = call(app, "GET", &format!("/v1/runs/{id}"), None).await;
+            let status: RunStatus = serde_json::from_value(status).unwrap();
+            if status.state.is_over() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("run {id} did not end");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_are_limited_listed_changed_stopped_and_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        config.max_runs = 1;
+        let app = router(config.clone()).unwrap();
+        // Port 9 (discard) is closed on loopback: requests fail at once, which is fine here.
+        let body = start_body("http://127.0.0.1:9", 20.0).to_string();
+        let (code, created) = call(&app, "POST", "/v1/runs", Some(body.clone())).await;
+        assert_eq!(code, StatusCode::CREATED, "{created}");
+        let id = created["run_id"].as_str().unwrap().to_string();
+        assert!(valid_run_id(&id), "{id}");
+        let (code, busy) = call(&app, "POST", "/v1/runs", Some(body.clone())).await;
+        assert_eq!(code, StatusCode::CONFLICT, "{busy}");
+        assert!(api_error(busy).error.contains("--max-runs 1"));
+        let (_, info) = call(&app, "GET", "/v1/info", None).await;
+        assert_eq!(info["active_runs"], 1);
+
+        let (code, bad_query) = call(&app, "GET", &format!("/v1/runs/{id}/windows?since=x"), None).await;
+        assert_eq!((code, api_error(bad_query).field.as_deref()), (StatusCode::BAD_REQUEST, Some("since")));
+        let (code, changed) = call(&app, "PATCH", &format!("/v1/runs/{id}"), Some("{\"users\": 1}".into())).await;
+        assert_eq!(code, StatusCode::OK, "{changed}");
+        let (code, wrong) = call(&app, "PATCH", &format!("/v1/runs/{id}"), Some("{\"users\": -1}".into())).await;
+        assert_eq!((code, api_error(wrong).field.as_deref()), (StatusCode::BAD_REQUEST, Some("users")));
+        for _ in 0..2 {
+            let (code, _) = call(&app, "POST", &format!("/v1/runs/{id}/stop"), None).await;
+            assert_eq!(code, StatusCode::OK, "stop is idempotent");
+        }
+        let status = wait_over(&app, &id).await;
+        assert_eq!(status.state, RunState::Stopped);
+        let (code, over) = call(&app, "PATCH", &format!("/v1/runs/{id}"), Some("{\"users\": 1}".into())).await;
+        assert_eq!(code, StatusCode::CONFLICT, "{over}");
+        // The slot is free again.
+        let (code, second) =
+            call(&app, "POST", "/v1/runs", Some(start_body("http://127.0.0.1:9", 0.5).to_string())).await;
+        assert_eq!(code, StatusCode::CREATED, "{second}");
+        let second = second["run_id"].as_str().unwrap().to_string();
+        wait_over(&app, &second).await;
+        // Let the final files land (status.json is written last).
+        for _ in 0..100 {
+            let on_disk: RunStatus = serde_json::from_slice(
+                &std::fs::read(dir.path().join("runs").join(&second).join("status.json")).unwrap(),
+            )
+            .unwrap();
+            if on_disk.state.is_over() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, list) = call(&app, "GET", "/v1/runs", None).await;
+        let list: RunList = serde_json::from_value(list).unwrap();
+        assert_eq!(list.runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), [id.as_str(), second.as_str()]);
+
+        // A second router on the same folder (a restarted agent) serves both from disk.
+        let reopened = router(config).unwrap();
+        let (_, list) = call(&reopened, "GET", "/v1/runs", None).await;
+        let list: RunList = serde_json::from_value(list).unwrap();
+        assert_eq!(list.runs.len(), 2);
+        assert!(list.runs.iter().all(|r| r.state.is_over()), "{list:?}");
+        let (code, windows) = call(&reopened, "GET", &format!("/v1/runs/{second}/windows?since=0"), None).await;
+        assert_eq!(code, StatusCode::OK);
+        let stored_windows = windows["windows"].as_array().unwrap().len() as u64;
+        assert_eq!(stored_windows, list.runs[1].windows_closed);
+        let (code, stats) = call(&reopened, "GET", &format!("/v1/runs/{second}/stats"), None).await;
+        assert_eq!((code, stats["total"]["requests"].as_u64()), (StatusCode::OK, Some(list.runs[1].requests)));
+        let (code, metrics) = call(&reopened, "GET", "/metrics", None).await;
+        assert_eq!(code, StatusCode::OK);
+        let metrics = metrics.as_str().unwrap().to_string();
+        assert!(metrics.contains("locust_running 0\n"), "{metrics}");
+        assert!(
+            metrics.contains(&format!(
+                "locust_requests_num_requests{{method=\"\",name=\"Aggregated\"}} {}\n",
+                list.runs[1].requests
+            )),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_public_agent_without_an_allow_list_refuses_every_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        config.listening_on_loopback = false;
+        config.token = Some("t".into());
+        let app = router(config).unwrap();
+        let request = Request::post("/v1/runs")
+            .header("authorization", "Bearer t")
+            .body(Body::from(start_body("http://127.0.0.1:9", 1.0).to_string()))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let error: ApiError = serde_json::from_slice(&bytes).unwrap();
+        assert!(error.error.contains("--allow-target 127.0.0.1:9"), "{error:?}");
+    }
 }

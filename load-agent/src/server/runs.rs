@@ -1,193 +1,361 @@
-//! The agent's runs: live ones driven by the engine, and finished ones read back from the data directory.
-//!
-//! Each run keeps DATA_DIR/runs/<id>/: request.json, status.json (rewritten atomically every second), windows.jsonl
-//! (one closed window per line), stats.json (cumulative, with histograms) and Locust's three CSV files.
+//! The agent's runs: a registry of live runs (driven by the engine in this process) and stored ones (over, their
+//! files final: finished here or left by an earlier process), and the `/v1/runs` handlers over it.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::engine::RunHandle;
-use crate::protocol::{RunState, RunStatus, WindowSnapshot};
-use crate::stats::{Collector, Window, write_failures_csv, write_history_csv, write_stats_csv};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use tokio::task::JoinHandle;
 
-/// How often the Locust CSVs and stats.json are refreshed while a run goes on.
-const CSV_EVERY_S: u64 = 5;
+use super::errors::AgentError;
+use super::files::{new_run_id, valid_run_id};
+use super::{AppState, start, store};
+use crate::engine::{RunHandle, RunPlan};
+use crate::protocol::{RunCreated, RunList, RunStatus, StartRun, WindowList};
+use crate::stats::StatsSnapshot;
+
+/// A run this process drives.
+#[derive(Clone)]
+pub struct LiveRun {
+    pub handle: RunHandle,
+    pub request: StartRun,
+}
+
+pub enum Run {
+    Live(LiveRun),
+    /// A run over, served from its folder: one this process finished, or one an earlier process left.
+    Stored {
+        status: RunStatus,
+    },
+}
 
 pub struct RunEntry {
     pub id: String,
     pub dir: PathBuf,
-    /// The engine's handle while this agent process drives the run.
-    pub live: Option<RunHandle>,
-    /// The last status on disk, for runs of an earlier agent process.
-    pub stored: Option<RunStatus>,
+    pub created_unix_ms: u64,
+    pub run: Run,
 }
 
-/// Run ids are 16 lowercase hex digits; anything else is refused before it reaches the file system.
-pub fn valid_run_id(id: &str) -> bool {
-    id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+impl RunEntry {
+    pub fn status(&self) -> RunStatus {
+        match &self.run {
+            Run::Live(live) => store::live_status(&self.id, &live.handle),
+            Run::Stored { status, .. } => status.clone(),
+        }
+    }
 
-/// A file name that stays inside its run folder: no separators, no parent references, no hidden files.
-pub fn safe_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-        && !name.contains("..")
-}
-
-pub fn window_snapshot(index: u64, window: &Window) -> WindowSnapshot {
-    WindowSnapshot {
-        index,
-        start_unix_s: window.start_unix_s,
-        users: window.users,
-        entries: window.entries.iter().map(|e| e.to_snapshot()).collect(),
-        total: window.total.to_snapshot(),
+    pub fn is_active(&self) -> bool {
+        matches!(&self.run, Run::Live(live) if !live.handle.status().state.is_over())
     }
 }
 
-/// The status of a live run, from the engine and its collector.
-pub fn live_status(id: &str, handle: &RunHandle) -> RunStatus {
-    let engine = handle.status();
-    let collector = handle.collector();
-    let stats = collector.lock().expect("collector lock");
-    let history = stats.history();
-    RunStatus {
-        run_id: id.to_string(),
-        state: engine.state,
-        started_at_unix_ms: engine.started_at_unix_ms,
-        elapsed_s: engine.elapsed_s,
-        users: engine.users,
-        target_users: engine.target_users,
-        requests: stats.total().requests,
-        failures: stats.total().failures,
-        dropped_iterations: engine.dropped_iterations,
-        window: history.last().map(|w| window_snapshot(history.len() as u64 - 1, w)),
-        windows_closed: history.len() as u64,
-        health: engine.health,
-        error: engine.error,
+/// The run `/metrics` shows.
+pub enum Latest {
+    Live(RunHandle),
+    Stored(PathBuf),
+}
+
+pub struct Registry {
+    runs_dir: PathBuf,
+    runs: Mutex<BTreeMap<String, RunEntry>>,
+    /// Serializes starts, so the run limit holds while a start writes its folder.
+    start_gate: tokio::sync::Mutex<()>,
+    /// The tasks keeping live runs' folders current, awaited at shutdown.
+    persisting: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Registry {
+    /// Opens DATA_DIR/runs, reading the runs an earlier process left there.
+    pub fn open(data_dir: &Path) -> std::io::Result<Registry> {
+        let runs_dir = data_dir.join("runs");
+        std::fs::create_dir_all(&runs_dir)?;
+        let runs = store::load_stored(&runs_dir, valid_run_id)
+            .into_iter()
+            .map(|stored| {
+                let entry = RunEntry {
+                    id: stored.id.clone(),
+                    dir: stored.dir,
+                    created_unix_ms: stored.created_unix_ms,
+                    run: Run::Stored { status: stored.status },
+                };
+                (stored.id, entry)
+            })
+            .collect();
+        Ok(Registry {
+            runs_dir,
+            runs: Mutex::new(runs),
+            start_gate: tokio::sync::Mutex::new(()),
+            persisting: Mutex::new(Vec::new()),
+        })
     }
-}
 
-/// Writes through a temporary file, fsync and rename: readers never see half a file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+    fn runs(&self) -> MutexGuard<'_, BTreeMap<String, RunEntry>> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }
-    fs::rename(tmp, path)
-}
 
-fn write_csvs(dir: &Path, stats: &Collector, duration_s: f64) -> std::io::Result<()> {
-    let write = |name: &str, f: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>| -> std::io::Result<()> {
-        let mut bytes = Vec::new();
-        f(&mut bytes)?;
-        write_atomically(&dir.join(name), &bytes)
-    };
-    write("locust_stats.csv", &|out| write_stats_csv(out, stats, duration_s))?;
-    write("locust_stats_history.csv", &|out| write_history_csv(out, stats))?;
-    write("locust_failures.csv", &|out| write_failures_csv(out, stats))?;
-    let snapshot = serde_json::to_vec(&stats.snapshot()).expect("snapshot serializes");
-    write_atomically(&dir.join("stats.json"), &snapshot)
-}
+    /// Runs not over yet.
+    pub fn active(&self) -> usize {
+        self.runs().values().filter(|r| r.is_active()).count()
+    }
 
-/// Keeps a live run's folder current until the run is over, then writes its final files.
-pub async fn persist(id: String, dir: PathBuf, handle: RunHandle) {
-    let mut windows_written = 0usize;
-    let mut ticks = 0u64;
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        let over = tokio::select! {
-            _ = interval.tick() => false,
-            _ = handle.wait() => true,
+    /// Looks a run up; malformed and unknown ids are both 404.
+    pub fn with_run<T>(&self, id: &str, f: impl FnOnce(&RunEntry) -> Result<T, AgentError>) -> Result<T, AgentError> {
+        let runs = self.runs();
+        match runs.get(id).filter(|_| valid_run_id(id)) {
+            Some(run) => f(run),
+            None => Err(AgentError::NotFound(format!("no run {id:?} on this agent"))),
+        }
+    }
+
+    pub fn dir_of(&self, id: &str) -> Result<PathBuf, AgentError> {
+        self.with_run(id, |run| Ok(run.dir.clone()))
+    }
+
+    /// Every run, oldest first.
+    pub fn list(&self) -> Vec<RunStatus> {
+        let runs = self.runs();
+        let mut entries: Vec<&RunEntry> = runs.values().collect();
+        entries.sort_by(|a, b| (a.created_unix_ms, &a.id).cmp(&(b.created_unix_ms, &b.id)));
+        entries.into_iter().map(RunEntry::status).collect()
+    }
+
+    /// The run created last.
+    pub fn latest(&self) -> Option<Latest> {
+        let runs = self.runs();
+        let latest = runs.values().max_by(|a, b| (a.created_unix_ms, &a.id).cmp(&(b.created_unix_ms, &b.id)))?;
+        Some(match &latest.run {
+            Run::Live(live) => Latest::Live(live.handle.clone()),
+            Run::Stored { .. } => Latest::Stored(latest.dir.clone()),
+        })
+    }
+
+    /// Starts a checked run unless `max_runs` runs are going on already (409); writes its folder first. Once the
+    /// run is over and its final files are written, it is served from them and its statistics leave memory.
+    pub async fn start(
+        self: &Arc<Self>,
+        request: StartRun,
+        plan: RunPlan,
+        max_runs: usize,
+    ) -> Result<String, AgentError> {
+        let _gate = self.start_gate.lock().await;
+        let active = self.active();
+        if active >= max_runs {
+            return Err(AgentError::Conflict(format!(
+                "the agent already runs {active} run(s), its limit (--max-runs {max_runs}); stop one or wait"
+            )));
+        }
+        let id = loop {
+            let id = new_run_id();
+            if !self.runs().contains_key(&id) && !self.runs_dir.join(&id).exists() {
+                break id;
+            }
         };
-        ticks += 1;
-        let status = live_status(&id, &handle);
-        let result = (|| -> std::io::Result<()> {
-            let collector = handle.collector();
-            let stats = collector.lock().expect("collector lock");
-            let history = stats.history();
-            if history.len() > windows_written {
-                let mut file =
-                    BufWriter::new(OpenOptions::new().create(true).append(true).open(dir.join("windows.jsonl"))?);
-                for (index, window) in history.iter().enumerate().skip(windows_written) {
-                    serde_json::to_writer(&mut file, &window_snapshot(index as u64, window))?;
-                    file.write_all(b"\n")?;
+        let dir = self.runs_dir.join(&id);
+        let status = store::initial_status(&id);
+        let written = {
+            let (dir, request) = (dir.clone(), request.clone());
+            tokio::task::spawn_blocking(move || store::create_run_dir(&dir, &request, &status)).await
+        };
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(AgentError::Internal(format!("cannot create {}: {e}", dir.display()))),
+            Err(e) => return Err(AgentError::Internal(e.to_string())),
+        }
+        let handle = RunHandle::start(plan);
+        tracing::info!(run = %id, target = %request.target, scenario = %request.scenario.name, "run started");
+        let entry = RunEntry {
+            id: id.clone(),
+            dir: dir.clone(),
+            created_unix_ms: now_unix_ms(),
+            run: Run::Live(LiveRun { handle: handle.clone(), request }),
+        };
+        // Registered before its files are kept, so the end of the run always finds it to retire.
+        self.runs().insert(id.clone(), entry);
+        let task = {
+            let (registry, id) = (Arc::clone(self), id.clone());
+            tokio::spawn(async move {
+                if store::persist(id.clone(), dir, handle).await {
+                    registry.retire(&id);
                 }
-                file.flush()?;
-                windows_written = history.len();
+            })
+        };
+        let mut persisting = self.persisting.lock().unwrap_or_else(|e| e.into_inner());
+        persisting.retain(|t| !t.is_finished());
+        persisting.push(task);
+        Ok(id)
+    }
+
+    /// Turns a live run that is over into a stored one (its files are final).
+    fn retire(&self, id: &str) {
+        let mut runs = self.runs();
+        if let Some(entry) = runs.get_mut(id)
+            && let Run::Live(live) = &entry.run
+            && live.handle.status().state.is_over()
+        {
+            let status = store::live_status(id, &live.handle);
+            tracing::info!(run = %id, state = ?status.state, requests = status.requests, "run over");
+            entry.run = Run::Stored { status };
+        }
+    }
+
+    /// Stops every live run and waits (up to `grace`) until their folders hold their final files.
+    pub async fn shutdown(&self, grace: Duration) {
+        for entry in self.runs().values() {
+            if let Run::Live(live) = &entry.run {
+                live.handle.stop();
             }
-            if over || ticks.is_multiple_of(CSV_EVERY_S) {
-                write_csvs(&dir, &stats, status.elapsed_s)?;
+        }
+        let tasks = std::mem::take(&mut *self.persisting.lock().unwrap_or_else(|e| e.into_inner()));
+        let all = async {
+            for task in tasks {
+                let _ = task.await;
             }
-            // status.json last: once it says the run is over, every other file is final.
-            write_atomically(&dir.join("status.json"), &serde_json::to_vec_pretty(&status).expect("status serializes"))
-        })();
-        if let Err(e) = result {
-            eprintln!("run {id}: cannot write its files in {}: {e}", dir.display());
-        }
-        if over {
-            return;
+        };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("some runs did not finish writing their files in {grace:?}");
         }
     }
 }
 
-/// Reads the runs an earlier agent process left; a run that was going on when it died is marked failed.
-pub fn load_stored(runs_dir: &Path) -> Vec<RunEntry> {
-    let Ok(entries) = fs::read_dir(runs_dir) else { return Vec::new() };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let id = entry.file_name().to_string_lossy().to_string();
-        if !valid_run_id(&id) {
-            continue;
-        }
-        let dir = entry.path();
-        let Ok(text) = fs::read(dir.join("status.json")) else { continue };
-        let Ok(mut status) = serde_json::from_slice::<RunStatus>(&text) else { continue };
-        if !status.state.is_over() {
-            status.state = RunState::Failed;
-            status.users = 0;
-            status.error = Some("agent restarted during the run".to_string());
-            let _ =
-                write_atomically(&dir.join("status.json"), &serde_json::to_vec_pretty(&status).expect("serializes"));
-        }
-        out.push(RunEntry { id, dir, live: None, stored: Some(status) });
-    }
-    out
+fn body_of(body: Result<Bytes, BytesRejection>, state: &AppState) -> Result<Bytes, AgentError> {
+    body.map_err(|rejection| AgentError::from_bytes_rejection(rejection, state.config.max_body_bytes))
 }
 
-/// Windows `since..` of a stored run, from its windows.jsonl.
-pub fn stored_windows(dir: &Path, since: u64) -> Vec<WindowSnapshot> {
-    let Ok(text) = fs::read_to_string(dir.join("windows.jsonl")) else { return Vec::new() };
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<WindowSnapshot>(line).ok())
-        .filter(|w| w.index >= since)
-        .collect()
+/// POST /v1/runs
+pub async fn start_run(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<RunCreated>), AgentError> {
+    let body = body_of(body, &state)?;
+    let (request, plan) = start::check_start(&body, &state.config)?;
+    let run_id = state.registry.start(request, plan, state.config.max_runs).await?;
+    Ok((StatusCode::CREATED, Json(RunCreated { run_id })))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// GET /v1/runs
+pub async fn list_runs(State(state): State<AppState>) -> Json<RunList> {
+    Json(RunList { runs: state.registry.list() })
+}
 
-    #[test]
-    fn file_names_cannot_leave_the_run_folder() {
-        for bad in ["", "../status.json", "..", "a/b", "/etc/passwd", "..\\x", ".hidden", "x\0y", "a..b", "%2e%2e"] {
-            assert!(!safe_file_name(bad), "{bad:?}");
-        }
-        for good in ["locust_stats.csv", "status.json", "windows.jsonl"] {
-            assert!(safe_file_name(good), "{good}");
-        }
-    }
+/// GET /v1/runs/{id}
+pub async fn run_status(
+    State(state): State<AppState>,
+    path: Result<UrlPath<String>, PathRejection>,
+) -> Result<Json<RunStatus>, AgentError> {
+    let UrlPath(id) = path?;
+    state.registry.with_run(&id, |run| Ok(Json(run.status())))
+}
 
-    #[test]
-    fn run_ids_are_checked() {
-        assert!(valid_run_id("0123456789abcdef"));
-        for bad in ["0123456789ABCDEF", "0123456789abcde", "../../etc/passwd", "0123456789abcdeg"] {
-            assert!(!valid_run_id(bad), "{bad}");
+/// PATCH /v1/runs/{id}
+pub async fn change_run(
+    State(state): State<AppState>,
+    path: Result<UrlPath<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<RunStatus>, AgentError> {
+    let UrlPath(id) = path?;
+    let body = body_of(body, &state)?;
+    state.registry.with_run(&id, |run| {
+        let over = || AgentError::Conflict(format!("run {id} is over ({:?}): it cannot change", run.status().state));
+        let Run::Live(live) = &run.run else { return Err(over()) };
+        if live.handle.status().state.is_over() {
+            return Err(over());
         }
+        let change = start::check_change(&body, &live.request, state.config.max_users)?;
+        live.handle.change(&change).map_err(|message| {
+            if live.handle.status().state.is_over() { over() } else { AgentError::Invalid { field: None, message } }
+        })?;
+        Ok(Json(run.status()))
+    })
+}
+
+/// POST /v1/runs/{id}/stop: idempotent; a run already over answers its status.
+pub async fn stop_run(
+    State(state): State<AppState>,
+    path: Result<UrlPath<String>, PathRejection>,
+) -> Result<Json<RunStatus>, AgentError> {
+    let UrlPath(id) = path?;
+    state.registry.with_run(&id, |run| {
+        if let Run::Live(live) = &run.run {
+            live.handle.stop();
+        }
+        Ok(Json(run.status()))
+    })
+}
+
+/// Where a run's figures come from: this process's memory, or the run's folder.
+enum Source<T> {
+    Memory(T),
+    Disk(PathBuf),
+}
+
+#[derive(serde::Deserialize)]
+pub struct Since {
+    #[serde(default)]
+    since: u64,
+}
+
+/// GET /v1/runs/{id}/windows?since=N
+pub async fn windows(
+    State(state): State<AppState>,
+    path: Result<UrlPath<String>, PathRejection>,
+    query: Result<Query<Since>, QueryRejection>,
+) -> Result<Json<WindowList>, AgentError> {
+    let UrlPath(id) = path?;
+    // An unknown run is a 404 whatever the query says.
+    state.registry.with_run(&id, |_| Ok(()))?;
+    let Query(Since { since }) = query
+        .map_err(|e| AgentError::invalid("since", format!("must be a window index (0, 1, …): {}", e.body_text())))?;
+    let source = state.registry.with_run(&id, |run| {
+        Ok(match &run.run {
+            Run::Live(live) => {
+                let collector = live.handle.collector();
+                let stats = collector.lock().unwrap_or_else(|e| e.into_inner());
+                let windows = stats.history().iter().enumerate().skip(usize::try_from(since).unwrap_or(usize::MAX));
+                Source::Memory(windows.map(|(i, w)| store::window_snapshot(i as u64, w)).collect())
+            }
+            Run::Stored { .. } => Source::Disk(run.dir.clone()),
+        })
+    })?;
+    let windows = match source {
+        Source::Memory(windows) => windows,
+        Source::Disk(dir) => tokio::task::spawn_blocking(move || store::stored_windows(&dir, since))
+            .await
+            .map_err(|e| AgentError::Internal(e.to_string()))?
+            .map_err(|e| AgentError::Internal(format!("reading run {id}'s windows: {e}")))?,
+    };
+    Ok(Json(WindowList { windows }))
+}
+
+/// GET /v1/runs/{id}/stats
+pub async fn stats(
+    State(state): State<AppState>,
+    path: Result<UrlPath<String>, PathRejection>,
+) -> Result<Json<StatsSnapshot>, AgentError> {
+    let UrlPath(id) = path?;
+    let source = state.registry.with_run(&id, |run| {
+        Ok(match &run.run {
+            Run::Live(live) => {
+                Source::Memory(live.handle.collector().lock().unwrap_or_else(|e| e.into_inner()).snapshot())
+            }
+            Run::Stored { .. } => Source::Disk(run.dir.clone()),
+        })
+    })?;
+    match source {
+        Source::Memory(snapshot) => Ok(Json(snapshot)),
+        Source::Disk(dir) => tokio::task::spawn_blocking(move || store::stored_stats(&dir))
+            .await
+            .map_err(|e| AgentError::Internal(e.to_string()))?
+            .map(Json)
+            .ok_or_else(|| AgentError::NotFound(format!("run {id} left no stats"))),
     }
 }
