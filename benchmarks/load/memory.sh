@@ -7,7 +7,7 @@ root=$(cd "$here/../.." && pwd)
 users=${1:-10000}; seconds=${2:-40}
 work="$here/.work"; mkdir -p "$work"
 command -v nginx >/dev/null || { apt-get update -qq; apt-get install -y -qq nginx >/dev/null; }
-(cd "$root" && cargo build -q --release -p load-agent)
+[ -n "${SKIP_BUILD:-}" ] || (cd "$root" && cargo build -q --release -p load-agent)
 ulimit -n "$(ulimit -Hn)"  # one socket per user
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$work/nginx-mem.conf" <<CONF

@@ -32,7 +32,7 @@ async fn tasks_follow_weights_and_every_request_is_counted_once() {
     assert_eq!(stats.total().requests, a + b);
     assert_eq!(stats.total().failures, 0);
     // Every request is in exactly one window.
-    assert_eq!(stats.history().iter().map(|w| w.total.requests).sum::<u64>(), a + b);
+    assert_eq!(stats.history().iter().map(|w| w.total.summary.requests).sum::<u64>(), a + b);
     assert!(stats.total().content_bytes >= 2 * (a + b), "content bytes are the bodies' lengths (\"ok\")");
 }
 
@@ -222,9 +222,9 @@ async fn windows_close_every_second_with_the_user_count() {
             "window {i} starts at {}",
             window.start_unix_s
         );
-        assert!(window.total.requests > 10, "window {i}: {} requests", window.total.requests);
+        assert!(window.total.summary.requests > 10, "window {i}: {} requests", window.total.summary.requests);
     }
-    assert_eq!(history.iter().map(|w| w.total.requests).sum::<u64>(), stats.total().requests);
+    assert_eq!(history.iter().map(|w| w.total.summary.requests).sum::<u64>(), stats.total().requests);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

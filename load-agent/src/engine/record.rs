@@ -82,9 +82,9 @@ mod tests {
         batch.sort_by_key(|r| r.done_us);
         let mut collector = Collector::new(0);
         recorder.record_until(&mut batch, 1_000_000, &mut collector);
-        assert_eq!(collector.close_window(1).total.requests, 2);
+        assert_eq!(collector.close_window(1).total.summary.requests, 2);
         recorder.record_until(&mut batch, u64::MAX, &mut collector);
-        assert_eq!(collector.close_window(1).total.requests, 2);
+        assert_eq!(collector.close_window(1).total.summary.requests, 2);
         assert!(batch.is_empty());
     }
 }

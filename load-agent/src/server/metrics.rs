@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use super::AppState;
 use super::runs::Latest;
 use super::store;
-use crate::stats::{Collector, Entry, StatsSnapshot};
+use crate::stats::{Collector, Entry, StatsSnapshot, Summary};
 
 /// Escapes a label value as the text format wants: backslash, double quote and line feed.
 fn label(value: &str) -> String {
@@ -63,15 +63,15 @@ pub fn render(stats: Option<(&Collector, bool, u64)>) -> String {
     let Some((stats, _, _)) = stats else { return out };
 
     let window = stats.history().last();
-    let current = |entry: &Entry| -> Option<Entry> {
+    let current = |entry: &Entry| -> Option<&Summary> {
         let window = window?;
         if entry.name == crate::stats::AGGREGATED && entry.method.is_empty() {
-            return Some(window.total.clone());
+            return Some(&window.total.summary);
         }
-        window.entries.iter().find(|e| e.name == entry.name && e.method == entry.method).cloned()
+        window.entries.iter().map(|e| &e.summary).find(|e| e.name == entry.name && e.method == entry.method)
     };
     let rows: Vec<&Entry> = stats.entries().chain(std::iter::once(stats.total())).collect();
-    type Figure = fn(&Entry, Option<&Entry>) -> f64;
+    type Figure = fn(&Entry, Option<&Summary>) -> f64;
     let figures: [(&str, &str, Figure); 11] = [
         ("locust_requests_num_requests", "Requests so far", |e, _| e.requests as f64),
         ("locust_requests_num_failures", "Failed requests so far", |e, _| e.failures as f64),
@@ -102,7 +102,7 @@ pub fn render(stats: Option<(&Collector, bool, u64)>) -> String {
                 "{name}{{method=\"{}\",name=\"{}\"}} {}",
                 label(&entry.method),
                 label(&entry.name),
-                figure(entry, current.as_ref())
+                figure(entry, current)
             );
         }
     }

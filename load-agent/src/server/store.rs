@@ -20,7 +20,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::engine::RunHandle;
 use crate::protocol::{GeneratorHealth, RunState, RunStatus, StartRun, WindowSnapshot};
-use crate::stats::{Collector, StatsSnapshot, Window, write_failures_csv, write_history_csv, write_stats_csv};
+use crate::stats::{
+    Collector, StatsSnapshot, Window, WindowEntry, write_failures_csv, write_history_csv, write_stats_csv,
+};
 
 pub const REQUEST_FILE: &str = "request.json";
 pub const STATUS_FILE: &str = "status.json";
@@ -62,7 +64,7 @@ pub fn window_snapshot(index: u64, window: &Window) -> WindowSnapshot {
         index,
         start_unix_s: window.start_unix_s,
         users: window.users,
-        entries: window.entries.iter().map(|e| e.to_snapshot()).collect(),
+        entries: window.entries.iter().map(WindowEntry::to_snapshot).collect(),
         total: window.total.to_snapshot(),
     }
 }

@@ -6,7 +6,7 @@
 
 use std::io::{self, Write};
 
-use super::{Collector, Entry, PERCENTILES};
+use super::{Collector, PERCENTILES, Summary};
 use crate::clock::iso8601;
 
 pub const STATS_HEADER: &str = "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,\
@@ -25,15 +25,11 @@ fn field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
 }
 
-fn percentiles(entry: &Entry) -> String {
+fn percentiles(entry: &Summary) -> String {
     if entry.requests == 0 {
         return vec!["N/A"; PERCENTILES.len()].join(",");
     }
     PERCENTILES.iter().map(|&q| format!("{}", entry.percentile_ms(q).round() as u64)).collect::<Vec<_>>().join(",")
-}
-
-fn average_content(entry: &Entry) -> u64 {
-    entry.content_bytes.checked_div(entry.requests).unwrap_or(0)
 }
 
 /// Cumulative figures per name and aggregated; rates over `duration_s`.
@@ -41,6 +37,7 @@ pub fn write_stats_csv(out: &mut impl Write, stats: &Collector, duration_s: f64)
     writeln!(out, "{STATS_HEADER}")?;
     let duration_s = duration_s.max(1e-9);
     for entry in stats.entries().chain(std::iter::once(stats.total())) {
+        let entry = &entry.summary();
         writeln!(
             out,
             "{},{},{},{},{},{:.6},{},{},{},{:.6},{:.6},{}",
@@ -52,7 +49,7 @@ pub fn write_stats_csv(out: &mut impl Write, stats: &Collector, duration_s: f64)
             entry.mean_ms(),
             (entry.min_us as f64 / 1000.0).round() as u64,
             (entry.max_us as f64 / 1000.0).round() as u64,
-            average_content(entry),
+            entry.average_content_bytes(),
             entry.requests as f64 / duration_s,
             entry.failures as f64 / duration_s,
             percentiles(entry)
@@ -74,9 +71,9 @@ pub fn write_history_csv(out: &mut impl Write, stats: &Collector) -> io::Result<
             total.mean_ms(),
             (total.min_us as f64 / 1000.0).round() as u64,
             (total.max_us as f64 / 1000.0).round() as u64,
-            average_content(total)
+            total.average_content_bytes()
         );
-        for entry in window.entries.iter().chain(std::iter::once(&window.total)) {
+        for entry in window.entries.iter().chain(std::iter::once(&window.total)).map(|e| &e.summary) {
             writeln!(
                 out,
                 "{},{},{},{},{:.6},{:.6},{},{}",

@@ -7,6 +7,7 @@ use super::{Collector, Entry, PERCENTILES};
 const NAME_WIDTH: usize = 50;
 
 fn row(out: &mut impl Write, entry: &Entry, duration_s: f64) -> io::Result<()> {
+    let entry = &entry.summary();
     let fail_pct = if entry.requests == 0 { 0.0 } else { 100.0 * entry.failures as f64 / entry.requests as f64 };
     writeln!(
         out,
@@ -48,6 +49,7 @@ pub fn write_console_report(out: &mut impl Write, stats: &Collector, duration_s:
     }
     writeln!(out, " {:>7}", "# reqs")?;
     for entry in stats.entries().chain(std::iter::once(stats.total())) {
+        let entry = entry.summary();
         write!(out, "{:<8} {:<NAME_WIDTH$}", entry.method, entry.name)?;
         for q in PERCENTILES {
             write!(out, " {:>7.0}", entry.percentile_ms(q))?;
