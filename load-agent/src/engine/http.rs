@@ -1,17 +1,13 @@
-//! One user's HTTP client: its own keep-alive HTTP/1.1 connection (hyper, reconnecting when the server closes
-//! it) and cookie jar, as every Locust user has. Redirects are followed as python-requests follows them and the
-//! whole exchange is one request for the statistics.
+//! One user's HTTP client: its own keep-alive HTTP/1.1 connection (reopened when the server closes it) and cookie
+//! jar, as every Locust user has. Redirects are followed as python-requests follows them and the whole exchange is
+//! one request for the statistics.
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use http::{HeaderValue, Method, StatusCode, Uri};
 
 use super::cookies::CookieJar;
+use super::http1::{Connection, Failure};
 use super::target::connect_host;
 
 /// Redirects followed before a request fails (python-requests allows 30; browsers about 20).
@@ -36,7 +32,9 @@ pub struct HttpUser {
     host: String,
     port: u16,
     host_header: HeaderValue,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    /// The idle keep-alive connection; taken out while an exchange runs, so an exchange cut off by a timeout
+    /// leaves none behind whose response could still arrive.
+    connection: Option<Connection>,
     jar: CookieJar,
 }
 
@@ -47,54 +45,35 @@ impl HttpUser {
             host: host.to_string(),
             port,
             host_header: HeaderValue::from_str(&host_header).unwrap_or(HeaderValue::from_static("localhost")),
-            sender: None,
+            connection: None,
             jar: CookieJar::default(),
         }
     }
 
     /// Drops the connection, e.g. after a timeout left a response unread.
     pub fn reset_connection(&mut self) {
-        self.sender = None;
+        self.connection = None;
     }
 
-    /// The open connection, or a new one; true when it is new.
-    async fn connection(&mut self) -> Result<bool, String> {
-        if let Some(sender) = &mut self.sender
-            && !sender.is_closed()
-            && sender.ready().await.is_ok()
-        {
-            return Ok(false);
-        }
-        self.sender = None;
-        let stream = TcpStream::connect((connect_host(&self.host), self.port))
-            .await
-            .map_err(|e| format!("ConnectionError: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| format!("ConnectionError: {e}"))?;
-        let (sender, connection) =
-            http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("ConnectionError: {e}"))?;
-        tokio::spawn(async move {
-            // Ends when the server closes the connection or the user drops its sender.
-            let _ = connection.await;
-        });
-        self.sender = Some(sender);
-        Ok(true)
-    }
-
-    /// Sends `request` on the user's connection. A request a kept-alive connection never started to send (the
-    /// server closed it meanwhile) goes once more on a new connection, so idle keep-alive closes are no failures.
-    async fn exchange(&mut self, mut request: Request<Full<Bytes>>) -> Result<Response<Incoming>, String> {
+    /// Sends `request` on the user's connection. A kept-alive connection the server closed while it was idle is
+    /// replaced before sending; one that fails before any byte of the response arrived (the server closed it just
+    /// then) sends once more on a new connection, so idle keep-alive closes are no failures.
+    async fn exchange(&mut self, request: &[u8], head_request: bool) -> Result<super::http1::Response, String> {
         loop {
-            let fresh = self.connection().await?;
-            let sender = self.sender.as_mut().expect("connected");
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok(response),
-                Err(mut error) => {
-                    self.sender = None;
-                    match error.take_message() {
-                        Some(unsent) if !fresh => request = unsent,
-                        _ => return Err(format!("ConnectionError: {}", describe(&error.into_error()))),
+            let mut connection = match self.connection.take() {
+                Some(connection) if connection.is_open() => connection,
+                _ => Connection::open(connect_host(&self.host), self.port).await?,
+            };
+            match connection.exchange(request, head_request).await {
+                Ok(response) => {
+                    if response.keep_alive {
+                        self.connection = Some(connection);
                     }
+                    return Ok(response);
                 }
+                // A new connection never fails as stale, so this retries at most once.
+                Err(Failure::Stale(_)) => continue,
+                Err(failure) => return Err(failure.message()),
             }
         }
     }
@@ -103,50 +82,20 @@ impl HttpUser {
     pub async fn send(&mut self, outgoing: Outgoing) -> Result<Outcome, String> {
         let Outgoing { mut method, mut uri, headers, mut body } = outgoing;
         for _ in 0..=MAX_REDIRECTS {
-            let mut map = HeaderMap::with_capacity(3 + headers.len());
-            map.insert(header::HOST, self.host_header.clone());
-            if let Some(cookie) = self.jar.header(uri.path()) {
-                map.insert(header::COOKIE, cookie);
-            }
-            let bytes = match &body {
-                Some((content_type, bytes)) => {
-                    map.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-                    bytes.clone()
-                }
-                None => Bytes::new(),
-            };
-            for (name, value) in &headers {
-                map.insert(name.clone(), value.clone());
-            }
-            let mut request = Request::new(Full::new(bytes));
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri.clone();
-            *request.headers_mut() = map;
-            let response = self.exchange(request).await?;
-            let status = response.status();
-            for value in response.headers().get_all(header::SET_COOKIE) {
-                if let Ok(text) = value.to_str() {
-                    self.jar.store(text, uri.path());
-                }
+            let cookie = self.jar.header(uri.path());
+            let request = serialize(&method, &uri, &self.host_header, cookie.as_ref(), &headers, body.as_ref());
+            let response = self.exchange(&request, method == Method::HEAD).await?;
+            let status = StatusCode::from_u16(response.status)
+                .map_err(|_| format!("ConnectionError: bad status code {}", response.status))?;
+            for value in &response.set_cookies {
+                self.jar.store(value, uri.path());
             }
             let location = match status.as_u16() {
-                301 | 302 | 303 | 307 | 308 => response.headers().get(header::LOCATION).cloned(),
+                301 | 302 | 303 | 307 | 308 => response.location,
                 _ => None,
             };
-            let mut incoming = response.into_body();
-            let mut body_bytes = 0u64;
-            while let Some(frame) = incoming.frame().await {
-                let frame = frame.map_err(|e| {
-                    self.sender = None;
-                    format!("ConnectionError: {}", describe(&e))
-                })?;
-                if let Some(data) = frame.data_ref() {
-                    body_bytes += data.len() as u64;
-                }
-            }
-            let Some(location) = location else { return Ok(Outcome { status, body_bytes }) };
-            let location = location.to_str().map_err(|_| "InvalidRedirect: Location is not text".to_string())?;
-            uri = self.redirect_target(&uri, location)?;
+            let Some(location) = location else { return Ok(Outcome { status, body_bytes: response.body_bytes }) };
+            uri = self.redirect_target(&uri, &location)?;
             // python-requests: 302 and 303 turn into GET (HEAD stays HEAD), 301 turns a POST into GET; only 307 and
             // 308 keep the body.
             let code = status.as_u16();
@@ -187,16 +136,55 @@ impl HttpUser {
     }
 }
 
-/// A hyper error with its causes, e.g. "connection closed before message completed".
-fn describe(error: &hyper::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+/// The request as it goes on the wire: request line, Host, Cookie, the body's Content-Type and Content-Length,
+/// the scenario's headers (which replace Host or Content-Type when they name them), then the body. Content-Length
+/// is sent whenever there is a body and for POST, PUT and PATCH without one, as python-requests does.
+fn serialize(
+    method: &Method,
+    uri: &Uri,
+    host: &HeaderValue,
+    cookie: Option<&HeaderValue>,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Option<&(&'static str, Bytes)>,
+) -> Vec<u8> {
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let body_len = body.map_or(0, |(_, bytes)| bytes.len());
+    let mut out = Vec::with_capacity(96 + target.len() + body_len + headers.len() * 32);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut line = |name: &[u8], value: &[u8]| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    let overridden = |name: &HeaderName| headers.iter().any(|(n, _)| n == name);
+    if !overridden(&header::HOST) {
+        line(b"Host", host.as_bytes());
     }
-    text
+    if let Some(cookie) = cookie {
+        line(b"Cookie", cookie.as_bytes());
+    }
+    if let Some((content_type, _)) = body
+        && !overridden(&header::CONTENT_TYPE)
+    {
+        line(b"Content-Type", content_type.as_bytes());
+    }
+    if body.is_some() || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        line(b"Content-Length", body_len.to_string().as_bytes());
+    }
+    for (name, value) in headers {
+        if name != header::CONTENT_LENGTH {
+            line(name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    if let Some((_, bytes)) = body {
+        out.extend_from_slice(bytes);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod closed;
 mod compile;
 mod cookies;
 mod http;
+mod http1;
 mod monitor;
 mod open;
 mod record;
