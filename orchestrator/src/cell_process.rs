@@ -129,7 +129,8 @@ pub fn run(run_dir: &Path, cell_id: &str, attempt: u32) -> i32 {
     start_heartbeat(Arc::clone(&shared));
     install_signal_handler(Arc::clone(&shared));
     panic::set_hook(Box::new(|info| {
-        let message = info.to_string().replace('\n', ": ");
+        // "panicked at file:line:col:\nmessage" on one line.
+        let message = info.to_string().replacen(":\n", ": ", 1).replace('\n', " ");
         eprintln!("{message}");
         *PANIC_MESSAGE.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
     }));

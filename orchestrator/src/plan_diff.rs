@@ -55,22 +55,40 @@ pub fn diff(run_dir: &Path, old: &[String], new: &[Cell]) -> PlanDiff {
     out
 }
 
+/// Cells listed by name before "and N more".
+const CELLS_SHOWN: usize = 8;
+
+fn list(f: &mut std::fmt::Formatter<'_>, label: &str, ids: &[&str]) -> std::fmt::Result {
+    for id in ids.iter().take(CELLS_SHOWN) {
+        writeln!(f, "  {label} {id}")?;
+    }
+    if ids.len() > CELLS_SHOWN {
+        writeln!(f, "  {label} ... and {} more", ids.len() - CELLS_SHOWN)?;
+    }
+    Ok(())
+}
+
 impl std::fmt::Display for PlanDiff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for id in &self.removed {
-            writeln!(f, "  removed: {id}")?;
+        list(f, "removed:", &self.removed.iter().map(String::as_str).collect::<Vec<_>>())?;
+        list(f, "added:  ", &self.added.iter().map(String::as_str).collect::<Vec<_>>())?;
+        // One edit of an app model changes many cells the same way: group cells by what changed.
+        let mut groups: Vec<(&[String], Vec<&str>)> = Vec::new();
+        for (old, _, fields) in &self.changed {
+            match groups.iter_mut().find(|(f, _)| *f == &fields[..]) {
+                Some((_, ids)) => ids.push(old),
+                None => groups.push((fields, vec![old])),
+            }
         }
-        for id in &self.added {
-            writeln!(f, "  added:   {id}")?;
-        }
-        for (old, new, fields) in &self.changed {
-            writeln!(f, "  changed: {old} -> {new}")?;
+        for (fields, ids) in groups {
+            writeln!(f, "  inputs changed of {} cell(s):", ids.len())?;
             for field in fields.iter().take(FIELDS_SHOWN) {
-                writeln!(f, "           {field}")?;
+                writeln!(f, "      {field}")?;
             }
             if fields.len() > FIELDS_SHOWN {
-                writeln!(f, "           and {} more fields", fields.len() - FIELDS_SHOWN)?;
+                writeln!(f, "      and {} more fields", fields.len() - FIELDS_SHOWN)?;
             }
+            list(f, "  ", &ids)?;
         }
         if self.reordered {
             writeln!(f, "  the same cells in another order")?;

@@ -323,7 +323,7 @@ impl Supervisor<'_> {
                 // any other signal (SIGSEGV, SIGABRT) is a crash of the cell itself.
                 (None, Some(libc::SIGKILL)) => Err("killed by SIGKILL (out of memory?)".to_string()),
                 (None, signal) => {
-                    let message = format!("crashed: killed by signal {}", signal.unwrap_or(0));
+                    let message = format!("crashed: killed by {}", signal_name(signal.unwrap_or(0)));
                     ensure_failed(dir, &message);
                     Ok(Outcome::Failed(message))
                 }
@@ -394,6 +394,20 @@ impl Supervisor<'_> {
             std::thread::sleep((elapsed / 10).clamp(Duration::from_millis(1), Duration::from_millis(50)));
         }
     }
+}
+
+fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
 }
 
 /// Whether the child has exited, without reaping it (so its pid cannot be reused while we may still signal it).
