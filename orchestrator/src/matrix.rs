@@ -39,7 +39,8 @@ use crate::duration;
 use crate::policy::hpa::{self, HorizontalPodAutoscaler};
 
 /// Bumped whenever the meaning of a resolved cell config changes, so cell ids change with it.
-pub const CELL_FORMAT_VERSION: u32 = 1;
+/// 2: ids hash the config with sorted keys and without file paths.
+pub const CELL_FORMAT_VERSION: u32 = 2;
 
 /// A cell's timeout when neither the strategy nor its settings give one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -866,9 +867,29 @@ fn is_id_part(name: &str) -> bool {
 }
 
 /// SHA-256 of the canonical JSON of a cell config, in hex.
+///
+/// A policy's `*_file` fields say where an input was read from; its content is in the config and hashed, the
+/// path is not, so the same cell has the same id whichever directory or path form the matrix was run from.
 pub fn config_hash(config: &CellConfig) -> String {
-    // serde_json writes struct fields in declaration order and BTreeMaps sorted: canonical for our types.
-    let json = serde_json::to_vec(config).expect("cell config serializes");
+    let mut tree = serde_json::to_value(config).expect("cell config serializes");
+    if let Some(Value::Object(policy)) = tree.get_mut("policy") {
+        policy.retain(|key, _| !key.ends_with("_file"));
+    }
+    let json = serde_json::to_vec(&canonical(tree)).expect("cell config serializes");
     let digest = Sha256::digest(&json);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The same tree with every object's keys in sorted order (whatever map type serde_json was built with), so the
+/// hash depends on the config's content only, not on the order fields are declared in.
+fn canonical(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
 }
