@@ -124,3 +124,24 @@ fn the_main_and_quick_matrices_keep_their_cells_and_configs_read_back_to_the_sam
         assert_eq!(matrix::cell_id(&back), cell.id, "config.yaml does not read back to the same cell");
     }
 }
+
+#[test]
+fn the_readme_example_matrix_is_valid_and_expands_as_it_says() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find("### Matrix (`experiments/*.yaml`)").expect("matrix section")..];
+    let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let m = load(example);
+    let names = names(&m);
+    // 2 apps x 3 policies x 2 scenarios x 3 seeds = 36, minus redis-cluster static-max (6), minus hpa-cpu-80 at
+    // peak with seed 3 (2 apps), plus the browse cell.
+    assert_eq!(names.len(), 36 - 6 - 2 + 1, "{names:?}");
+    assert_eq!(names.last().unwrap(), "online-boutique.hpa-cpu-60.browse.s7");
+    assert!(!names.iter().any(|n| n.starts_with("redis-cluster.static-max.")));
+    assert_eq!(m.max_parallel, 2);
+    assert_eq!(m.strategy.max_failures, Some(10));
+    let redis = m.cells.iter().find(|c| c.config.app.name == "redis-cluster").unwrap();
+    assert_eq!(redis.config.app.slo.threshold_ms, 5.0);
+    let rushsale = m.cells.iter().find(|c| c.config.scenario.name == "rushsale").unwrap();
+    assert_eq!(rushsale.timeout, Duration::from_secs(1800));
+}
