@@ -113,16 +113,19 @@ pub fn run(run_dir: &Path, cell_id: &str, attempt: u32) -> i32 {
 
     let now = run_folder::now_unix_s();
     let mut status = run_folder::read_status(&dir).unwrap_or_else(|_| CellStatus::planned(&cell));
-    status.state = CellState::Running;
-    status.attempt = attempt;
-    status.started_unix_s = Some(now);
-    status.heartbeat_unix_s = Some(now);
-    status.finished_unix_s = None;
-    status.error = None;
-    status.log_tail.clear();
-    if let Err(e) = run_folder::write_status(&dir, &status) {
-        eprintln!("error: writing status.json: {e:#}");
-        return EXIT_TRANSIENT;
+    // `orch run` marks the attempt running just before starting us; run alone (by hand, by a Job), we do.
+    if !(status.state == CellState::Running && status.attempt == attempt) {
+        status.state = CellState::Running;
+        status.attempt = attempt;
+        status.started_unix_s = Some(now);
+        status.heartbeat_unix_s = Some(now);
+        status.finished_unix_s = None;
+        status.error = None;
+        status.log_tail.clear();
+        if let Err(e) = run_folder::write_status(&dir, &status) {
+            eprintln!("error: writing status.json: {e:#}");
+            return EXIT_TRANSIENT;
+        }
     }
     let shared =
         Arc::new(Shared { dir: dir.clone(), status: Mutex::new(Some(status)), cancel_requested: false.into() });

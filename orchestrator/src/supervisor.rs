@@ -230,6 +230,12 @@ impl Supervisor<'_> {
             let backoff = self.strategy.retry_backoff.saturating_mul(1 << (attempt - 1).min(16)).min(MAX_BACKOFF);
             {
                 let _w = self.control.writes();
+                // Planned again while it waits, so whatever stops orch now, a resume runs the cell.
+                if let Ok(mut status) = run_folder::read_status(&dir) {
+                    status.state = CellState::Planned;
+                    status.error = Some(transient_error.clone());
+                    let _ = run_folder::write_status(&dir, &status);
+                }
                 let _ = run_folder::append_event(
                     &dir,
                     "retry",

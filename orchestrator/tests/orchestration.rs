@@ -454,3 +454,57 @@ fn logs_finds_a_cell_and_status_reports_failures() {
     assert!(table.contains("8 cells: 6 planned, 1 succeeded, 1 failed"), "{table}");
     assert!(table.contains("finished"), "{table}");
 }
+
+/// A stand-in for RL training: one preparation per (app, policy, seed), before any of its scenario cells runs.
+struct Training {
+    calls: std::sync::Mutex<Vec<(String, usize, Vec<String>)>>,
+    broken: &'static str,
+}
+
+impl orchestrator::supervisor::Prepare for Training {
+    fn key(&self, cell: &orchestrator::matrix::Cell) -> Option<String> {
+        let c = &cell.config;
+        Some(format!("{}.{}.s{}", c.app.name, c.policy.name(), c.seed))
+    }
+
+    fn prepare(&self, key: &str, cells: &[&orchestrator::matrix::Cell], run_dir: &Path) -> anyhow::Result<()> {
+        let states: Vec<String> = cells
+            .iter()
+            .map(|c| {
+                let status: Value =
+                    serde_json::from_str(&std::fs::read_to_string(run_dir.join(&c.id).join("status.json")).unwrap())
+                        .unwrap();
+                status["state"].as_str().unwrap().to_string()
+            })
+            .collect();
+        self.calls.lock().unwrap().push((key.to_string(), cells.len(), states));
+        anyhow::ensure!(key != self.broken, "no GPU today");
+        Ok(())
+    }
+}
+
+#[test]
+fn a_preparation_runs_once_per_group_before_its_cells_and_its_failure_fails_them() {
+    let scratch = Scratch::new();
+    scratch.write(MATRIX, &matrix("").replace("scenarios: rushsale", "scenarios: [rushsale, peak]"));
+    let m = orchestrator::matrix::Matrix::load(&scratch.path(MATRIX)).unwrap();
+    assert_eq!(m.cells.len(), 16);
+    let mut options = orchestrator::runner::RunOptions::new(scratch.path("logs"), "prep").unwrap();
+    options.program = PathBuf::from(env!("CARGO_BIN_EXE_orch"));
+    let training = Training { calls: Default::default(), broken: "image-classifier.static-max.s3" };
+    let outcome = orchestrator::runner::run_matrix_with(&m, &options, &training).unwrap();
+
+    let calls = training.calls.lock().unwrap();
+    assert_eq!(calls.len(), 8, "one per app x policy x seed: {calls:?}");
+    let keys: std::collections::BTreeSet<&String> = calls.iter().map(|(k, _, _)| k).collect();
+    assert_eq!(keys.len(), 8);
+    for (key, group, states) in calls.iter() {
+        assert_eq!(*group, 2, "{key}: both scenarios share the preparation");
+        assert!(states.iter().all(|s| s == "planned"), "{key}: a cell started before its preparation: {states:?}");
+    }
+    assert_eq!(outcome.failed.len(), 2);
+    assert!(
+        outcome.failed.iter().all(|(id, e)| id.contains(".static-max.") && id.contains(".s3-") && e.contains("no GPU"))
+    );
+    assert_eq!(count(&states(&scratch.path("logs/prep")), "succeeded"), 14);
+}
