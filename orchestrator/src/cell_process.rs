@@ -86,6 +86,15 @@ impl Shared {
 
 static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
 
+/// Set when this `orch cell` process was asked to stop (SIGTERM or SIGINT).
+static CANCEL_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the cell running in this process should wind down: long-running cell code (a real backend's load, a
+/// remote agent run) polls it and stops what it started, within [`CANCEL_GRACE`].
+pub fn cancel_requested() -> bool {
+    CANCEL_REQUESTED.load(Ordering::SeqCst)
+}
+
 /// Runs the cell and returns the process exit code.
 pub fn run(run_dir: &Path, cell_id: &str, attempt: u32) -> i32 {
     let dir = run_folder::cell_dir(run_dir, cell_id);
@@ -190,6 +199,7 @@ fn start_heartbeat(shared: Arc<Shared>) {
 /// signal exits at once.
 fn install_signal_handler(shared: Arc<Shared>) {
     let result = ctrlc::set_handler(move || {
+        CANCEL_REQUESTED.store(true, Ordering::SeqCst);
         if shared.cancel_requested.swap(true, Ordering::SeqCst) {
             if shared.finish(CellState::Cancelled, Some("cancelled (second signal)".into())) {
                 std::process::exit(EXIT_CANCELLED);
