@@ -120,37 +120,11 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
     run_folder::write_json(&run_dir.join(RUN_JSON), &info)?;
 
     // Every cell of the plan gets a folder with its config and a status; the selected unfinished ones run.
-    let mut to_run: Vec<&Cell> = Vec::new();
-    let (mut kept, mut kept_failed) = (0, 0);
-    for cell in &matrix.cells {
-        let dir = run_folder::cell_dir(&run_dir, &cell.id);
-        let recorded = if options.resume { run_folder::read_status(&dir).ok() } else { None };
-        let selected = options.selection.matches(cell);
-        match recorded.as_ref().map(|s| s.state) {
-            Some(CellState::Succeeded) if dir.join("summary.json").is_file() => {
-                kept += selected as usize;
-                continue;
-            }
-            Some(CellState::Failed) if !options.retry_failed => {
-                kept_failed += selected as usize;
-                continue;
-            }
-            // A cell left running by an orch that died: it is not running now.
-            Some(CellState::Running) if !selected => {
-                mark_interrupted(&dir)?;
-                continue;
-            }
-            Some(_) if !selected => continue,
-            _ => {}
-        }
-        run_folder::clear_attempt_outputs(&dir)?;
-        write_cell_config(cell, &dir)?;
-        run_folder::write_status(&dir, &CellStatus::planned(cell))?;
-        run_folder::append_event(&dir, "planned", serde_json::json!({"resumed": options.resume}))?;
-        if selected {
-            to_run.push(cell);
-        }
-    }
+    let planned = plan_cells(matrix, options, &run_dir)?;
+    let to_run: Vec<&Cell> =
+        matrix.cells.iter().zip(&planned).filter(|(_, p)| **p == Planned::ToRun).map(|(c, _)| c).collect();
+    let kept = planned.iter().filter(|p| **p == Planned::Kept).count();
+    let kept_failed = planned.iter().filter(|p| **p == Planned::KeptFailed).count();
 
     let control = Arc::new(Control::default());
     {
@@ -216,6 +190,65 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
         skipped,
         interrupted,
     })
+}
+
+/// What planning decided for one cell of the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Planned {
+    ToRun,
+    /// Selected, already succeeded: untouched.
+    Kept,
+    /// Selected, failed before, no --retry-failed: untouched.
+    KeptFailed,
+    /// Not selected this time.
+    Left,
+}
+
+/// Writes each cell's config.yaml, status and first event (or, on resume, keeps what finished). Cells are planned
+/// by a few threads at once: the work is mostly waiting for fsync, which the file system batches.
+fn plan_cells(matrix: &Matrix, options: &RunOptions, run_dir: &Path) -> Result<Vec<Planned>> {
+    const PLANNERS: usize = 8;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<Planned>>>> = Mutex::new((0..matrix.cells.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..PLANNERS.min(matrix.cells.len()) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(cell) = matrix.cells.get(index) else { break };
+                    let planned = plan_cell(cell, options, run_dir);
+                    results.lock().expect("plan results")[index] = Some(planned);
+                }
+            });
+        }
+    });
+    results.into_inner().expect("plan results").into_iter().map(|r| r.expect("every cell planned")).collect()
+}
+
+fn plan_cell(cell: &Cell, options: &RunOptions, run_dir: &Path) -> Result<Planned> {
+    let dir = run_folder::cell_dir(run_dir, &cell.id);
+    let recorded = if options.resume { run_folder::read_status(&dir).ok() } else { None };
+    let selected = options.selection.matches(cell);
+    match recorded.as_ref().map(|s| s.state) {
+        Some(CellState::Succeeded) if dir.join("summary.json").is_file() => {
+            return Ok(if selected { Planned::Kept } else { Planned::Left });
+        }
+        Some(CellState::Failed) if !options.retry_failed => {
+            return Ok(if selected { Planned::KeptFailed } else { Planned::Left });
+        }
+        // A cell left running by an orch that died: it is not running now.
+        Some(CellState::Running) if !selected => {
+            mark_interrupted(&dir)?;
+            return Ok(Planned::Left);
+        }
+        Some(_) if !selected => return Ok(Planned::Left),
+        _ => {}
+    }
+    run_folder::clear_attempt_outputs(&dir)?;
+    write_cell_config(cell, &dir)?;
+    run_folder::write_status(&dir, &CellStatus::planned(cell))?;
+    run_folder::append_event(&dir, "planned", serde_json::json!({"resumed": options.resume}))?;
+    Ok(if selected { Planned::ToRun } else { Planned::Left })
 }
 
 fn failed_count(outcomes: &[Outcome]) -> usize {
@@ -405,6 +438,9 @@ pub fn execute_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
         return Err(e).context("writing metrics.csv");
     }
     metrics.flush().context("writing metrics.csv")?;
+    // On disk before summary.json and the succeeded status say the cell is complete.
+    metrics.get_ref().sync_data().context("syncing metrics.csv")?;
+    File::open(dir.join("run.log")).and_then(|f| f.sync_data()).context("syncing run.log")?;
     let json = serde_json::to_vec_pretty(&summary).context("serializing summary.json")?;
     write_atomically(&dir.join("summary.json"), &json)?;
     Ok(summary)
