@@ -151,6 +151,8 @@ pub fn run(run_dir: &Path, cell_id: &str, attempt: u32) -> i32 {
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
         if let Some(fault) = &fault {
             eprintln!("warning: {}: injecting {fault:?} into {cell_id}", crate::fault::ENV_VAR);
+            let fields = serde_json::json!({"attempt": attempt, "fault": format!("{fault:?}")});
+            let _ = run_folder::append_event(&dir, "fault_injected", fields);
             inject(fault, attempt, &shared)?;
         }
         runner::execute_cell(&cell, &dir)

@@ -158,3 +158,33 @@ fn short(value: &Value) -> String {
     };
     if text.chars().count() > 60 { format!("{}...", text.chars().take(57).collect::<String>()) } else { text }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn leaf_diff_names_the_changed_paths() {
+        let old = json!({"app": {"slo": {"threshold_ms": 60.0}, "services": [{"cpu": 100}, {"cpu": 200}]}, "seed": 1});
+        let new = json!({"app": {"slo": {"threshold_ms": 80.0}, "services": [{"cpu": 100}, {"cpu": 250}]}, "seed": 1});
+        let mut out = Vec::new();
+        leaf_diff("", &old, &new, &mut out);
+        assert_eq!(
+            out,
+            [
+                ("app.services[1].cpu".to_string(), "200 -> 250".to_string()),
+                ("app.slo.threshold_ms".to_string(), "60.0 -> 80.0".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_field_that_appears_or_goes_is_shown_as_absent() {
+        let mut out = Vec::new();
+        leaf_diff("", &json!({"a": 1}), &json!({"b": 2}), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].1, "1 -> (absent)");
+        assert_eq!(out[1].1, "(absent) -> 2");
+    }
+}

@@ -74,3 +74,18 @@ impl Selection {
 fn names(id: &str, cell: &Cell) -> bool {
     cell.id == id || cell.id.rsplit_once('-').is_some_and(|(name, _)| name == id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_key_equals_glob_with_known_keys() {
+        assert!(Selection::new(&["app=online-*".into(), "seed=[12]".into()], &[]).is_ok());
+        for bad in ["app", "colour=red", "app=[x"] {
+            let err = Selection::new(&[bad.to_string()], &[]).unwrap_err();
+            assert!(err.starts_with("--filter"), "{err}");
+        }
+        assert!(Selection::default().is_everything());
+    }
+}
