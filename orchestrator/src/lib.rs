@@ -1,7 +1,9 @@
 //! `orch`: a batch experiment orchestrator for autoscaling research.
 //!
-//! Data flow: [`matrix`] parses and resolves a matrix into cells; [`runner`] runs them in parallel; each cell
-//! ([`cell`]) drives a [`backend`] (the embedded [`sim`]ulator) with a [`policy`] and summarises the run.
+//! Data flow: [`matrix`] parses and resolves a matrix into cells ([`combinations`] expands include/exclude);
+//! [`runner`] plans them into a run folder ([`run_folder`]) and resumes it; the [`supervisor`] runs each cell as an
+//! `orch cell` process ([`cell_process`]) with timeouts, retries and cancellation; each cell ([`cell`]) drives a
+//! [`backend`] (the embedded [`sim`]ulator) with a [`policy`] and summarises the run.
 
 pub mod app;
 pub mod backend;
