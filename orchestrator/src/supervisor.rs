@@ -80,11 +80,9 @@ impl Control {
         let guard = self.writes();
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         for (id, &pid) in running.iter() {
-            // SAFETY: signalling and reaping a child we started and have not reaped (it is in `running`).
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+            signal_cell(pid, libc::SIGKILL);
+            // SAFETY: reaping a child we started and have not reaped (it is in `running`).
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
             let dir = run_folder::cell_dir(run_dir, id);
             mark(&dir, CellState::Cancelled, "cancelled: orch was interrupted twice and killed the cell".into());
         }
@@ -384,20 +382,28 @@ impl Supervisor<'_> {
             }
             let elapsed = started.elapsed();
             if exit.is_none() && elapsed >= cell.timeout {
-                // SAFETY: the child is not reaped yet, so its pid (and group) is still ours.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                signal_cell(pid, libc::SIGKILL);
                 exit = Some(Exit::TimedOut);
             } else if exit.is_none() && self.stopping(state) {
-                // SAFETY: as above.
-                unsafe { libc::kill(-pid, libc::SIGTERM) };
+                signal_cell(pid, libc::SIGTERM);
                 terminated_at = Some(Instant::now());
                 exit = Some(Exit::Cancelled);
             } else if terminated_at.is_some_and(|t| t.elapsed() >= KILL_AFTER) {
-                // SAFETY: as above.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                signal_cell(pid, libc::SIGKILL);
             }
             // Short cells are checked often, long ones every 50 ms.
             std::thread::sleep((elapsed / 10).clamp(Duration::from_millis(1), Duration::from_millis(50)));
+        }
+    }
+}
+
+/// Signals a cell's process group (it and whatever it started), or the process alone if it has no group of its
+/// own. Only called while the child is not yet reaped, so the pid is still ours.
+fn signal_cell(pid: libc::pid_t, signal: i32) {
+    // SAFETY: kill has no memory effects; the pid belongs to our unreaped child.
+    unsafe {
+        if libc::kill(-pid, signal) != 0 {
+            libc::kill(pid, signal);
         }
     }
 }
