@@ -510,3 +510,29 @@ fn a_preparation_runs_once_per_group_before_its_cells_and_its_failure_fails_them
     );
     assert_eq!(count(&states(&scratch.path("logs/prep")), "succeeded"), 14);
 }
+
+#[test]
+fn orch_cell_runs_a_planned_cell_alone_and_refuses_an_edited_config() {
+    let scratch = Scratch::new();
+    scratch.write(MATRIX, &matrix(""));
+    let output =
+        run(&scratch, &["run", MATRIX, "--tag", "alone", "--only", "image-classifier.static-max.rushsale.s1"], None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let run_dir = scratch.path("logs/alone");
+    let planned: Vec<String> = states(&run_dir).into_iter().filter(|(_, s)| s == "planned").map(|(id, _)| id).collect();
+    assert_eq!(planned.len(), 7);
+
+    // As a Kubernetes Job would: the command alone, on the run folder.
+    let cell = run(&scratch, &["cell", "--run-dir", "logs/alone", "--cell", &planned[0]], None);
+    assert_eq!(cell.status.code(), Some(0), "{}", stderr(&cell));
+    let status = &statuses(&run_dir)[&planned[0]];
+    assert_eq!((status["state"].as_str(), status["attempt"].as_u64()), (Some("succeeded"), Some(1)));
+    assert!(run_dir.join(&planned[0]).join("summary.json").is_file());
+
+    scratch.edit(&format!("logs/alone/{}/config.yaml", planned[1]), "seed: ", "seed: 9");
+    let edited = run(&scratch, &["cell", "--run-dir", "logs/alone", "--cell", &planned[1]], None);
+    assert_eq!(edited.status.code(), Some(1));
+    let status = &statuses(&run_dir)[&planned[1]];
+    assert_eq!(status["state"], "failed");
+    assert!(status["error"].as_str().unwrap().contains("edited after planning"), "{status}");
+}
