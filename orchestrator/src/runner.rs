@@ -271,20 +271,27 @@ fn open_for_resume(
         ))
         .into());
     }
-    let lock = RunLock::acquire(run_dir).map_err(|e| Refused(format!("{e:#}")))?;
+    // Compared before taking the lock, so a refused resume writes nothing at all.
     let mut info: RunInfo = run_folder::read_json(&run_json)?;
     let diff = plan_diff::diff(run_dir, &info.cells, &matrix.cells);
+    if !diff.is_empty() && !options.force {
+        return Err(Refused(format!(
+            "{} gives other cells than run {} was planned with:\n{diff}run with --force to continue with the new \
+             plan (finished cells still in it are kept; the others move to {}/superseded/)",
+            matrix.file.display(),
+            options.tag,
+            run_dir.display()
+        ))
+        .into());
+    }
+    let lock = RunLock::acquire(run_dir).map_err(|e| Refused(format!("{e:#}")))?;
+    // Another orch may have changed the run between the first read and the lock.
+    let fresh: RunInfo = run_folder::read_json(&run_json)?;
+    if fresh.cells != info.cells {
+        return Err(Refused(format!("run {} changed while it was being resumed; try again", options.tag)).into());
+    }
+    info = fresh;
     if !diff.is_empty() {
-        if !options.force {
-            return Err(Refused(format!(
-                "{} gives other cells than run {} was planned with:\n{diff}run with --force to continue with the new \
-                 plan (finished cells still in it are kept; the others move to {}/superseded/)",
-                matrix.file.display(),
-                options.tag,
-                run_dir.display()
-            ))
-            .into());
-        }
         eprintln!("--force: continuing run {} with the new plan:\n{diff}", options.tag);
         let superseded = run_dir.join("superseded");
         for id in diff.gone() {

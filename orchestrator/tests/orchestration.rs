@@ -128,12 +128,13 @@ fn signal(child: &Child, sig: i32) {
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
 
-/// Every file of a cell folder: name -> (bytes, modification time).
+/// Every file of a folder (not its subfolders): name -> (bytes, modification time).
 fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, SystemTime)> {
     std::fs::read_dir(dir)
         .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
         .map(|e| {
-            let e = e.unwrap();
             let name = e.file_name().to_string_lossy().into_owned();
             (name, (std::fs::read(e.path()).unwrap(), e.metadata().unwrap().modified().unwrap()))
         })
@@ -407,6 +408,7 @@ fn resume_refuses_a_changed_matrix_and_says_what_changed_unless_forced() {
     let first = run(&scratch, &["run", MATRIX, "--tag", "ch", "--filter", "seed=1"], None);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     let run_dir = scratch.path("logs/ch");
+    let root_before = snapshot(&run_dir);
     let before: BTreeMap<String, _> =
         plan(&run_dir).into_iter().map(|id| (id.clone(), snapshot(&run_dir.join(&id)))).collect();
 
@@ -422,6 +424,7 @@ fn resume_refuses_a_changed_matrix_and_says_what_changed_unless_forced() {
     let unchanged: BTreeMap<String, _> =
         plan(&run_dir).into_iter().map(|id| (id.clone(), snapshot(&run_dir.join(&id)))).collect();
     assert_eq!(before, unchanged, "a refused resume wrote nothing");
+    assert_eq!(root_before, snapshot(&run_dir), "nor in the run folder itself");
 
     let forced = run(&scratch, &["run", "--resume", "ch", "--force"], None);
     assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
