@@ -1,13 +1,25 @@
 //! `orch`: a batch experiment orchestrator for autoscaling research.
 //!
-//! Data flow: [`matrix`] parses and resolves a matrix into cells; [`runner`] runs them in parallel; each cell
-//! ([`cell`]) drives a [`backend`] (the embedded [`sim`]ulator) with a [`policy`] and summarises the run.
+//! Data flow: [`matrix`] parses and resolves a matrix into cells ([`combinations`] expands include/exclude);
+//! [`runner`] plans them into a run folder ([`run_folder`]) and resumes it; the [`supervisor`] runs each cell as an
+//! `orch cell` process ([`cell_process`]) with timeouts, retries and cancellation; each cell ([`cell`]) drives a
+//! [`backend`] (the embedded [`sim`]ulator) with a [`policy`] and summarises the run.
 
 pub mod app;
 pub mod backend;
 pub mod cell;
+pub mod cell_process;
+pub mod combinations;
+pub mod duration;
+pub mod fault;
+pub mod inspect;
+pub mod interrupt;
 pub mod matrix;
+pub mod plan_diff;
 pub mod policy;
 pub mod rl;
+pub mod run_folder;
 pub mod runner;
+pub mod selection;
 pub mod sim;
+pub mod supervisor;

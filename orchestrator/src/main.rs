@@ -5,13 +5,19 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use orchestrator::fault::FaultPlan;
+use orchestrator::interrupt::{EXIT_INTERRUPTED, Interrupt};
 use orchestrator::matrix::Matrix;
-use orchestrator::runner::{RunOptions, run_matrix};
+use orchestrator::run_folder::{RUN_JSON, RunInfo};
+use orchestrator::runner::{Refused, RunOptions, run_matrix};
+use orchestrator::selection::Selection;
+use orchestrator::{cell_process, inspect, run_folder};
 
 /// Batch experiment orchestrator for autoscaling research.
 ///
 /// A matrix file names apps, load scenarios, policies and seeds; `orch run` runs every combination (a cell) and
-/// writes its config, log, per-second metrics and summary under logs/<run-tag>/<cell-id>/.
+/// writes its config, status, log, per-second metrics and summary under logs/<run-tag>/<cell-id>/. An interrupted
+/// run (Ctrl-C, crash, kill -9) continues with `orch run --resume <run-tag>`.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -21,13 +27,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every cell of a matrix.
+    /// Run the cells of a matrix (each in its own `orch cell` process), or resume a run.
     Run {
-        /// The matrix file, e.g. experiments/matrix.yaml.
-        matrix: PathBuf,
+        /// The matrix file, e.g. experiments/matrix.yaml [default with --resume: the file the run recorded].
+        #[arg(required_unless_present = "resume")]
+        matrix: Option<PathBuf>,
         /// Name of this run's folder under the logs directory [default: <matrix name>-<UTC time>].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         tag: Option<String>,
+        /// Continue this run: finished cells are kept untouched, unfinished ones run again. Refused if the
+        /// matrix now gives other cells, unless --force.
+        #[arg(long, value_name = "RUN_TAG")]
+        resume: Option<String>,
+        /// With --resume: continue even though the matrix's cells changed.
+        #[arg(long, requires = "resume")]
+        force: bool,
+        /// With --resume: run failed cells again too.
+        #[arg(long, requires = "resume")]
+        retry_failed: bool,
+        /// Run only cells whose KEY matches GLOB (keys: app, policy, scenario, seed, backend, cell); repeat to AND.
+        /// The other cells stay planned for a later --resume.
+        #[arg(long, value_name = "KEY=GLOB")]
+        filter: Vec<String>,
+        /// Run only this cell (its id, with or without the hash); repeatable.
+        #[arg(long, value_name = "CELL_ID")]
+        only: Vec<String>,
         /// Where run folders are written.
         #[arg(long, default_value = "logs")]
         logs_dir: PathBuf,
@@ -37,83 +61,203 @@ enum Command {
     },
     /// List the cells of a matrix without running them.
     Plan { matrix: PathBuf },
+    /// Show where each cell of a run stands: state, attempt, time, heartbeat of running cells, error.
+    Status {
+        run_tag: String,
+        #[arg(long, default_value = "logs")]
+        logs_dir: PathBuf,
+    },
+    /// Print a cell's run.log (and its process's stderr.log to stderr).
+    Logs {
+        /// The cell id, with or without its hash.
+        cell: String,
+        /// The run the cell is in, when several runs have it.
+        #[arg(long, value_name = "RUN_TAG")]
+        run: Option<String>,
+        #[arg(long, default_value = "logs")]
+        logs_dir: PathBuf,
+    },
+    /// Run one planned cell of a run folder in this process (what `orch run` starts for each cell, and what a
+    /// Kubernetes Job runs). Exit codes: 0 succeeded, 1 failed, 75 transient failure, 101 panic, 130 cancelled.
+    Cell {
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        cell: String,
+        #[arg(long, default_value_t = 1)]
+        attempt: u32,
+    },
 }
 
 /// Exit code for bad input: nothing was written.
 const EXIT_CONFIG: u8 = 2;
+
+fn config_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_CONFIG)
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plan { matrix } => match Matrix::load(&matrix) {
             Ok(matrix) => {
-                println!("{:<70} {:<18} {:<14} {:<12} {:>6}", "CELL", "APP", "POLICY", "SCENARIO", "SEED");
+                println!(
+                    "{:<70} {:<18} {:<20} {:<12} {:>6} {:<8}",
+                    "CELL", "APP", "POLICY", "SCENARIO", "SEED", "BACKEND"
+                );
                 for cell in &matrix.cells {
                     let c = &cell.config;
                     println!(
-                        "{:<70} {:<18} {:<14} {:<12} {:>6}",
+                        "{:<70} {:<18} {:<20} {:<12} {:>6} {:<8}",
                         cell.id,
                         c.app.name,
                         c.policy.name(),
                         c.scenario.name,
-                        c.seed
+                        c.seed,
+                        c.backend.name()
                     );
                 }
                 println!("{} cells", matrix.cells.len());
                 ExitCode::SUCCESS
             }
+            Err(e) => config_error(e),
+        },
+        Command::Status { run_tag, logs_dir } => match inspect::status_report(&logs_dir, &run_tag) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
             Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(EXIT_CONFIG)
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
             }
         },
-        Command::Run { matrix, tag, logs_dir, max_parallel } => {
-            let mut matrix = match Matrix::load(&matrix) {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
+        Command::Logs { cell, run, logs_dir } => match inspect::find_cell(&logs_dir, &cell, run.as_deref()) {
+            Ok(dir) => {
+                let log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
+                print!("{log}");
+                let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+                if !stderr.is_empty() {
+                    eprintln!("--- {} ---", dir.join("stderr.log").display());
+                    eprint!("{stderr}");
                 }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Cell { run_dir, cell, attempt } => {
+            std::process::exit(cell_process::run(&run_dir, &cell, attempt));
+        }
+        Command::Run { matrix, tag, resume, force, retry_failed, filter, only, logs_dir, max_parallel } => {
+            let matrix_file = match (matrix, &resume) {
+                (Some(file), _) => file,
+                (None, Some(tag)) => match run_folder::read_json::<RunInfo>(&logs_dir.join(tag).join(RUN_JSON)) {
+                    Ok(info) => PathBuf::from(info.matrix_file),
+                    Err(e) => return config_error(format!("{e:#}: there is no run {tag:?} to resume")),
+                },
+                (None, None) => unreachable!("clap requires a matrix without --resume"),
+            };
+            let mut matrix = match Matrix::load(&matrix_file) {
+                Ok(m) => m,
+                Err(e) => return config_error(e),
             };
             match max_parallel {
-                Some(0) => {
-                    eprintln!("error: --max-parallel must be at least 1");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Some(0) => return config_error("--max-parallel must be at least 1"),
                 Some(n) => matrix.max_parallel = n,
                 None => {}
             }
-            let tag = tag.unwrap_or_else(|| {
+            let selection = match Selection::new(&filter, &only) {
+                Ok(s) => s,
+                Err(e) => return config_error(e),
+            };
+            match FaultPlan::from_env() {
+                Ok(Some(_)) => {
+                    eprintln!("warning: {} is set: matching cells fail on purpose", orchestrator::fault::ENV_VAR)
+                }
+                Ok(None) => {}
+                Err(e) => return config_error(e),
+            }
+            let tag = resume.clone().or(tag).unwrap_or_else(|| {
                 format!("{}-{}", matrix.name, load_agent::clock::compact(load_agent::clock::now_unix_s()))
             });
             if tag.is_empty()
                 || tag.starts_with('.')
                 || !tag.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             {
-                eprintln!("error: --tag {tag:?} must be letters, digits, '-', '_' or '.', not starting with '.'");
-                return ExitCode::from(EXIT_CONFIG);
+                return config_error(format!(
+                    "--tag {tag:?} must be letters, digits, '-', '_' or '.', not starting with '.'"
+                ));
             }
+            let interrupt = Interrupt::new();
+            if let Err(e) = interrupt.install() {
+                eprintln!("warning: {e:#}");
+            }
+            let program = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: cannot find the orch binary to run cells with: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let options = RunOptions {
+                logs_dir,
+                tag: tag.clone(),
+                resume: resume.is_some(),
+                force,
+                retry_failed,
+                selection,
+                program,
+                interrupt,
+            };
             let started = Instant::now();
+            let verb = if options.resume { "resuming" } else { "running" };
             eprintln!(
-                "running {} cells of {} as {tag} ({} at once)",
-                matrix.cells.len(),
+                "{verb} {} ({} cells, {} at once) as {tag}",
                 matrix.name,
+                matrix.cells.len(),
                 matrix.max_parallel
             );
-            match run_matrix(&matrix, &RunOptions { logs_dir, tag }) {
+            match run_matrix(&matrix, &options) {
                 Ok(outcome) => {
-                    eprintln!(
-                        "{} cells succeeded, {} failed in {:.1}s; results in {}",
-                        outcome.summaries.len(),
+                    let mut line = format!(
+                        "{} cells to run: {} succeeded, {} failed, {} cancelled, {} skipped, {} not started, in {:.1}s",
+                        outcome.selected,
+                        outcome.succeeded,
                         outcome.failed.len(),
-                        started.elapsed().as_secs_f64(),
+                        outcome.cancelled,
+                        outcome.skipped,
+                        outcome.not_started,
+                        started.elapsed().as_secs_f64()
+                    );
+                    if outcome.kept + outcome.kept_failed > 0 {
+                        line.push_str(&format!(
+                            "; kept {} finished and {} failed cells from before (--retry-failed runs failed ones again)",
+                            outcome.kept, outcome.kept_failed
+                        ));
+                    }
+                    eprintln!("{line}");
+                    eprintln!(
+                        "{} cells in summary.csv; results in {}",
+                        outcome.summaries.len(),
                         outcome.run_dir.display()
                     );
                     for (cell, message) in &outcome.failed {
                         eprintln!("failed: {cell}: {message}");
                     }
-                    if outcome.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                    if outcome.interrupted {
+                        eprintln!("interrupted: continue with `orch run --resume {tag}`");
+                        ExitCode::from(EXIT_INTERRUPTED)
+                    } else if outcome.failed.is_empty() && outcome.skipped == 0 && outcome.cancelled == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
+                Err(e) if e.is::<Refused>() => config_error(e),
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE

@@ -2,29 +2,56 @@
 //!
 //! ```yaml
 //! name: main
-//! seeds: [1, 2, 3]
-//! apps: [online-boutique]            # experiments/apps/<app>.yaml
-//! scenarios: [peak, rushsale]        # experiments/scenarios/<app>/<scenario>.yaml
+//! apps: [online-boutique, redis-cluster]     # experiments/apps/<app>.yaml; every axis takes a value or a list
+//! scenarios: [peak, rushsale]                # experiments/scenarios/<app>/<scenario>.yaml
 //! policies:
 //!   - {name: hpa-cpu-60, kind: hpa, manifest: hpa-cpu-60.yaml}   # baselines/<app>/hpa-cpu-60.yaml
 //!   - {name: static-max, kind: static, replicas: max}
-//! strategy: {max_parallel: 2}
+//! seeds: [1, 2, 3]
+//! backend: sim
+//! exclude: [{app: redis-cluster, policy: static-max}]            # partial match, globs allowed
+//! include: [{app: online-boutique, slo: {threshold_ms: 80}}]     # merged into matching cells, else added
+//! defaults: {timeout: 10m}
+//! overrides: {app: {redis-cluster: {slo: {threshold_ms: 5}}}}
+//! strategy: {max_parallel: 2, fail_fast: false, max_failures: 5, retries: 2, retry_backoff: 1s, timeout: 1h}
+//! report: {baseline: hpa-cpu-60}
 //! ```
+//!
+//! Expansion follows GitHub Actions' matrix rules (see [`crate::combinations`]); a cell's settings are layered
+//! `defaults`, then `overrides` by axis (app, policy, scenario, seed, backend), then the include entries merged
+//! into it, later layers replacing the fields they set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use glob::Pattern;
 use load_agent::scenario::Scenario;
 use load_agent::yaml::{self, ConfigError};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::app::{AppModel, check_scenario_routes};
+use crate::combinations::{self, Axis, Origin};
+use crate::duration;
 use crate::policy::hpa::{self, HorizontalPodAutoscaler};
 
 /// Bumped whenever the meaning of a resolved cell config changes, so cell ids change with it.
-pub const CELL_FORMAT_VERSION: u32 = 1;
+/// 2: ids hash the config with sorted keys and without file paths.
+pub const CELL_FORMAT_VERSION: u32 = 2;
 
+/// A cell's timeout when neither the strategy nor its settings give one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The wait before the first retry of a transient failure; it doubles with every further retry.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The axes in expansion order (the first varies slowest): the key a cell has, and the list the file has.
+pub const AXES: [(&str, &str); 5] =
+    [("app", "apps"), ("policy", "policies"), ("scenario", "scenarios"), ("seed", "seeds"), ("backend", "backend")];
+
+/// A matrix file as written. Axes are kept as raw values here: each takes one value or a list.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixFile {
@@ -32,13 +59,27 @@ pub struct MatrixFile {
     #[serde(default)]
     pub description: String,
     #[serde(default)]
-    pub backend: Backend,
-    pub seeds: Vec<u64>,
-    pub apps: Vec<String>,
-    pub scenarios: Vec<String>,
-    pub policies: Vec<PolicySpec>,
+    pub backend: Option<Value>,
+    pub seeds: Value,
+    pub apps: Value,
+    pub scenarios: Value,
+    pub policies: Value,
+    /// Partial combinations to remove: `{app: redis-cluster, policy: "hpa-*"}`.
+    #[serde(default)]
+    pub exclude: Vec<serde_json::Map<String, Value>>,
+    /// Partial combinations with settings, merged into matching cells or added as new ones.
+    #[serde(default)]
+    pub include: Vec<serde_json::Map<String, Value>>,
+    /// Settings of every cell.
+    #[serde(default)]
+    pub defaults: CellSettings,
+    /// Settings by axis value (a name or a glob): `{app: {online-boutique: {slo: {threshold_ms: 80}}}}`.
+    #[serde(default)]
+    pub overrides: Overrides,
     #[serde(default)]
     pub strategy: Strategy,
+    #[serde(default)]
+    pub report: Option<ReportSpec>,
     #[serde(default)]
     pub paths: Paths,
 }
@@ -56,13 +97,91 @@ impl Backend {
             Backend::Sim => "sim",
         }
     }
+
+    /// The backend a matrix names, through the same serde names as the file.
+    pub fn parse(name: &str) -> Option<Backend> {
+        serde_json::from_value(Value::String(name.to_string())).ok()
+    }
 }
 
+/// How the cells of a matrix are run.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Strategy {
     /// Cells run at once; defaults to the number of cores.
     pub max_parallel: Option<usize>,
+    /// Stop at the first failed cell: cancel the running ones, skip the rest (default false).
+    #[serde(default)]
+    pub fail_fast: bool,
+    /// Stop once this many cells have failed (fail_fast is max_failures: 1).
+    pub max_failures: Option<u32>,
+    /// Extra attempts for a cell that failed transiently (a lost process, an unreachable backend).
+    #[serde(default)]
+    pub retries: u32,
+    #[serde(default, deserialize_with = "duration::deserialize_option")]
+    pub retry_backoff: Option<Duration>,
+    /// Per cell, from its start; a cell past it is killed and failed.
+    #[serde(default, deserialize_with = "duration::deserialize_option")]
+    pub timeout: Option<Duration>,
+}
+
+/// The strategy as the runner applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionStrategy {
+    pub max_failures: Option<u32>,
+    pub retries: u32,
+    pub retry_backoff: Duration,
+}
+
+/// Settings of a cell beyond its axes. Fields that change results (the SLO) are part of the cell's config and
+/// id; the timeout is not.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellSettings {
+    /// Replaces the fields it gives of the app's SLO.
+    #[serde(default)]
+    pub slo: Option<SloOverride>,
+    #[serde(default, deserialize_with = "duration::deserialize_option")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloOverride {
+    pub route: Option<String>,
+    pub percentile: Option<f64>,
+    pub threshold_ms: Option<f64>,
+}
+
+/// Settings per axis value; keys are names or globs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    #[serde(default)]
+    pub app: BTreeMap<String, CellSettings>,
+    #[serde(default)]
+    pub policy: BTreeMap<String, CellSettings>,
+    #[serde(default)]
+    pub scenario: BTreeMap<String, CellSettings>,
+    #[serde(default)]
+    pub seed: BTreeMap<String, CellSettings>,
+    #[serde(default)]
+    pub backend: BTreeMap<String, CellSettings>,
+}
+
+impl Overrides {
+    /// In the order of [`AXES`].
+    fn by_axis(&self) -> [&BTreeMap<String, CellSettings>; 5] {
+        [&self.app, &self.policy, &self.scenario, &self.seed, &self.backend]
+    }
+}
+
+/// What the report of this matrix compares against.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// The policy other policies are compared with; must be one of the matrix's policies.
+    pub baseline: Option<String>,
 }
 
 /// Where the files a matrix names live, relative to the matrix file.
@@ -115,7 +234,7 @@ pub enum PolicyKind {
 }
 
 /// A policy with everything it reads resolved for one app.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ResolvedPolicy {
     Hpa { name: String, manifest_file: PathBuf, manifests: Vec<HorizontalPodAutoscaler> },
@@ -131,7 +250,7 @@ impl ResolvedPolicy {
 }
 
 /// Everything one cell runs with; its hash is part of the cell id.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellConfig {
     pub format_version: u32,
     pub backend: Backend,
@@ -145,6 +264,8 @@ pub struct CellConfig {
 pub struct Cell {
     pub id: String,
     pub config: CellConfig,
+    /// How long the cell may run before it is killed and failed.
+    pub timeout: Duration,
 }
 
 /// A parsed, validated and expanded matrix.
@@ -153,6 +274,10 @@ pub struct Matrix {
     pub file: PathBuf,
     pub name: String,
     pub max_parallel: usize,
+    pub strategy: ExecutionStrategy,
+    /// `report.baseline`: a policy name.
+    pub baseline: Option<String>,
+    /// In plan order: the axes' product in axis order, then cells added by `include`.
     pub cells: Vec<Cell>,
 }
 
@@ -161,9 +286,45 @@ impl Matrix {
     pub fn load(path: &Path) -> Result<Matrix, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path, "", format!("cannot read matrix: {e}")))?;
-        let file: MatrixFile = yaml::from_str(&text, path)?;
+        let mut tree: Value = yaml::from_str(&text, path)?;
+        // Top-level `x-` keys hold YAML anchors for later aliases, as in Compose files; they are not settings.
+        if let Value::Object(map) = &mut tree {
+            map.retain(|key, _| !key.starts_with("x-"));
+        }
+        let file: MatrixFile = typed(tree, path, "")?;
         let base = path.parent().unwrap_or(Path::new("."));
         resolve(file, path, base)
+    }
+}
+
+/// Deserializes `value`, naming the field path under `at` on error.
+fn typed<T: DeserializeOwned>(value: Value, file: &Path, at: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        ConfigError::new(file, join_path(at, if inner == "." { "" } else { &inner }), e.inner().to_string())
+    })
+}
+
+fn join_path(at: &str, inner: &str) -> String {
+    match (at.is_empty(), inner.is_empty()) {
+        (_, true) => at.to_string(),
+        (true, false) => inner.to_string(),
+        (false, false) if inner.starts_with('[') => format!("{at}{inner}"),
+        (false, false) => format!("{at}.{inner}"),
+    }
+}
+
+/// An axis written as one value or a list: its values, and whether it was a list (for field paths).
+fn one_or_many<T: DeserializeOwned>(value: Value, file: &Path, at: &str) -> Result<(Vec<T>, bool), ConfigError> {
+    match value {
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                out.push(typed(item, file, &format!("{at}[{i}]"))?);
+            }
+            Ok((out, true))
+        }
+        single => Ok((vec![typed(single, file, at)?], false)),
     }
 }
 
@@ -172,57 +333,136 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
     if file.name.trim().is_empty() {
         return Err(err("name", "must not be empty".into()));
     }
+    let (apps, apps_listed) = one_or_many::<String>(file.apps, path, "apps")?;
+    let (policies, policies_listed) = one_or_many::<PolicySpec>(file.policies, path, "policies")?;
+    let (scenarios, scenarios_listed) = one_or_many::<String>(file.scenarios, path, "scenarios")?;
+    let (seeds, seeds_listed) = one_or_many::<u64>(file.seeds, path, "seeds")?;
+    let (backends, backends_listed) = match file.backend {
+        Some(value) => one_or_many::<Backend>(value, path, "backend")?,
+        None => (vec![Backend::default()], false),
+    };
+    let listed = [apps_listed, policies_listed, scenarios_listed, seeds_listed, backends_listed];
     for (field, empty) in [
-        ("seeds", file.seeds.is_empty()),
-        ("apps", file.apps.is_empty()),
-        ("scenarios", file.scenarios.is_empty()),
-        ("policies", file.policies.is_empty()),
+        ("apps", apps.is_empty()),
+        ("policies", policies.is_empty()),
+        ("scenarios", scenarios.is_empty()),
+        ("seeds", seeds.is_empty()),
+        ("backend", backends.is_empty()),
     ] {
         if empty {
             return Err(err(field, "needs at least one entry".into()));
         }
     }
-    check_unique(path, "seeds", file.seeds.iter().map(|s| s.to_string()))?;
-    check_unique(path, "apps", file.apps.iter().cloned())?;
-    check_unique(path, "scenarios", file.scenarios.iter().cloned())?;
-    check_unique(path, "policies", file.policies.iter().map(|p| p.name.clone()))?;
-    let max_parallel = match file.strategy.max_parallel {
+    check_unique(path, "apps", apps.iter().cloned())?;
+    check_unique(path, "policies", policies.iter().map(|p| p.name.clone()))?;
+    check_unique(path, "scenarios", scenarios.iter().cloned())?;
+    check_unique(path, "seeds", seeds.iter().map(|s| s.to_string()))?;
+    check_unique(path, "backend", backends.iter().map(|b| b.name().to_string()))?;
+    let axis_path = |k: usize, i: usize| {
+        if listed[k] { format!("{}[{i}]", AXES[k].1) } else { AXES[k].1.to_string() }
+    };
+    for (k, names) in [(0, &apps), (2, &scenarios)] {
+        for (i, name) in names.iter().enumerate() {
+            check_id_part(path, &axis_path(k, i), name)?;
+        }
+    }
+    for (i, policy) in policies.iter().enumerate() {
+        check_id_part(path, &format!("{}.name", axis_path(1, i)), &policy.name)?;
+    }
+
+    let strategy = &file.strategy;
+    let max_parallel = match strategy.max_parallel {
         Some(0) => return Err(err("strategy.max_parallel", "must be at least 1".into())),
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    for (i, policy) in file.policies.iter().enumerate() {
-        if !is_id_part(&policy.name) {
+    let max_failures = match (strategy.fail_fast, strategy.max_failures) {
+        (_, Some(0)) => return Err(err("strategy.max_failures", "must be at least 1".into())),
+        (true, Some(_)) => {
             return Err(err(
-                &format!("policies[{i}].name"),
-                format!("{:?} must be letters, digits, '-' or '_' (it is part of cell ids)", policy.name),
+                "strategy.max_failures",
+                "give fail_fast (stop at the first failure) or max_failures, not both".into(),
             ));
         }
+        (true, None) => Some(1),
+        (false, n) => n,
+    };
+    if strategy.retries > 20 {
+        return Err(err("strategy.retries", format!("{} retries is more than 20", strategy.retries)));
+    }
+    if strategy.timeout == Some(Duration::ZERO) {
+        return Err(err("strategy.timeout", "must be longer than 0s".into()));
+    }
+    let execution = ExecutionStrategy {
+        max_failures,
+        retries: strategy.retries,
+        retry_backoff: strategy.retry_backoff.unwrap_or(DEFAULT_RETRY_BACKOFF),
+    };
+    let default_timeout = strategy.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    check_settings(path, "defaults", &file.defaults)?;
+
+    let axes: Vec<Axis> = vec![
+        axis(0, apps.clone()),
+        axis(1, policies.iter().map(|p| p.name.clone()).collect()),
+        axis(2, scenarios.clone()),
+        axis(3, seeds.iter().map(u64::to_string).collect()),
+        axis(4, backends.iter().map(|b| b.name().to_string()).collect()),
+    ];
+    let exclude = parse_exclude(path, &file.exclude)?;
+    let (include, include_settings) = parse_include(path, file.include, &policies)?;
+    let combos = combinations::expand(&axes, &exclude, &include).map_err(|(field, message)| err(&field, message))?;
+    if combos.is_empty() {
+        return Err(err("exclude", "removes every cell: nothing would run".into()));
+    }
+    let overrides = parse_overrides(path, &file.overrides, &combos)?;
+    let baseline = file.report.as_ref().and_then(|r| r.baseline.clone());
+    if let Some(name) = &baseline
+        && !policies.iter().any(|p| &p.name == name)
+    {
+        let known: Vec<&str> = policies.iter().map(|p| p.name.as_str()).collect();
+        return Err(err("report.baseline", format!("{name:?} is not a policy of this matrix; policies: {known:?}")));
     }
 
-    let mut cells = Vec::new();
-    for (a, app_name) in file.apps.iter().enumerate() {
-        let app_file = base.join(&file.paths.apps).join(format!("{app_name}.yaml"));
-        if !app_file.is_file() {
-            return Err(err(
-                &format!("apps[{a}]"),
-                format!("unknown app {app_name:?}: {} does not exist", app_file.display()),
-            ));
+    let mut loaded_apps: HashMap<String, AppModel> = HashMap::new();
+    let mut loaded_scenarios: HashMap<(String, String), Scenario> = HashMap::new();
+    let mut resolved_policies: HashMap<(usize, String), ResolvedPolicy> = HashMap::new();
+    let mut cells = Vec::with_capacity(combos.len());
+    let mut ids = BTreeSet::new();
+    for combo in &combos {
+        // Where each of this combination's values was written, for errors about it.
+        let field_of = |k: usize| match &combo.origin {
+            Origin::Axes(index) => axis_path(k, index[k]),
+            Origin::Include(i) if include[*i][k].is_some() => format!("include[{i}].{}", AXES[k].0),
+            Origin::Include(_) => axis_path(k, 0),
+        };
+        let [app_name, policy_name, scenario_name, seed, backend] = &combo.values[..] else {
+            unreachable!("one value per axis")
+        };
+        if !loaded_apps.contains_key(app_name) {
+            let app_file = base.join(&file.paths.apps).join(format!("{app_name}.yaml"));
+            if !app_file.is_file() {
+                return Err(err(
+                    &field_of(0),
+                    format!("unknown app {app_name:?}: {} does not exist", app_file.display()),
+                ));
+            }
+            let app = AppModel::load(&app_file)?;
+            if &app.name != app_name {
+                return Err(ConfigError::new(
+                    &app_file,
+                    "name",
+                    format!("is {:?} but the file is named {app_name:?}", app.name),
+                ));
+            }
+            loaded_apps.insert(app_name.clone(), app);
         }
-        let app = AppModel::load(&app_file)?;
-        if &app.name != app_name {
-            return Err(ConfigError::new(
-                &app_file,
-                "name",
-                format!("is {:?} but the file is named {app_name:?}", app.name),
-            ));
-        }
-        let mut scenarios = Vec::new();
-        for (s, scenario_name) in file.scenarios.iter().enumerate() {
+        let app = &loaded_apps[app_name];
+        let scenario_key = (app_name.clone(), scenario_name.clone());
+        if !loaded_scenarios.contains_key(&scenario_key) {
             let scenario_file = base.join(&file.paths.scenarios).join(app_name).join(format!("{scenario_name}.yaml"));
             if !scenario_file.is_file() {
                 return Err(err(
-                    &format!("scenarios[{s}]"),
+                    &field_of(2),
                     format!(
                         "unknown scenario {scenario_name:?} for app {app_name:?}: {} does not exist",
                         scenario_file.display()
@@ -230,38 +470,250 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
                 ));
             }
             let scenario = Scenario::load(&scenario_file)?;
-            check_scenario_routes(&app, &scenario, &scenario_file)?;
-            scenarios.push(scenario);
+            check_scenario_routes(app, &scenario, &scenario_file)?;
+            loaded_scenarios.insert(scenario_key.clone(), scenario);
         }
-        let mut policies = Vec::new();
-        for (p, spec) in file.policies.iter().enumerate() {
-            policies.push(resolve_policy(spec, &format!("policies[{p}]"), path, base, &file.paths, &app)?);
+        let p = policies.iter().position(|spec| &spec.name == policy_name).expect("include policies are checked");
+        let policy_key = (p, app_name.clone());
+        if !resolved_policies.contains_key(&policy_key) {
+            let policy = resolve_policy(&policies[p], &axis_path(1, p), path, base, &file.paths, app)?;
+            resolved_policies.insert(policy_key.clone(), policy);
         }
-        for policy in &policies {
-            for scenario in &scenarios {
-                for &seed in &file.seeds {
-                    let config = CellConfig {
-                        format_version: CELL_FORMAT_VERSION,
-                        backend: file.backend,
-                        seed,
-                        app: app.clone(),
-                        scenario: scenario.clone(),
-                        policy: policy.clone(),
-                    };
-                    let id = format!(
-                        "{}.{}.{}.s{}-{}",
-                        app.name,
-                        policy.name(),
-                        scenario.name,
-                        seed,
-                        &config_hash(&config)[..8]
-                    );
-                    cells.push(Cell { id, config });
-                }
+
+        let mut layers: Vec<(String, &CellSettings)> = vec![("defaults".into(), &file.defaults)];
+        for (k, axis_overrides) in overrides.iter().enumerate() {
+            if let Some((key, settings)) = axis_overrides
+                .iter()
+                .find(|(pattern, _, _)| pattern.matches(&combo.values[k]))
+                .map(|(_, key, s)| (key, s))
+            {
+                layers.push((format!("overrides.{}.{key}", AXES[k].0), settings));
             }
         }
+        for &i in &combo.includes {
+            layers.push((format!("include[{i}]"), &include_settings[i]));
+        }
+        let mut app = app.clone();
+        let mut timeout = default_timeout;
+        for (at, settings) in layers {
+            if let Some(slo) = &settings.slo {
+                if let Some(route) = &slo.route {
+                    if app.route_index(route).is_none() {
+                        return Err(err(
+                            &format!("{at}.slo.route"),
+                            format!("app {:?} has no route {route:?}", app.name),
+                        ));
+                    }
+                    app.slo.route = route.clone();
+                }
+                if let Some(percentile) = slo.percentile {
+                    app.slo.percentile = percentile;
+                }
+                if let Some(threshold) = slo.threshold_ms {
+                    app.slo.threshold_ms = threshold;
+                }
+            }
+            if let Some(t) = settings.timeout {
+                timeout = t;
+            }
+        }
+        let config = CellConfig {
+            format_version: CELL_FORMAT_VERSION,
+            backend: Backend::parse(backend).expect("backends are parsed"),
+            seed: seed.parse().map_err(|_| err(&field_of(3), format!("{seed:?} is not a seed")))?,
+            app,
+            scenario: loaded_scenarios[&scenario_key].clone(),
+            policy: resolved_policies[&policy_key].clone(),
+        };
+        let id = cell_id(&config);
+        if !ids.insert(id.clone()) {
+            return Err(err(&field_of(0), format!("cell {id} appears twice")));
+        }
+        cells.push(Cell { id, config, timeout });
     }
-    Ok(Matrix { file: path.to_path_buf(), name: file.name, max_parallel, cells })
+    Ok(Matrix { file: path.to_path_buf(), name: file.name, max_parallel, strategy: execution, baseline, cells })
+}
+
+fn axis(k: usize, values: Vec<String>) -> Axis {
+    Axis { key: AXES[k].0, list: AXES[k].1, values }
+}
+
+fn axis_index(key: &str) -> Option<usize> {
+    AXES.iter().position(|(k, _)| *k == key)
+}
+
+const AXIS_KEYS: &str = "app, policy, scenario, seed or backend";
+
+fn parse_exclude(
+    file: &Path,
+    entries: &[serde_json::Map<String, Value>],
+) -> Result<Vec<Vec<Option<Pattern>>>, ConfigError> {
+    let mut out = Vec::new();
+    for (e, entry) in entries.iter().enumerate() {
+        let mut patterns = vec![None; AXES.len()];
+        for (key, value) in entry {
+            let at = format!("exclude[{e}].{key}");
+            let Some(k) = axis_index(key) else {
+                return Err(ConfigError::new(file, at, format!("unknown axis; exclude names {AXIS_KEYS}")));
+            };
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => Pattern::escape(&n.to_string()),
+                other => {
+                    return Err(ConfigError::new(file, at, format!("must be a name, a glob or a seed, got {other}")));
+                }
+            };
+            let pattern =
+                Pattern::new(&text).map_err(|e| ConfigError::new(file, &at, format!("bad glob {text:?}: {e}")))?;
+            patterns[k] = Some(pattern);
+        }
+        out.push(patterns);
+    }
+    Ok(out)
+}
+
+/// An include entry's value per axis (in [`AXES`] order), where it names one.
+type IncludeValues = Vec<Option<String>>;
+
+/// Splits each include entry into its axis values and its settings.
+fn parse_include(
+    file: &Path,
+    entries: Vec<serde_json::Map<String, Value>>,
+    policies: &[PolicySpec],
+) -> Result<(Vec<IncludeValues>, Vec<CellSettings>), ConfigError> {
+    let mut values = Vec::new();
+    let mut settings = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let mut axis_values = vec![None; AXES.len()];
+        let mut rest = serde_json::Map::new();
+        for (key, value) in entry {
+            let at = format!("include[{i}].{key}");
+            let Some(k) = axis_index(&key) else {
+                rest.insert(key, value);
+                continue;
+            };
+            let text = match (k, &value) {
+                (3, _) => typed::<u64>(value, file, &at)?.to_string(),
+                (_, Value::String(s)) => s.clone(),
+                (_, other) => return Err(ConfigError::new(file, at, format!("must be a name, got {other}"))),
+            };
+            match k {
+                0 | 2 => check_id_part(file, &at, &text)?,
+                1 if !policies.iter().any(|p| p.name == text) => {
+                    let known: Vec<&str> = policies.iter().map(|p| p.name.as_str()).collect();
+                    return Err(ConfigError::new(file, at, format!("unknown policy {text:?}; policies: {known:?}")));
+                }
+                4 if Backend::parse(&text).is_none() => {
+                    return Err(ConfigError::new(file, at, format!("unknown backend {text:?}")));
+                }
+                _ => {}
+            }
+            axis_values[k] = Some(text);
+        }
+        let at = format!("include[{i}]");
+        let entry_settings: CellSettings = typed(Value::Object(rest), file, &at)?;
+        check_settings(file, &at, &entry_settings)?;
+        values.push(axis_values);
+        settings.push(entry_settings);
+    }
+    Ok((values, settings))
+}
+
+/// Per axis: (pattern, key as written, settings). Each key must match a value of its axis, and no value two keys.
+type AxisOverrides<'a> = Vec<(Pattern, &'a str, &'a CellSettings)>;
+
+fn parse_overrides<'a>(
+    file: &Path,
+    overrides: &'a Overrides,
+    combos: &[combinations::Combination],
+) -> Result<Vec<AxisOverrides<'a>>, ConfigError> {
+    let mut out = Vec::new();
+    for (k, map) in overrides.by_axis().into_iter().enumerate() {
+        let values: BTreeSet<&str> = combos.iter().map(|c| c.values[k].as_str()).collect();
+        let mut parsed: AxisOverrides = Vec::new();
+        for (key, settings) in map {
+            let at = format!("overrides.{}.{key}", AXES[k].0);
+            let pattern =
+                Pattern::new(key).map_err(|e| ConfigError::new(file, &at, format!("bad glob {key:?}: {e}")))?;
+            if !values.iter().any(|v| pattern.matches(v)) {
+                return Err(ConfigError::new(file, at, format!("matches no {} of the matrix: {values:?}", AXES[k].0)));
+            }
+            for (other, other_key, _) in &parsed {
+                if let Some(both) = values.iter().find(|v| pattern.matches(v) && other.matches(v)) {
+                    return Err(ConfigError::new(
+                        file,
+                        at,
+                        format!("{both:?} is matched by {other_key:?} too; give each value one override"),
+                    ));
+                }
+            }
+            check_settings(file, &at, settings)?;
+            parsed.push((pattern, key.as_str(), settings));
+        }
+        out.push(parsed);
+    }
+    Ok(out)
+}
+
+/// Checks what can be checked of settings without knowing the cell.
+fn check_settings(file: &Path, at: &str, settings: &CellSettings) -> Result<(), ConfigError> {
+    let field = |name: &str| join_path(at, name);
+    if let Some(slo) = &settings.slo {
+        if let Some(p) = slo.percentile
+            && !(p > 0.0 && p < 100.0)
+        {
+            return Err(ConfigError::new(file, field("slo.percentile"), format!("must be between 0 and 100, got {p}")));
+        }
+        if let Some(t) = slo.threshold_ms
+            && !(t.is_finite() && t > 0.0)
+        {
+            return Err(ConfigError::new(
+                file,
+                field("slo.threshold_ms"),
+                format!("must be a positive number, got {t}"),
+            ));
+        }
+    }
+    if settings.timeout == Some(Duration::ZERO) {
+        return Err(ConfigError::new(file, field("timeout"), "must be longer than 0s"));
+    }
+    Ok(())
+}
+
+fn check_id_part(file: &Path, at: &str, name: &str) -> Result<(), ConfigError> {
+    if is_id_part(name) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            file,
+            at,
+            format!("{name:?} must be letters, digits, '-' or '_' (it is part of cell ids)"),
+        ))
+    }
+}
+
+/// `<app>.<policy>.<scenario>.s<seed>-<hash8>`.
+pub fn cell_id(config: &CellConfig) -> String {
+    format!(
+        "{}.{}.{}.s{}-{}",
+        config.app.name,
+        config.policy.name(),
+        config.scenario.name,
+        config.seed,
+        &config_hash(config)[..8]
+    )
+}
+
+/// The resolved config as config.yaml holds it: written through the JSON tree, so enums read back as
+/// `{variant: value}` maps like every other file of the project.
+pub fn config_yaml(config: &CellConfig) -> Result<String, String> {
+    let tree = serde_json::to_value(config).map_err(|e| e.to_string())?;
+    yaml::to_string(&tree).map_err(|e| e.to_string())
+}
+
+/// Reads a config.yaml that [`config_yaml`] wrote.
+pub fn read_config_yaml(path: &Path) -> Result<CellConfig, ConfigError> {
+    yaml::read_file(path)
 }
 
 fn resolve_policy(
@@ -415,9 +867,29 @@ fn is_id_part(name: &str) -> bool {
 }
 
 /// SHA-256 of the canonical JSON of a cell config, in hex.
+///
+/// A policy's `*_file` fields say where an input was read from; its content is in the config and hashed, the
+/// path is not, so the same cell has the same id whichever directory or path form the matrix was run from.
 pub fn config_hash(config: &CellConfig) -> String {
-    // serde_json writes struct fields in declaration order and BTreeMaps sorted: canonical for our types.
-    let json = serde_json::to_vec(config).expect("cell config serializes");
+    let mut tree = serde_json::to_value(config).expect("cell config serializes");
+    if let Some(Value::Object(policy)) = tree.get_mut("policy") {
+        policy.retain(|key, _| !key.ends_with("_file"));
+    }
+    let json = serde_json::to_vec(&canonical(tree)).expect("cell config serializes");
     let digest = Sha256::digest(&json);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The same tree with every object's keys in sorted order (whatever map type serde_json was built with), so the
+/// hash depends on the config's content only, not on the order fields are declared in.
+fn canonical(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
 }

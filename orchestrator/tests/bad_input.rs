@@ -56,6 +56,154 @@ const CASES: &[Case] = &[
         file: "m.yaml",
         field: "policies[1].kind",
     },
+    Case { name: "unknown axis", edit: (MATRIX, "seeds:", "regions: [eu]\nseeds:"), file: "m.yaml", field: "regions" },
+    Case {
+        name: "include that matches nothing and lacks an axis",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\ninclude:\n  - {app: online-boutique, scenario: rushsale}"),
+        file: "m.yaml",
+        field: "include[0]",
+    },
+    Case {
+        name: "include adding the same cell twice",
+        edit: (
+            MATRIX,
+            "seeds: [1]",
+            "seeds: [1]\ninclude:\n  - {policy: hpa, scenario: rushsale}\n  - {policy: hpa, scenario: rushsale}",
+        ),
+        file: "m.yaml",
+        field: "include[1]",
+    },
+    Case {
+        name: "include naming an unknown policy",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\ninclude:\n  - {policy: vpa, scenario: rushsale}"),
+        file: "m.yaml",
+        field: "include[0].policy",
+    },
+    Case {
+        name: "include with an unknown setting",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\ninclude:\n  - {policy: hpa, colour: red}"),
+        file: "m.yaml",
+        field: "include[0].colour",
+    },
+    Case {
+        name: "include naming an app outside the id alphabet",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\ninclude:\n  - {app: ../etc, policy: hpa, scenario: peak}"),
+        file: "m.yaml",
+        field: "include[0].app",
+    },
+    Case {
+        name: "negative parallelism",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nstrategy: {max_parallel: -2}"),
+        file: "m.yaml",
+        field: "strategy.max_parallel",
+    },
+    Case {
+        name: "bad glob in exclude",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nexclude: [{policy: \"fix[ed\"}]"),
+        file: "m.yaml",
+        field: "exclude[0].policy",
+    },
+    Case {
+        name: "exclude naming an unknown value",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nexclude: [{policy: hpa-cpu-99}]"),
+        file: "m.yaml",
+        field: "exclude[0].policy",
+    },
+    Case {
+        name: "exclude naming an unknown axis",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nexclude: [{region: eu}]"),
+        file: "m.yaml",
+        field: "exclude[0].region",
+    },
+    Case {
+        name: "exclude removing every cell",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nexclude: [{app: online-boutique}]"),
+        file: "m.yaml",
+        field: "exclude",
+    },
+    Case {
+        name: "unknown backend in the list",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nbackend: [sim, vm]"),
+        file: "m.yaml",
+        field: "backend[1]",
+    },
+    Case {
+        name: "duplicate backend",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nbackend: [sim, sim]"),
+        file: "m.yaml",
+        field: "backend[1]",
+    },
+    Case { name: "empty seeds", edit: (MATRIX, "seeds: [1]", "seeds: []"), file: "m.yaml", field: "seeds" },
+    Case {
+        name: "report baseline that is not a policy",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nreport: {baseline: hpa-cpu-99}"),
+        file: "m.yaml",
+        field: "report.baseline",
+    },
+    Case {
+        name: "malformed timeout",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nstrategy: {timeout: 10 parsecs}"),
+        file: "m.yaml",
+        field: "strategy.timeout",
+    },
+    Case {
+        name: "zero max_failures",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nstrategy: {max_failures: 0}"),
+        file: "m.yaml",
+        field: "strategy.max_failures",
+    },
+    Case {
+        name: "fail_fast and max_failures together",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nstrategy: {fail_fast: true, max_failures: 3}"),
+        file: "m.yaml",
+        field: "strategy.max_failures",
+    },
+    Case {
+        name: "negative retries",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nstrategy: {retries: -1}"),
+        file: "m.yaml",
+        field: "strategy.retries",
+    },
+    Case {
+        name: "override for an app not in the matrix",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\noverrides: {app: {web-shop: {timeout: 1m}}}"),
+        file: "m.yaml",
+        field: "overrides.app.web-shop",
+    },
+    Case {
+        name: "override with an SLO percentile out of range",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\noverrides: {app: {online-boutique: {slo: {percentile: 120}}}}"),
+        file: "m.yaml",
+        field: "overrides.app.online-boutique.slo.percentile",
+    },
+    Case {
+        name: "two overrides for one value",
+        edit: (
+            MATRIX,
+            "seeds: [1]",
+            "seeds: [1]\noverrides: {policy: {\"h*\": {timeout: 1m}, \"*p*\": {timeout: 2m}}}",
+        ),
+        file: "m.yaml",
+        field: "overrides.policy.h*",
+    },
+    Case {
+        name: "default SLO naming an unknown route",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\ndefaults: {slo: {route: basket}}"),
+        file: "m.yaml",
+        field: "defaults.slo.route",
+    },
+    Case {
+        name: "zero default timeout",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\ndefaults: {timeout: 0s}"),
+        file: "m.yaml",
+        field: "defaults.timeout",
+    },
+    Case {
+        name: "alias of an undefined anchor",
+        edit: (MATRIX, "seeds: [1]", "seeds: *nope"),
+        file: "m.yaml",
+        field: "",
+    },
     Case {
         name: "unknown service in a call tree",
         edit: (OB, "- {service: adservice}\n  - name: product", "- {service: adsrvice}\n  - name: product"),
@@ -179,7 +327,7 @@ fn every_bad_input_is_refused_with_file_and_field_and_nothing_written() {
             }
         }
     }
-    assert!(CASES.len() >= 15);
+    assert!(CASES.iter().filter(|c| c.edit.0 == MATRIX).count() >= 15, "at least 15 malformed matrices");
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
 }
 

@@ -1,0 +1,257 @@
+//! `orch cell --run-dir DIR --cell ID`: runs one planned cell of a run folder in this process.
+//!
+//! It reads the resolved config.yaml the planner wrote (and checks it still hashes to the cell id), marks the cell
+//! running with a heartbeat every [`HEARTBEAT_INTERVAL`], runs it, and writes the final status itself: succeeded,
+//! failed (with the error and the tail of run.log) or cancelled. A panic is caught and reported as a failure.
+//! `orch run` starts one such process per cell attempt and supervises it; a Kubernetes Job can run the same command.
+//!
+//! Exit codes: 0 succeeded, 1 failed, 75 failed transiently (worth a retry), 101 panicked, 130 cancelled.
+
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+
+use crate::fault::{Fault, FaultPlan};
+use crate::matrix::{self, Cell};
+use crate::run_folder::{self, CellState, CellStatus, LOG_TAIL_LINES};
+use crate::runner;
+
+pub const EXIT_SUCCEEDED: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+/// EX_TEMPFAIL of sysexits.h.
+pub const EXIT_TRANSIENT: i32 = 75;
+pub const EXIT_PANICKED: i32 = 101;
+pub const EXIT_CANCELLED: i32 = 130;
+
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a cancelled cell may take to wind down (stop remote load, flush files) before it exits anyway.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// An error worth retrying: the cell itself is fine, something around it failed (a backend that did not answer,
+/// a lost connection). Cell code returns it (inside an anyhow chain) to ask for a retry.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TransientError(pub String);
+
+/// The cell stopped because it was asked to.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
+/// What the main thread, the heartbeat and the signal handler share. `status` becomes `None` once the final
+/// state is written: nobody writes status.json after that.
+struct Shared {
+    dir: PathBuf,
+    status: Mutex<Option<CellStatus>>,
+    cancel_requested: AtomicBool,
+}
+
+impl Shared {
+    /// Writes the final state unless someone already did; says whether this call did.
+    fn finish(&self, state: CellState, error: Option<String>) -> bool {
+        let mut guard = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut status) = guard.take() else { return false };
+        let tail = if state == CellState::Failed {
+            run_folder::tail(&self.dir.join("run.log"), LOG_TAIL_LINES)
+        } else {
+            Vec::new()
+        };
+        status.finish(state, error.clone(), tail, run_folder::now_unix_s());
+        status.heartbeat_unix_s = status.finished_unix_s;
+        if let Err(e) = run_folder::write_status(&self.dir, &status) {
+            eprintln!("error: writing status.json: {e:#}");
+        }
+        let fields = serde_json::json!({"attempt": status.attempt, "error": error, "pid": std::process::id()});
+        if let Err(e) = run_folder::append_event(&self.dir, state.name(), fields) {
+            eprintln!("error: writing events.jsonl: {e:#}");
+        }
+        true
+    }
+
+    fn beat(&self) -> bool {
+        let mut guard = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(status) = guard.as_mut() else { return false };
+        status.heartbeat_unix_s = Some(run_folder::now_unix_s());
+        if let Err(e) = run_folder::write_status(&self.dir, status) {
+            eprintln!("error: writing the heartbeat: {e:#}");
+        }
+        true
+    }
+}
+
+static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Set when this `orch cell` process was asked to stop (SIGTERM or SIGINT).
+static CANCEL_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the cell running in this process should wind down: long-running cell code (a real backend's load, a
+/// remote agent run) polls it and stops what it started, within [`CANCEL_GRACE`].
+pub fn cancel_requested() -> bool {
+    CANCEL_REQUESTED.load(Ordering::SeqCst)
+}
+
+/// Runs the cell and returns the process exit code.
+pub fn run(run_dir: &Path, cell_id: &str, attempt: u32) -> i32 {
+    let dir = run_folder::cell_dir(run_dir, cell_id);
+    let cell = match load_cell(&dir, cell_id) {
+        Ok(cell) => cell,
+        Err(e) => {
+            let message = format!("{e:#}");
+            eprintln!("error: {message}");
+            // Record it where a status already exists; without one there is no cell to speak of.
+            if let Ok(mut status) = run_folder::read_status(&dir) {
+                status.attempt = attempt;
+                status.finish(CellState::Failed, Some(message), Vec::new(), run_folder::now_unix_s());
+                let _ = run_folder::write_status(&dir, &status);
+            }
+            return EXIT_FAILED;
+        }
+    };
+    let faults = match FaultPlan::from_env() {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_FAILED;
+        }
+    };
+
+    let now = run_folder::now_unix_s();
+    let mut status = run_folder::read_status(&dir).unwrap_or_else(|_| CellStatus::planned(&cell));
+    // `orch run` marks the attempt running just before starting us; run alone (by hand, by a Job), we do.
+    if !(status.state == CellState::Running && status.attempt == attempt) {
+        status.state = CellState::Running;
+        status.attempt = attempt;
+        status.started_unix_s = Some(now);
+        status.heartbeat_unix_s = Some(now);
+        status.finished_unix_s = None;
+        status.error = None;
+        status.log_tail.clear();
+        if let Err(e) = run_folder::write_status(&dir, &status) {
+            eprintln!("error: writing status.json: {e:#}");
+            return EXIT_TRANSIENT;
+        }
+    }
+    let shared =
+        Arc::new(Shared { dir: dir.clone(), status: Mutex::new(Some(status)), cancel_requested: false.into() });
+    start_heartbeat(Arc::clone(&shared));
+    install_signal_handler(Arc::clone(&shared));
+    panic::set_hook(Box::new(|info| {
+        // "panicked at file:line:col:\nmessage" on one line.
+        let message = info.to_string().replacen(":\n", ": ", 1).replace('\n', " ");
+        eprintln!("{message}");
+        *PANIC_MESSAGE.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+    }));
+
+    let fault = faults.as_ref().and_then(|plan| plan.for_cell(cell_id)).cloned();
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        if let Some(fault) = &fault {
+            eprintln!("warning: {}: injecting {fault:?} into {cell_id}", crate::fault::ENV_VAR);
+            let fields = serde_json::json!({"attempt": attempt, "fault": format!("{fault:?}")});
+            let _ = run_folder::append_event(&dir, "fault_injected", fields);
+            inject(fault, attempt, &shared)?;
+        }
+        runner::execute_cell(&cell, &dir)
+    }));
+    let (state, error, code) = match result {
+        Ok(Ok(_)) => (CellState::Succeeded, None, EXIT_SUCCEEDED),
+        Ok(Err(e)) if e.is::<Cancelled>() => (CellState::Cancelled, Some("cancelled".to_string()), EXIT_CANCELLED),
+        Ok(Err(e)) => {
+            let message = format!("{e:#}");
+            log_error(&dir, "cell failed", "error", &message);
+            let transient = e.chain().any(|cause| cause.is::<TransientError>());
+            (CellState::Failed, Some(message), if transient { EXIT_TRANSIENT } else { EXIT_FAILED })
+        }
+        Err(_) => {
+            let message = PANIC_MESSAGE.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let message = message.unwrap_or_else(|| "panicked".to_string());
+            log_error(&dir, "cell panicked", "panic", &message);
+            (CellState::Failed, Some(message), EXIT_PANICKED)
+        }
+    };
+    if shared.finish(state, error) { code } else { EXIT_CANCELLED }
+}
+
+fn load_cell(dir: &Path, cell_id: &str) -> Result<Cell> {
+    let config_file = dir.join("config.yaml");
+    let config = matrix::read_config_yaml(&config_file).map_err(|e| anyhow!("{e}"))?;
+    let id = matrix::cell_id(&config);
+    if id != cell_id {
+        bail!("{} resolves to cell {id}, not {cell_id}: it was edited after planning", config_file.display());
+    }
+    Ok(Cell { id, config, timeout: Duration::MAX })
+}
+
+fn start_heartbeat(shared: Arc<Shared>) {
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(HEARTBEAT_INTERVAL);
+            if !shared.beat() {
+                break;
+            }
+        }
+    });
+}
+
+/// SIGINT or SIGTERM: ask the cell to stop, give it [`CANCEL_GRACE`], then record it cancelled and exit. A second
+/// signal exits at once.
+fn install_signal_handler(shared: Arc<Shared>) {
+    let result = ctrlc::set_handler(move || {
+        CANCEL_REQUESTED.store(true, Ordering::SeqCst);
+        if shared.cancel_requested.swap(true, Ordering::SeqCst) {
+            if shared.finish(CellState::Cancelled, Some("cancelled (second signal)".into())) {
+                std::process::exit(EXIT_CANCELLED);
+            }
+            return;
+        }
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            std::thread::sleep(CANCEL_GRACE);
+            let message = format!("cancelled: did not stop within {}s", CANCEL_GRACE.as_secs());
+            if shared.finish(CellState::Cancelled, Some(message)) {
+                std::process::exit(EXIT_CANCELLED);
+            }
+        });
+    });
+    if let Err(e) = result {
+        eprintln!("warning: cannot handle signals: {e}");
+    }
+}
+
+fn inject(fault: &Fault, attempt: u32, shared: &Shared) -> Result<()> {
+    match fault {
+        Fault::Panic => panic!("injected fault: panic"),
+        Fault::Hang => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        Fault::Abort => std::process::abort(),
+        Fault::Error => bail!("injected fault: error"),
+        Fault::Transient { attempts } if attempt <= *attempts => {
+            Err(TransientError(format!("injected fault: transient failure on attempt {attempt} of {attempts}")).into())
+        }
+        Fault::Transient { .. } => Ok(()),
+        Fault::Sleep(duration) => {
+            let until = Instant::now() + *duration;
+            while Instant::now() < until {
+                if shared.cancel_requested.load(Ordering::SeqCst) {
+                    return Err(Cancelled.into());
+                }
+                std::thread::sleep(Duration::from_millis(10).min(until.saturating_duration_since(Instant::now())));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Appends an error line to run.log in the shape of its other lines, so the log's tail tells what went wrong.
+fn log_error(dir: &Path, message: &str, key: &str, detail: &str) {
+    let line =
+        serde_json::json!({"level": "ERROR", "fields": {"message": message, key: detail}, "target": module_path!()});
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("run.log")) {
+        let _ = writeln!(file, "{line}");
+    }
+}

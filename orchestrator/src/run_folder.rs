@@ -1,0 +1,330 @@
+//! The files of a run folder that say what the run is and where each cell stands: run.json, and per cell
+//! status.json and events.jsonl. Every whole-file write goes through a temporary file, fsync and rename, so a
+//! reader (or a resumed run after kill -9) never sees half a file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::matrix::Cell;
+
+/// Version of run.json and status.json.
+pub const FORMAT: u32 = 1;
+
+pub const RUN_JSON: &str = "run.json";
+pub const STATUS_JSON: &str = "status.json";
+pub const EVENTS_JSONL: &str = "events.jsonl";
+const LOCK_FILE: &str = ".lock";
+/// Lines of run.log (and of the process's stderr) kept in a failed cell's status.
+pub const LOG_TAIL_LINES: usize = 20;
+
+/// logs/<run-tag>/run.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub format: u32,
+    pub matrix_name: String,
+    pub matrix_file: String,
+    pub matrix_sha256: String,
+    pub git_commit: Option<String>,
+    pub host: String,
+    pub orch_version: String,
+    pub started_unix_s: f64,
+    pub finished_unix_s: Option<f64>,
+    pub baseline: Option<String>,
+    /// Cell ids in plan order.
+    pub cells: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellState {
+    Planned,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Skipped,
+}
+
+impl CellState {
+    pub const ALL: [CellState; 6] = [
+        CellState::Planned,
+        CellState::Running,
+        CellState::Succeeded,
+        CellState::Failed,
+        CellState::Cancelled,
+        CellState::Skipped,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CellState::Planned => "planned",
+            CellState::Running => "running",
+            CellState::Succeeded => "succeeded",
+            CellState::Failed => "failed",
+            CellState::Cancelled => "cancelled",
+            CellState::Skipped => "skipped",
+        }
+    }
+}
+
+/// logs/<run-tag>/<cell-id>/status.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellStatus {
+    pub format: u32,
+    pub cell: String,
+    pub state: CellState,
+    pub attempt: u32,
+    pub started_unix_s: Option<f64>,
+    pub finished_unix_s: Option<f64>,
+    pub heartbeat_unix_s: Option<f64>,
+    pub error: Option<String>,
+    pub log_tail: Vec<String>,
+    pub app: String,
+    pub policy: String,
+    pub scenario: String,
+    pub seed: u64,
+    pub backend: String,
+}
+
+impl CellStatus {
+    pub fn planned(cell: &Cell) -> CellStatus {
+        let c = &cell.config;
+        CellStatus {
+            format: FORMAT,
+            cell: cell.id.clone(),
+            state: CellState::Planned,
+            attempt: 0,
+            started_unix_s: None,
+            finished_unix_s: None,
+            heartbeat_unix_s: None,
+            error: None,
+            log_tail: Vec::new(),
+            app: c.app.name.clone(),
+            policy: c.policy.name().to_string(),
+            scenario: c.scenario.name.clone(),
+            seed: c.seed,
+            backend: c.backend.name().to_string(),
+        }
+    }
+
+    /// Moves to `state` at `now`, as the end of an attempt.
+    pub fn finish(&mut self, state: CellState, error: Option<String>, log_tail: Vec<String>, now: f64) {
+        self.state = state;
+        self.finished_unix_s = Some(now);
+        self.error = error;
+        self.log_tail = log_tail;
+    }
+}
+
+pub fn now_unix_s() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes through a temporary file in the same folder, fsync and rename. The temporary name is unique per
+/// process and call, so two writers of one file never share it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        file.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        file.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
+        fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).context("serializing JSON")?;
+    bytes.push(b'\n');
+    write_atomically(path, &bytes)
+}
+
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+pub fn write_status(cell_dir: &Path, status: &CellStatus) -> Result<()> {
+    write_json(&cell_dir.join(STATUS_JSON), status)
+}
+
+pub fn read_status(cell_dir: &Path) -> Result<CellStatus> {
+    read_json(&cell_dir.join(STATUS_JSON))
+}
+
+/// Appends one line `{"t_unix_s": .., "event": .., ..fields}` to the cell's events.jsonl, in a single write.
+pub fn append_event(cell_dir: &Path, event: &str, fields: serde_json::Value) -> Result<()> {
+    let mut line = serde_json::Map::new();
+    line.insert("t_unix_s".into(), now_unix_s().into());
+    line.insert("event".into(), event.into());
+    if let serde_json::Value::Object(extra) = fields {
+        line.extend(extra);
+    }
+    let mut bytes = serde_json::to_vec(&line).context("serializing an event")?;
+    bytes.push(b'\n');
+    let path = cell_dir.join(EVENTS_JSONL);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.write_all(&bytes).with_context(|| format!("appending to {}", path.display()))
+}
+
+/// The last `lines` lines of a text file (empty if it does not exist); reads at most its last 64 KiB.
+pub fn tail(path: &Path, lines: usize) -> Vec<String> {
+    let Ok(mut file) = File::open(path) else { return Vec::new() };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let skip = len.saturating_sub(64 * 1024);
+    if skip > 0 {
+        use std::io::{Seek, SeekFrom};
+        if file.seek(SeekFrom::Start(skip)).is_err() {
+            return Vec::new();
+        }
+    }
+    let mut bytes = Vec::new();
+    if file.read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut all: Vec<&str> = text.lines().collect();
+    if skip > 0 && !all.is_empty() {
+        all.remove(0); // a partial first line
+    }
+    all[all.len().saturating_sub(lines)..].iter().map(|s| s.to_string()).collect()
+}
+
+/// Exclusive ownership of a run folder while an `orch run` works in it. The kernel drops the lock when the process
+/// dies, however it dies, so a resume after kill -9 is never refused by a stale lock.
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    pub fn acquire(run_dir: &Path) -> Result<RunLock> {
+        let path = run_dir.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!("{} is in use by another orch (pid {})", run_dir.display(), holder.trim());
+        }
+        file.set_len(0).context("truncating the lock file")?;
+        write!(file, "{}", std::process::id()).context("writing the lock file")?;
+        Ok(RunLock { _file: file })
+    }
+
+    /// The pid of the orch holding the run folder, if one does.
+    pub fn holder(run_dir: &Path) -> Option<u32> {
+        let mut file = File::open(run_dir.join(LOCK_FILE)).ok()?;
+        // SAFETY: as above; a shared lock is only taken to probe and dropped with the file.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+            return None;
+        }
+        let mut pid = String::new();
+        file.read_to_string(&mut pid).ok()?;
+        pid.trim().parse().ok()
+    }
+}
+
+/// The commit of the repository holding `dir`, if it is one and git is installed.
+pub fn git_commit(dir: &Path) -> Option<String> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(dir).output().ok()?;
+    let commit = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !commit.is_empty()).then_some(commit)
+}
+
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        return String::from_utf8_lossy(&buf[..end]).into_owned();
+    }
+    "unknown".into()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cell folders' files that one attempt produces; removed before a cell is run again.
+pub const ATTEMPT_OUTPUTS: [&str; 4] = ["run.log", "metrics.csv", "summary.json", "stderr.log"];
+
+/// Empties a cell folder for a fresh attempt: the outputs of earlier attempts and stray temporary files go,
+/// config.yaml, status.json, events.jsonl and anything another step placed there (e.g. training files) stay.
+pub fn clear_attempt_outputs(cell_dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(cell_dir) else { return Ok(()) };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stray_temp = name.starts_with('.') && name.ends_with(".tmp");
+        if ATTEMPT_OUTPUTS.contains(&name.as_str()) || stray_temp {
+            fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn cell_dir(run_dir: &Path, id: &str) -> PathBuf {
+    run_dir.join(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_leave_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.log");
+        fs::write(&path, (0..100).map(|i| format!("line {i}\n")).collect::<String>()).unwrap();
+        assert_eq!(tail(&path, 3), ["line 97", "line 98", "line 99"]);
+        assert!(tail(&dir.path().join("missing"), 3).is_empty());
+    }
+
+    #[test]
+    fn a_held_lock_is_refused_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(RunLock::holder(dir.path()), None);
+        let lock = RunLock::acquire(dir.path()).unwrap();
+        // flock locks belong to the open file description: a second open in this process conflicts too.
+        assert!(RunLock::acquire(dir.path()).is_err());
+        assert_eq!(RunLock::holder(dir.path()), Some(std::process::id()));
+        drop(lock);
+        assert_eq!(RunLock::holder(dir.path()), None);
+        assert!(RunLock::acquire(dir.path()).is_ok());
+    }
+}
