@@ -8,6 +8,7 @@ pub mod backend;
 pub mod cell;
 pub mod matrix;
 pub mod policy;
+pub mod report;
 pub mod rl;
 pub mod runner;
 pub mod sim;

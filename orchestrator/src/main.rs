@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use orchestrator::matrix::Matrix;
 use orchestrator::runner::{RunOptions, run_matrix};
 
+mod report_cli;
+
 /// Batch experiment orchestrator for autoscaling research.
 ///
 /// A matrix file names apps, load scenarios, policies and seeds; `orch run` runs every combination (a cell) and
@@ -37,6 +39,8 @@ enum Command {
     },
     /// List the cells of a matrix without running them.
     Plan { matrix: PathBuf },
+    /// Render the HTML report of a run folder (also done at the end of `orch run`).
+    Report(report_cli::ReportArgs),
 }
 
 /// Exit code for bad input: nothing was written.
@@ -45,6 +49,7 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Report(args) => report_cli::run(args),
         Command::Plan { matrix } => match Matrix::load(&matrix) {
             Ok(matrix) => {
                 println!("{:<70} {:<18} {:<14} {:<12} {:>6}", "CELL", "APP", "POLICY", "SCENARIO", "SEED");
@@ -112,7 +117,8 @@ fn main() -> ExitCode {
                     for (cell, message) in &outcome.failed {
                         eprintln!("failed: {cell}: {message}");
                     }
-                    if outcome.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                    let reported = report_cli::after_run(&outcome.run_dir);
+                    if outcome.failed.is_empty() && reported { ExitCode::SUCCESS } else { ExitCode::FAILURE }
                 }
                 Err(e) => {
                     eprintln!("error: {e:#}");
