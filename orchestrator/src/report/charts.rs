@@ -58,7 +58,9 @@ const MARGIN_RIGHT: f64 = 18.0;
 const MARGIN_TOP: f64 = 12.0;
 const MARGIN_BOTTOM: f64 = 42.0;
 /// Plot pixels per kept point of a downsampled series.
-const PIXELS_PER_POINT: f64 = 4.0;
+const PIXELS_PER_POINT: f64 = 5.0;
+/// Points closer than this to the line through their neighbours are dropped (Ramer-Douglas-Peucker).
+const SIMPLIFY_PX: f64 = 0.6;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Scale {
@@ -120,7 +122,7 @@ impl LineChart {
         LineChart {
             x_label: x_label.into(),
             y_label: y_label.into(),
-            height: 240.0,
+            height: 220.0,
             y_scale: Scale::Linear,
             x_is_time: false,
             x_range: None,
@@ -191,7 +193,9 @@ impl LineChart {
             if points.is_empty() {
                 continue;
             }
-            let budget = ((plot.width() / PIXELS_PER_POINT) as usize).max(8);
+            // Many series share the chart's budget of points, one per PIXELS_PER_POINT for a single series.
+            let lines = self.series.len().max(1) as f64;
+            let budget = ((plot.width() / PIXELS_PER_POINT / lines.sqrt()) as usize).max(40);
             let mapped: Vec<(f64, f64)> = match series.shape {
                 Shape::Line => lttb(&drop_flat_runs(&points), budget),
                 Shape::Step => step_corners(&points),
@@ -199,7 +203,9 @@ impl LineChart {
             .into_iter()
             .map(|(x, y)| plot.map(&x_axis, &y_axis, x, y))
             .collect();
-            let (width, opacity) = if series.faint { (4.0, " stroke-opacity=\".35\"") } else { (1.6, "") };
+            // What the eye cannot see at this size need not be written down.
+            let mapped = if series.shape == Shape::Line { simplify(&mapped, SIMPLIFY_PX) } else { mapped };
+            let class = if series.faint { "f" } else { "s" };
             let dash = if series.style.dash.is_empty() {
                 String::new()
             } else {
@@ -218,7 +224,7 @@ impl LineChart {
             }
             let _ = write!(
                 svg,
-                "<path fill=\"none\" stroke=\"{}\" stroke-width=\"{width}\"{opacity}{dash} d=\"{}\"/>",
+                "<path class=\"{class}\" stroke=\"{}\"{dash} d=\"{}\"/>",
                 series.style.color,
                 path_data(&mapped)
             );
@@ -230,7 +236,7 @@ impl LineChart {
             let (_, y) = plot.map(&x_axis, &y_axis, x_min, line.y);
             let _ = write!(
                 svg,
-                "<path class=\"ref\" d=\"M{} {}H{}\"/><text class=\"reflabel\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+                "<path class=\"ref\" d=\"M{} {}H{}\"/><text class=\"rl\" x=\"{}\" y=\"{}\">{}</text>",
                 num(plot.left()),
                 num(y),
                 num(plot.right()),
@@ -326,7 +332,7 @@ pub fn scatter(points: &[ScatterPoint], x_label: &str, y_label: &str) -> String 
         let (lx, anchor) = if cx > plot.right() - 110.0 { (cx - 7.0, "end") } else { (cx + 7.0, "start") };
         let _ = write!(
             svg,
-            "<circle cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\" stroke=\"#fff\"/><text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" class=\"plabel\">{}</text>",
+            "<circle cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\" stroke=\"#fff\"/><text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" class=\"pl\">{}</text>",
             num(cx),
             num(cy),
             p.style.color,
@@ -384,19 +390,18 @@ impl Plot {
         svg.push_str("<g class=\"ya\">");
         for &(value, ref label) in &y_axis.ticks {
             let y = self.bottom() - y_axis.fraction(value) * (self.bottom() - self.top());
-            let _ = write!(grid, "M{} {}H{}", num(self.left()), num(y), num(self.right()));
-            let _ = write!(svg, "<text x=\"{}\" y=\"{}\">{label}</text>", num(self.left() - 6.0), num(y + 4.0));
+            let _ = write!(grid, "M{} {}H{}", num(self.left()), y.round(), num(self.right()));
+            let _ = write!(svg, "<text x=\"{}\" y=\"{}\">{label}</text>", num(self.left() - 6.0), (y + 4.0).round());
         }
         let _ = write!(svg, "</g><g class=\"xa\">");
         for &(value, ref label) in &x_axis.ticks {
             let x = self.left() + x_axis.fraction(value) * self.width();
-            let _ = write!(grid, "M{} {}v4", num(x), num(self.bottom()));
-            let _ = write!(svg, "<text x=\"{}\" y=\"{}\">{label}</text>", num(x), num(self.bottom() + 17.0));
+            let _ = write!(svg, "<text x=\"{}\" y=\"{}\">{label}</text>", x.round(), num(self.bottom() + 17.0));
         }
-        let _ = write!(svg, "</g><path class=\"grid\" d=\"{grid}\"/>");
+        let _ = write!(svg, "</g><path class=\"gl\" d=\"{grid}\"/>");
         let _ = write!(
             svg,
-            "<path class=\"axis\" d=\"M{l} {t}V{b}H{r}\"/><text x=\"{cx}\" y=\"{xy}\" class=\"label\">{xl}</text><text transform=\"translate(14 {cy})rotate(-90)\" class=\"label\">{yl}</text>",
+            "<path class=\"axis\" d=\"M{l} {t}V{b}H{r}\"/><g class=\"t\"><text x=\"{cx}\" y=\"{xy}\">{xl}</text><text transform=\"translate(14 {cy})rotate(-90)\">{yl}</text></g>",
             l = num(self.left()),
             t = num(self.top()),
             b = num(self.bottom()),
@@ -449,7 +454,7 @@ impl Axis {
     fn time(low: f64, high: f64) -> Axis {
         let span = (high - low).max(1.0);
         let steps = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0];
-        let step = steps.iter().copied().find(|s| span / s <= 8.0).unwrap_or_else(|| nice_step(span / 6.0));
+        let step = steps.iter().copied().find(|s| span / s <= 6.0).unwrap_or_else(|| nice_step(span / 6.0));
         let high = if high > low { high } else { low + 1.0 };
         Axis { low, high, log: false, ticks: ticks_between(low, high, step) }
     }
@@ -556,6 +561,40 @@ pub fn drop_flat_runs(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     out
 }
 
+/// Ramer-Douglas-Peucker: the fewest points that keep the line within `tolerance` of every original point.
+pub fn simplify(points: &[(f64, f64)], tolerance: f64) -> Vec<(f64, f64)> {
+    if points.len() <= 2 {
+        return points.to_vec();
+    }
+    let mut keep = vec![false; points.len()];
+    keep[0] = true;
+    keep[points.len() - 1] = true;
+    let mut stack = vec![(0, points.len() - 1)];
+    while let Some((first, last)) = stack.pop() {
+        let (ax, ay) = points[first];
+        let (bx, by) = points[last];
+        let (dx, dy) = (bx - ax, by - ay);
+        let length = (dx * dx + dy * dy).sqrt();
+        let mut farthest = (0.0, first);
+        for (i, &(x, y)) in points.iter().enumerate().take(last).skip(first + 1) {
+            let distance = if length > 0.0 {
+                ((x - ax) * dy - (y - ay) * dx).abs() / length
+            } else {
+                ((x - ax).powi(2) + (y - ay).powi(2)).sqrt()
+            };
+            if distance > farthest.0 {
+                farthest = (distance, i);
+            }
+        }
+        if farthest.0 > tolerance {
+            keep[farthest.1] = true;
+            stack.push((first, farthest.1));
+            stack.push((farthest.1, last));
+        }
+    }
+    points.iter().zip(keep).filter(|(_, k)| *k).map(|(p, _)| *p).collect()
+}
+
 /// A step series as the corners of its staircase: each value holds until the next point.
 pub fn step_corners(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     let mut out: Vec<(f64, f64)> = Vec::new();
@@ -645,6 +684,12 @@ mod tests {
     }
 
     #[test]
+    fn simplify_drops_points_on_the_line_and_keeps_corners() {
+        let points = [(0.0, 0.0), (1.0, 0.1), (2.0, 0.0), (3.0, 5.0), (4.0, 10.0), (5.0, 10.0)];
+        assert_eq!(simplify(&points, 0.5), vec![(0.0, 0.0), (2.0, 0.0), (4.0, 10.0), (5.0, 10.0)]);
+    }
+
+    #[test]
     fn step_corners_keep_only_changes() {
         let points: Vec<(f64, f64)> = [(0.0, 1.0), (1.0, 1.0), (2.0, 1.0), (3.0, 3.0), (4.0, 3.0), (5.0, 3.0)].to_vec();
         assert_eq!(step_corners(&points), vec![(0.0, 1.0), (3.0, 1.0), (3.0, 3.0), (5.0, 3.0)]);
@@ -664,7 +709,7 @@ mod tests {
         assert_eq!(nice_step(100.0), 100.0);
         let axis = Axis::time(0.0, 899.0);
         let ticks: Vec<f64> = axis.ticks.iter().map(|t| t.0).collect();
-        assert_eq!(ticks, vec![0.0, 120.0, 240.0, 360.0, 480.0, 600.0, 720.0, 840.0]);
+        assert_eq!(ticks, vec![0.0, 180.0, 360.0, 540.0, 720.0]);
         let log = Axis::log(12.0, 2600.0);
         let labels: Vec<&str> = log.ticks.iter().map(|t| t.1.as_str()).collect();
         assert_eq!(labels, vec!["10", "100", "1,000", "10,000"]);

@@ -188,14 +188,13 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
     let legend_y = TOP + graph_h + 14.0;
     let height = legend_y + 40.0;
     let mut svg = String::with_capacity(8192);
-    let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {height:.0}\" role=\"img\" aria-label=\"service call graph\">");
+    let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {height:.0}\" role=\"img\">");
     let max_rate = topology.edges.iter().map(|e| e.calls_per_request * entry_rps).fold(0.0, f64::max);
     for (index, edge) in topology.edges.iter().enumerate() {
         let rate = edge.calls_per_request * entry_rps;
         let weight = if max_rate > 0.0 { (rate / max_rate).sqrt() } else { 0.0 };
-        let width = 1.0 + 5.0 * weight;
-        let shade = (200.0 - 160.0 * weight).round() as u8;
-        let color = format!("#{shade:02x}{shade:02x}{:02x}", shade.saturating_add(25));
+        // Five classes of width and darkness (style.css e1..e5): legible steps, and short markup.
+        let level = 1 + (weight * 4.0).round() as usize;
         let (from_c, to_c) = (layer[edge.from], layer[edge.to]);
         // Waypoints: out of the caller's right side, straight through each pass slot, into the callee's left.
         let mut points = vec![(box_left(from_c) + node_w, service_y[edge.from])];
@@ -222,24 +221,19 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
                 let _ = write!(d, "C{:.0} {y1:.0} {c2:.0} {y2:.0} {x2:.0} {y2:.0}", x1 + bend);
             }
         }
-        let _ = write!(
-            svg,
-            "<path class=\"e\" stroke=\"{color}\" stroke-width=\"{width:.1}\" d=\"{d}\"><title>{}→{}: {}/s</title></path>",
-            escape(&topology.services[edge.from]),
-            escape(&topology.services[edge.to]),
-            fmt_num(rate),
-        );
+        // The arrowhead is an open chevron at the end of the same path: one element per edge.
         if !backwards {
-            let (x2, y2) = end;
-            let half = 3.5 + width / 2.0;
-            let _ = write!(svg, "<path fill=\"{color}\" d=\"M{x2:.0} {:.1}l7 {half:.1}l-7 {half:.1}z\"/>", y2 - half);
+            let (x2, _) = end;
+            let _ = write!(d, "H{:.0}m-6-4l6 4-6 4", x2 + 6.0);
         }
+        let _ = write!(svg, "<path class=\"e e{level}\" d=\"{d}\"/>");
     }
+    svg.push_str("<g class=\"g\">");
     for (s, name) in topology.services.iter().enumerate() {
         let (x, y) = (box_left(layer[s]), service_y[s] - NODE_H / 2.0);
         let utilization = utilization_pct.get(s).copied().flatten();
         let (fill, dark) = utilization.map_or(("#eeeeee".to_string(), false), heat);
-        let class = if dark { "node dark" } else { "node" };
+        let class = if dark { " class=\"d\"" } else { "" };
         // About 6.4 units per character at 11 px: squeeze only a name that would overflow its box.
         let squeeze = if name.chars().count() as f64 * 6.4 > node_w - 8.0 {
             format!(" textLength=\"{:.0}\" lengthAdjust=\"spacingAndGlyphs\"", node_w - 8.0)
@@ -247,32 +241,29 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
             String::new()
         };
         let calls_in: f64 = topology.edges.iter().filter(|e| e.to == s).map(|e| e.calls_per_request * entry_rps).sum();
+        let cx = x + node_w / 2.0;
         let _ = write!(
             svg,
-            "<rect class=\"n\" x=\"{x:.0}\" y=\"{y:.0}\" width=\"{node_w:.0}\" height=\"{NODE_H}\" rx=\"5\" fill=\"{fill}\"/><text x=\"{cx:.0}\" y=\"{:.0}\" class=\"{class}\"{squeeze}>{}</text><text x=\"{cx:.0}\" y=\"{:.0}\" class=\"{class} sub\">{}</text>",
+            "<rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{node_w:.0}\" height=\"{NODE_H}\" rx=\"5\" fill=\"{fill}\"/><text x=\"{cx:.0}\" y=\"{:.0}\"{class}><tspan{squeeze}>{}</tspan><tspan x=\"{cx:.0}\" dy=\"13\">{}</tspan></text>",
             y + 14.0,
             escape(name),
-            y + 27.0,
             match utilization {
                 Some(u) if calls_in > 0.0 => format!("{} % CPU · {}/s", fmt_num(u), fmt_num(calls_in)),
                 Some(u) => format!("{} % CPU", fmt_num(u)),
                 None => "CPU unknown".into(),
             },
-            cx = x + node_w / 2.0,
         );
     }
+    svg.push_str("</g>");
     // Legend: the colour scale and what an edge's width means.
-    let _ = write!(
-        svg,
-        "<text x=\"0\" y=\"{:.0}\" class=\"tick\">mean CPU utilization of requests:</text>",
-        legend_y + 12.0
-    );
+    let _ =
+        write!(svg, "<text x=\"0\" y=\"{:.0}\" class=\"k\">mean CPU utilization of requests:</text>", legend_y + 12.0);
     for (i, pct) in [0.0, 25.0, 50.0, 75.0, 100.0].iter().enumerate() {
         let (fill, _) = heat(*pct);
         let x = 196.0 + i as f64 * 48.0;
         let _ = write!(
             svg,
-            "<rect x=\"{x:.0}\" y=\"{:.0}\" width=\"46\" height=\"12\" fill=\"{fill}\" stroke=\"#555\" stroke-width=\".5\"/><text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" class=\"tick\">{}</text>",
+            "<rect x=\"{x:.0}\" y=\"{:.0}\" width=\"46\" height=\"12\" fill=\"{fill}\" stroke=\"#555\" stroke-width=\".5\"/><text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" class=\"k\">{}</text>",
             legend_y + 2.0,
             x + 23.0,
             legend_y + 27.0,
@@ -281,7 +272,7 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
     }
     let _ = write!(
         svg,
-        "<text x=\"{:.0}\" y=\"{:.0}\" class=\"tick\">edges: wider and darker with more calls/s</text></svg>",
+        "<text x=\"{:.0}\" y=\"{:.0}\" class=\"k\">edges: wider and darker with more calls/s</text></svg>",
         196.0 + 5.0 * 48.0 + 14.0,
         legend_y + 12.0
     );

@@ -29,6 +29,8 @@ impl Renderer {
         let mut tera = Tera::default();
         tera.add_raw_templates(vec![
             ("style.css", include_str!("../../templates/style.css")),
+            ("index.css", include_str!("../../templates/index.css")),
+            ("cell.css", include_str!("../../templates/cell.css")),
             ("base.html", include_str!("../../templates/base.html")),
             ("macros.html", include_str!("../../templates/macros.html")),
             ("index.html", include_str!("../../templates/index.html")),
@@ -89,7 +91,7 @@ struct GridCell {
 #[derive(Serialize)]
 struct GridRow {
     policy: String,
-    cells: Vec<Option<GridCell>>,
+    cells: Vec<Vec<GridCell>>,
 }
 
 #[derive(Serialize)]
@@ -245,9 +247,19 @@ pub fn policy_styles(run: &RunFolder) -> BTreeMap<String, charts::Style> {
     run.policy_order().into_iter().enumerate().map(|(i, p)| (p, charts::style(i))).collect()
 }
 
-fn runs_note(complete: usize, incomplete: usize) -> String {
-    let seeds = if complete == 1 { "1 seed".to_string() } else { format!("{complete} seeds") };
-    if incomplete > 0 { format!("{seeds}, {incomplete} incomplete") } else { seeds }
+fn runs_note(row: &super::analysis::PolicyRow) -> String {
+    let mut seeds: Vec<u64> =
+        row.metrics.first().map(|m| m.runs.iter().filter_map(|r| r.seed).collect()).unwrap_or_default();
+    seeds.dedup();
+    let mut note = match row.complete {
+        1 => format!("1 seed: {}", seeds.first().map_or("?".into(), |s| s.to_string())),
+        n if n <= 5 => format!("{n} seeds: {}", seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+        n => format!("{n} seeds (range of values below)"),
+    };
+    if row.incomplete > 0 {
+        note.push_str(&format!(", {} incomplete", row.incomplete));
+    }
+    note
 }
 
 fn improvement_text(c: &Comparison) -> String {
@@ -274,14 +286,15 @@ pub fn table_cell(result: &MetricResult, baseline: Option<&str>, scale: f64, sho
         .map(|r| format!("{}{}", r.seed.map_or(String::new(), |s| format!("s{s} ")), fmt_num(r.value * scale)))
         .collect::<Vec<_>>()
         .join(" · ");
+    // Inline, the values alone (in seed order, as the row's heading lists the seeds); the tooltip names them.
     let seeds = if !show_seeds || runs == 0 {
         String::new()
     } else if runs <= 5 {
-        all_seeds.clone()
+        result.runs.iter().map(|r| fmt_num(r.value * scale)).collect::<Vec<_>>().join(" · ")
     } else {
         let low = result.runs.iter().map(|r| r.value).fold(f64::INFINITY, f64::min) * scale;
         let high = result.runs.iter().map(|r| r.value).fold(f64::NEG_INFINITY, f64::max) * scale;
-        format!("{runs} seeds: {} – {}", fmt_num(low), fmt_num(high))
+        format!("{} – {}", fmt_num(low), fmt_num(high))
     };
     let mut title = if show_seeds && runs > 0 { format!("IQM of {runs} runs: {all_seeds}") } else { String::new() };
     let ci = match scaled.interval {
@@ -472,19 +485,24 @@ pub fn index_view(run: &RunFolder, analysis: &Analysis, exports: Vec<(String, St
             .iter()
             .map(|row| GridRow {
                 policy: row.policy.clone(),
+                // Normally one cell per policy and seed; a rerun with another config would add a second.
                 cells: seeds
                     .iter()
                     .map(|seed| {
-                        cells.iter().find(|c| c.policy == row.policy && c.seed == *seed).map(|c| GridCell {
-                            href: cell_page(&c.id),
-                            log: c.files.iter().any(|f| f == "run.log").then(|| href(&[&c.id, "run.log"])),
-                            state: c.state.label(),
-                            symbol: state_symbol(c.state),
-                            title: match &c.reason {
-                                Some(reason) => format!("{}: {} ({reason})", c.id, c.state.label()),
-                                None => format!("{}: {}", c.id, c.state.label()),
-                            },
-                        })
+                        cells
+                            .iter()
+                            .filter(|c| c.policy == row.policy && c.seed == *seed)
+                            .map(|c| GridCell {
+                                href: cell_page(&c.id),
+                                log: c.files.iter().any(|f| f == "run.log").then(|| href(&[&c.id, "run.log"])),
+                                state: c.state.label(),
+                                symbol: state_symbol(c.state),
+                                title: match &c.reason {
+                                    Some(reason) => format!("{}: {} ({reason})", c.id, c.state.label()),
+                                    None => format!("{}: {}", c.id, c.state.label()),
+                                },
+                            })
+                            .collect()
                     })
                     .collect(),
             })
@@ -513,7 +531,7 @@ pub fn index_view(run: &RunFolder, analysis: &Analysis, exports: Vec<(String, St
                         policy: row.policy.clone(),
                         baseline: row.is_baseline,
                         pareto: table.pareto.contains(&row.policy),
-                        n: runs_note(row.complete, row.incomplete),
+                        n: runs_note(row),
                         cells: table_keys
                             .iter()
                             .map(|k| {
@@ -729,7 +747,13 @@ fn time_figures(series: &CellSeries, cell: &CellRecord) -> Vec<Figure> {
                 chart.series.push(line(&service.name, t, cpu, i));
             }
         }
-        figures.push(figure("CPU utilization per service, as metrics-server reports it", chart, String::new()));
+        let mut cpu = figure("CPU utilization per service, as metrics-server reports it", chart, String::new());
+        if with(|s| s.ready.as_ref()) > 0 {
+            // The same services in the same colours as the replicas chart: one legend serves both.
+            cpu.legend.clear();
+            cpu.note = "Services coloured as in the replicas chart.".into();
+        }
+        figures.push(cpu);
     }
     figures
 }
@@ -839,6 +863,40 @@ fn twin_view(cell: &CellRecord, twin: &CellRecord, mine: Option<&CellSeries>) ->
     }
 }
 
+/// The cell's figures as label, value, unit; latency percentiles grouped three to a row.
+fn cell_summary_rows(cell: &CellRecord) -> Vec<(String, String, String)> {
+    let mut rows = Vec::new();
+    let percentiles = |prefix: &str| -> Option<String> {
+        let values: Option<Vec<String>> =
+            ["p50", "p95", "p99"].iter().map(|p| cell.metric(&format!("{prefix}_{p}_ms")).map(fmt_num)).collect();
+        values.map(|v| v.join(" / "))
+    };
+    for m in super::analysis::METRICS.iter() {
+        match m.key {
+            "slo_p50_ms" => {
+                if let Some(text) = percentiles("slo") {
+                    rows.push(("p50 / p95 / p99, SLO route".into(), text, "ms".into()));
+                }
+            }
+            "overall_p50_ms" => {
+                if let Some(text) = percentiles("overall") {
+                    rows.push(("p50 / p95 / p99, all routes".into(), text, "ms".into()));
+                }
+            }
+            key if key.ends_with("_ms") && (key.starts_with("slo_p") || key.starts_with("overall_p")) => {}
+            key => {
+                if let Some(v) = cell.metric(key) {
+                    rows.push((m.label.to_string(), fmt_num(v), m.unit.to_string()));
+                }
+            }
+        }
+    }
+    if let Some(d) = cell.metric("duration_s") {
+        rows.push(("Duration".into(), fmt_num(d), "s".into()));
+    }
+    rows
+}
+
 pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) -> CellView {
     let mut warnings = cell.warnings.clone();
     let metrics = if cell.files.iter().any(|f| f == "metrics.csv") {
@@ -912,11 +970,7 @@ pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) 
         }
     }
 
-    let summary = super::analysis::METRICS
-        .iter()
-        .filter_map(|m| cell.metric(m.key).map(|v| (m.label.to_string(), fmt_num(v), m.unit.to_string())))
-        .chain(cell.metric("duration_s").map(|d| ("Duration".to_string(), fmt_num(d), "s".to_string())))
-        .collect();
+    let summary = cell_summary_rows(cell);
 
     let mut meta = vec![
         ("app".to_string(), cell.app.clone()),
