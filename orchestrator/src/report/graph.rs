@@ -244,9 +244,11 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
         let cx = x + node_w / 2.0;
         let _ = write!(
             svg,
-            "<rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{node_w:.0}\" height=\"{NODE_H}\" rx=\"5\" fill=\"{fill}\"/><text x=\"{cx:.0}\" y=\"{:.0}\"{class}><tspan{squeeze}>{}</tspan><tspan x=\"{cx:.0}\" dy=\"13\">{}</tspan></text>",
+            "<rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{node_w:.0}\" height=\"{NODE_H}\" rx=\"5\" fill=\"{fill}\"/><text x=\"{cx:.0}\" y=\"{:.0}\"{class}{squeeze}>{}</text><text class=\"u{}\" x=\"{cx:.0}\" y=\"{:.0}\">{}</text>",
             y + 14.0,
             escape(name),
+            if dark { " d" } else { "" },
+            y + 27.0,
             match utilization {
                 Some(u) if calls_in > 0.0 => format!("{} % CPU · {}/s", fmt_num(u), fmt_num(calls_in)),
                 Some(u) => format!("{} % CPU", fmt_num(u)),
@@ -256,24 +258,27 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
     }
     svg.push_str("</g>");
     // Legend: the colour scale and what an edge's width means.
-    let _ =
-        write!(svg, "<text x=\"0\" y=\"{:.0}\" class=\"k\">mean CPU utilization of requests:</text>", legend_y + 12.0);
+    let _ = write!(
+        svg,
+        "<g class=\"k\"><text x=\"0\" y=\"{:.0}\">mean CPU utilization of requests:</text>",
+        legend_y + 12.0
+    );
     for (i, pct) in [0.0, 25.0, 50.0, 75.0, 100.0].iter().enumerate() {
         let (fill, _) = heat(*pct);
-        let x = 196.0 + i as f64 * 48.0;
+        let x = 196 + i * 48;
         let _ = write!(
             svg,
-            "<rect x=\"{x:.0}\" y=\"{:.0}\" width=\"46\" height=\"12\" fill=\"{fill}\" stroke=\"#555\" stroke-width=\".5\"/><text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" class=\"k\">{}</text>",
+            "<rect x=\"{x}\" y=\"{:.0}\" width=\"46\" height=\"12\" fill=\"{fill}\"/><text x=\"{}\" y=\"{:.0}\" class=\"t\">{}</text>",
             legend_y + 2.0,
-            x + 23.0,
+            x + 23,
             legend_y + 27.0,
             if *pct >= 100.0 { "≥100 %".to_string() } else { format!("{pct:.0} %") }
         );
     }
     let _ = write!(
         svg,
-        "<text x=\"{:.0}\" y=\"{:.0}\" class=\"k\">edges: wider and darker with more calls/s</text></svg>",
-        196.0 + 5.0 * 48.0 + 14.0,
+        "<text x=\"{}\" y=\"{:.0}\">edges: wider and darker with more calls/s</text></g></svg>",
+        196 + 5 * 48 + 14,
         legend_y + 12.0
     );
     svg

@@ -577,7 +577,7 @@ pub fn index_view(run: &RunFolder, analysis: &Analysis, exports: Vec<(String, St
             },
             anchor: slug(&["app", &aggregate.app, &aggregate.backend]),
             aggregate: aggregate_view,
-            profiles: if aggregate.scenarios.len() > 1 { profile_figures(aggregate, &styles) } else { Vec::new() },
+            profiles: profile_figures(aggregate, &styles),
             scenarios,
         });
     }
@@ -767,11 +767,14 @@ fn training_figures(path: &Path) -> (Vec<Figure>, Vec<String>) {
     let mut figures = Vec::new();
     for (column, title, y_label) in [
         ("episode_return_mean", "Mean episode return", "return"),
+        ("mean_reward", "Mean reward per step", "reward"),
         ("value_loss", "Value loss", "loss"),
         ("policy_loss", "Policy loss", "loss"),
         ("entropy", "Policy entropy", "entropy (nats)"),
+        ("epsilon", "Exploration rate ε", "ε"),
     ] {
-        if let Some(values) = training.column(column) {
+        // Algorithms leave the columns they do not have empty (DQN has no policy loss).
+        if let Some(values) = training.column(column).filter(|v| v.iter().any(|x| x.is_finite())) {
             let mut chart = LineChart::new(x_label, y_label);
             chart.height = 200.0;
             chart.series.push(line(column, &training.x, values, 0));

@@ -185,13 +185,47 @@ pub fn read_metrics(path: &Path) -> Result<CellSeries> {
 }
 
 fn parse_bytes(field: &[u8]) -> Result<f64> {
-    match std::str::from_utf8(field) {
-        Ok(text) => match text.parse::<f64>() {
-            Ok(value) => Ok(value),
-            Err(_) => parse_number(text),
-        },
-        Err(e) => Err(e.into()),
+    if let Some(value) = parse_plain_decimal(field) {
+        return Ok(value);
     }
+    let text = std::str::from_utf8(field)?;
+    match text.parse::<f64>() {
+        Ok(value) => Ok(value),
+        Err(_) => parse_number(text),
+    }
+}
+
+/// The fast path for what metrics.csv holds: `-?digits[.digits]` with at most 15 significant digits, which an
+/// f64 represents exactly before the one division (so the result is the correctly rounded value, as
+/// `str::parse` gives). Anything else (exponents, long fractions, NaN) is `None` and takes the general parser.
+fn parse_plain_decimal(field: &[u8]) -> Option<f64> {
+    let (negative, digits) = match field.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, field),
+    };
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let (mut mantissa, mut decimals, mut seen_point, mut significant) = (0u64, 0i32, false, 0);
+    for &byte in digits {
+        match byte {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + (byte - b'0') as u64;
+                significant += 1;
+                if seen_point {
+                    decimals += 1;
+                }
+            }
+            b'.' if !seen_point => seen_point = true,
+            _ => return None,
+        }
+    }
+    if significant == 0 || significant > 15 {
+        return None;
+    }
+    const POWERS: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let value = mantissa as f64 / POWERS[decimals as usize];
+    Some(if negative { -value } else { value })
 }
 
 /// training.csv: one row per training iteration.
@@ -324,6 +358,18 @@ mod tests {
         assert_eq!(series.services[0].name, "web");
         assert_eq!(series.services[0].mean_cpu_util_pct(), Some(40.0));
         assert_eq!(series.services[1].cpu_util_pct, None);
+    }
+
+    #[test]
+    fn the_decimal_fast_path_agrees_with_the_standard_parser() {
+        for text in ["0", "98", "-3", "317.5", "0.983", "1234567.891", "27.823", "-0.05", "100.0", "999999999999999"] {
+            assert_eq!(parse_plain_decimal(text.as_bytes()), Some(text.parse::<f64>().unwrap()), "{text}");
+        }
+        for text in ["1e5", "nan", "", "-", ".", "1.2.3", "12345678901234567", "0.12345678901234567", " 1"] {
+            assert_eq!(parse_plain_decimal(text.as_bytes()), None, "{text}");
+        }
+        assert!(parse_bytes(b"N/A").unwrap().is_nan());
+        assert_eq!(parse_bytes(b"1e3").unwrap(), 1000.0);
     }
 
     #[test]

@@ -108,11 +108,17 @@ pub fn quantile_of_sorted(sorted: &[f64], q: f64) -> f64 {
     sorted[below] + (rank - below as f64) * (sorted[above] - sorted[below])
 }
 
+/// A uniform index below `n`, drawn from 32 bits (strata hold far fewer than 2^32 runs): half the random
+/// bytes of a 64-bit draw.
+fn draw_index(rng: &mut ChaCha8Rng, n: usize) -> usize {
+    rng.gen_range(0..n as u32) as usize
+}
+
 /// Resamples every stratum with replacement into `out` (same shape as `strata`).
 fn resample(strata: &[Vec<f64>], rng: &mut ChaCha8Rng, out: &mut [Vec<f64>]) {
     for (stratum, target) in strata.iter().zip(out.iter_mut()) {
         target.clear();
-        target.extend((0..stratum.len()).map(|_| stratum[rng.gen_range(0..stratum.len())]));
+        target.extend((0..stratum.len()).map(|_| stratum[draw_index(rng, stratum.len())]));
     }
 }
 
@@ -175,7 +181,7 @@ impl Ranked {
         counts.fill(0);
         for ranks in &self.strata {
             for _ in 0..ranks.len() {
-                counts[ranks[rng.gen_range(0..ranks.len())]] += 1;
+                counts[ranks[draw_index(rng, ranks.len())]] += 1;
             }
         }
     }
@@ -310,7 +316,7 @@ pub fn improvement_estimate(
         counts.fill(0);
         let n = counts.len();
         for _ in 0..n {
-            counts[rng.gen_range(0..n)] += 1;
+            counts[draw_index(rng, n)] += 1;
         }
     };
     let replicates = (0..config.reps)
@@ -424,7 +430,7 @@ pub fn performance_profile_bands(
             counts.fill(0);
             let n = sorted.len();
             for _ in 0..n {
-                counts[rng.gen_range(0..n)] += 1;
+                counts[draw_index(&mut rng, n)] += 1;
             }
             // Runs at or below τ (lower is better) or above it (higher is better).
             let (mut k, mut at_or_below) = (0usize, 0u32);
@@ -551,7 +557,10 @@ mod tests {
 
     #[test]
     fn intervals_are_reproducible_per_seed_and_stream() {
-        let strata = [vec![3.0, 9.0, 4.0, 7.5, 1.0], vec![10.0, 12.0, 11.0]];
+        // Spread-out values, so that interval ends fall between replicates and any change of stream shows.
+        let spread =
+            |n: usize, offset: f64| (0..n).map(|i| offset + (i as f64 * 1.37).sin() * 10.0).collect::<Vec<f64>>();
+        let strata = [spread(12, 0.0), spread(9, 30.0)];
         let config = BootstrapConfig { reps: 1000, confidence: 0.95, seed: 42 };
         let a = iqm_estimate(&strata, &config, "s").unwrap();
         let b = iqm_estimate(&strata, &config, "s").unwrap();
