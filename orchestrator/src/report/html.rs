@@ -332,7 +332,13 @@ fn verdict_lines(table: &ScenarioTable, baseline: Option<&str>, columns: &[&'sta
         for result in row.metrics.iter().filter(|m| columns.contains(&m.key)) {
             let Some(c) = &result.comparison else { continue };
             judged += 1;
-            let label = metric_def(result.key).label.to_lowercase();
+            // "Cost" reads "cost" mid-sentence; "SLO violated" keeps its capitals.
+            let label = metric_def(result.key).label;
+            let label = if label.chars().nth(1).is_some_and(|c| c.is_uppercase()) {
+                label.to_string()
+            } else {
+                label.to_lowercase()
+            };
             match c.verdict {
                 Verdict::Better => {
                     by_verdict.entry("better").or_default().push(format!("{label} ({})", improvement_text(c)))
