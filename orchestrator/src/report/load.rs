@@ -272,12 +272,17 @@ pub fn read_run(dir: &Path) -> Result<RunFolder> {
         matrix_baseline = matrix.get("report").and_then(|r| r.get("baseline")).and_then(Yaml::as_str).map(String::from);
     }
 
-    let planned: Vec<String> = run_json
+    let mut planned: Vec<String> = run_json
         .as_ref()
         .and_then(|run| run.get("cells"))
         .and_then(Json::as_array)
         .map(|cells| cells.iter().filter_map(|c| c.as_str().map(String::from)).collect())
         .unwrap_or_default();
+    // An id names a folder of this run and, in the report, a page file: it must be one plain path component.
+    if let Some(bad) = planned.iter().find(|id| !is_plain_component(id)) {
+        warnings.push(format!("run.json: cell id {bad:?} is not a folder name; ids like it are left out"));
+    }
+    planned.retain(|id| is_plain_component(id));
     let mut ids = planned.clone();
     let mut found = Vec::new();
     for entry in fs::read_dir(dir)?.flatten() {
@@ -310,6 +315,10 @@ pub fn read_run(dir: &Path) -> Result<RunFolder> {
         }
     }
     Ok(RunFolder { dir: dir.to_path_buf(), tag, meta, policies, matrix_baseline, cells, warnings })
+}
+
+fn is_plain_component(id: &str) -> bool {
+    !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\\', '\0'])
 }
 
 fn looks_like_cell(dir: &Path) -> bool {
@@ -582,6 +591,18 @@ mod tests {
         );
         assert_eq!(cell.seed, Some(3));
         assert!(cell.reason.unwrap().contains("never started"));
+    }
+
+    #[test]
+    fn run_json_ids_that_are_not_folder_names_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("matrix.yaml"), "name: m\n").unwrap();
+        fs::write(dir.path().join("run.json"), r#"{"cells": ["../../escape", "ok.cell.s1-00000000", "..", "a\\b"]}"#)
+            .unwrap();
+        let run = read_run(dir.path()).unwrap();
+        let ids: Vec<&str> = run.cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, vec!["ok.cell.s1-00000000"]);
+        assert!(run.warnings[0].contains("../../escape"), "{:?}", run.warnings);
     }
 
     #[test]
