@@ -456,6 +456,9 @@ impl Axis {
         let steps = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0];
         let step = steps.iter().copied().find(|s| span / s <= 6.0).unwrap_or_else(|| nice_step(span / 6.0));
         let high = if high > low { high } else { low + 1.0 };
+        // A 900 s scenario's last row is t = 899: close the axis on the round 900.
+        let rounded = (high / step).ceil() * step;
+        let high = if rounded - high <= 0.05 * span { rounded } else { high };
         Axis { low, high, log: false, ticks: ticks_between(low, high, step) }
     }
 
@@ -709,7 +712,7 @@ mod tests {
         assert_eq!(nice_step(100.0), 100.0);
         let axis = Axis::time(0.0, 899.0);
         let ticks: Vec<f64> = axis.ticks.iter().map(|t| t.0).collect();
-        assert_eq!(ticks, vec![0.0, 180.0, 360.0, 540.0, 720.0]);
+        assert_eq!(ticks, vec![0.0, 180.0, 360.0, 540.0, 720.0, 900.0]);
         let log = Axis::log(12.0, 2600.0);
         let labels: Vec<&str> = log.ticks.iter().map(|t| t.1.as_str()).collect();
         assert_eq!(labels, vec!["10", "100", "1,000", "10,000"]);
