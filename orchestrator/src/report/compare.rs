@@ -145,7 +145,7 @@ pub fn compare(runs: &[(RunFolder, Analysis)], bootstrap: &BootstrapConfig) -> (
                                     Comparison { improvement, verdict: stats::verdict(&x, &y, &improvement) }
                                 });
                         }
-                        let cell = table_cell(&result, Some(reference), 1.0, true);
+                        let cell = table_cell(&result, Some(reference), true);
                         records.push(CompareRecord {
                             app: app.clone(),
                             scenario: scenario.clone(),

@@ -18,7 +18,7 @@ use super::format::{fmt_duration, fmt_num, fmt_plain, fmt_time, href, url_segmen
 use super::graph;
 use super::load::{BaselineFrom, CellRecord, CellState, RunFolder, TimesFrom};
 use super::series::{self, CellSeries};
-use super::stats::{Estimate, Verdict};
+use super::stats::Verdict;
 
 pub struct Renderer {
     tera: Tera,
@@ -271,38 +271,34 @@ fn improvement_text(c: &Comparison) -> String {
 }
 
 /// A table figure for `result` (an IQM over seeds or scenarios).
-pub fn table_cell(result: &MetricResult, baseline: Option<&str>, scale: f64, show_seeds: bool) -> TableCell {
+pub fn table_cell(result: &MetricResult, baseline: Option<&str>, show_seeds: bool) -> TableCell {
     let Some(estimate) = result.estimate else {
         return TableCell { value: "—".into(), title: "no complete run".into(), ..TableCell::default() };
     };
     let runs = result.runs.len();
-    let scaled = Estimate {
-        point: estimate.point * scale,
-        interval: estimate.interval.map(|i| super::stats::Interval { low: i.low * scale, high: i.high * scale }),
-    };
     let all_seeds = result
         .runs
         .iter()
-        .map(|r| format!("{}{}", r.seed.map_or(String::new(), |s| format!("s{s} ")), fmt_num(r.value * scale)))
+        .map(|r| format!("{}{}", r.seed.map_or(String::new(), |s| format!("s{s} ")), fmt_num(r.value)))
         .collect::<Vec<_>>()
         .join(" · ");
     // Inline, the values alone (in seed order, as the row's heading lists the seeds); the tooltip names them.
     let seeds = if !show_seeds || runs == 0 {
         String::new()
     } else if runs <= 5 {
-        result.runs.iter().map(|r| fmt_num(r.value * scale)).collect::<Vec<_>>().join(" · ")
+        result.runs.iter().map(|r| fmt_num(r.value)).collect::<Vec<_>>().join(" · ")
     } else {
-        let low = result.runs.iter().map(|r| r.value).fold(f64::INFINITY, f64::min) * scale;
-        let high = result.runs.iter().map(|r| r.value).fold(f64::NEG_INFINITY, f64::max) * scale;
+        let low = result.runs.iter().map(|r| r.value).fold(f64::INFINITY, f64::min);
+        let high = result.runs.iter().map(|r| r.value).fold(f64::NEG_INFINITY, f64::max);
         format!("{} – {}", fmt_num(low), fmt_num(high))
     };
     let mut title = if show_seeds && runs > 0 { format!("IQM of {runs} runs: {all_seeds}") } else { String::new() };
-    let ci = match scaled.interval {
+    let ci = match estimate.interval {
         Some(i) => format!("[{}, {}]", fmt_num(i.low), fmt_num(i.high)),
         None if show_seeds && runs == 1 => "one seed".into(),
         None => String::new(),
     };
-    let mut cell = TableCell { value: fmt_num(scaled.point), ci, seeds, ..TableCell::default() };
+    let mut cell = TableCell { value: fmt_num(estimate.point), ci, seeds, ..TableCell::default() };
     if let (Some(c), Some(base)) = (&result.comparison, baseline) {
         let text = format!("P(better than {base}) {}", improvement_text(c).trim_start_matches("P "));
         title = if title.is_empty() { text } else { format!("{title}; {text}") };
@@ -540,9 +536,7 @@ pub fn index_view(run: &RunFolder, analysis: &Analysis, exports: Vec<(String, St
                         n: runs_note(row),
                         cells: table_keys
                             .iter()
-                            .map(|k| {
-                                row.metric(k).map_or_else(TableCell::default, |m| table_cell(m, baseline, 1.0, true))
-                            })
+                            .map(|k| row.metric(k).map_or_else(TableCell::default, |m| table_cell(m, baseline, true)))
                             .collect(),
                     })
                     .collect();
@@ -570,7 +564,7 @@ pub fn index_view(run: &RunFolder, analysis: &Analysis, exports: Vec<(String, St
                         baseline: row.is_baseline,
                         pareto: false,
                         n: format!("{} runs", row.runs),
-                        cells: row.metrics.iter().map(|m| table_cell(m, baseline, 1.0, false)).collect(),
+                        cells: row.metrics.iter().map(|m| table_cell(m, baseline, false)).collect(),
                     })
                     .collect(),
             }
