@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod matrix;
 pub mod plan_diff;
 pub mod policy;
+pub mod report;
 pub mod rl;
 pub mod run_folder;
 pub mod runner;

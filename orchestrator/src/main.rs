@@ -13,6 +13,8 @@ use orchestrator::runner::{Refused, RunOptions, run_matrix};
 use orchestrator::selection::Selection;
 use orchestrator::{cell_process, inspect, run_folder};
 
+mod report_cli;
+
 /// Batch experiment orchestrator for autoscaling research.
 ///
 /// A matrix file names apps, load scenarios, policies and seeds; `orch run` runs every combination (a cell) and
@@ -87,6 +89,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         attempt: u32,
     },
+    /// Render the HTML report of a run folder (also done at the end of `orch run`).
+    Report(report_cli::ReportArgs),
 }
 
 /// Exit code for bad input: nothing was written.
@@ -100,6 +104,7 @@ fn config_error(message: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Report(args) => report_cli::run(args),
         Command::Plan { matrix } => match Matrix::load(&matrix) {
             Ok(matrix) => {
                 println!(
@@ -248,10 +253,12 @@ fn main() -> ExitCode {
                     for (cell, message) in &outcome.failed {
                         eprintln!("failed: {cell}: {message}");
                     }
+                    // What finished is reported, also after an interruption.
+                    let reported = report_cli::after_run(&outcome.run_dir);
                     if outcome.interrupted {
                         eprintln!("interrupted: continue with `orch run --resume {tag}`");
                         ExitCode::from(EXIT_INTERRUPTED)
-                    } else if outcome.failed.is_empty() && outcome.skipped == 0 && outcome.cancelled == 0 {
+                    } else if reported && outcome.failed.is_empty() && outcome.skipped == 0 && outcome.cancelled == 0 {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::FAILURE
