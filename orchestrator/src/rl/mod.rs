@@ -19,11 +19,14 @@ pub mod gnn;
 pub mod graph;
 pub mod layers;
 pub mod mlp;
+pub mod model;
 pub mod optim;
 pub mod policy;
 pub mod ppo;
 pub mod returns;
 pub mod reward;
+pub mod rollout;
+pub mod scenarios;
 
 pub use env::{ACTIONS_PER_SERVICE, AutoscaleEnv, EnvConfig, MAX_STEP, Step, action_delta, action_mask};
 pub use features::{EDGE_FEATURES, FeatureLayout, GLOBAL_FEATURES, GraphObservation, NODE_FEATURES};
