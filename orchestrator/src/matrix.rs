@@ -315,7 +315,7 @@ fn resolve_policy(
     }
 }
 
-fn check_manifests_against_app(
+pub(crate) fn check_manifests_against_app(
     manifests: &[HorizontalPodAutoscaler],
     file: &Path,
     app: &AppModel,

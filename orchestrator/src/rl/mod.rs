@@ -11,8 +11,11 @@
 //! - [`checkpoint`]: weights in safetensors, hyperparameters, feature layout and service order in JSON;
 //! - [`policy`]: [`RlPolicy`](policy::RlPolicy), a checkpoint driving a cell.
 
+pub mod a2c;
+pub mod bc;
 pub mod checkpoint;
 pub mod distributions;
+pub mod dqn;
 pub mod env;
 pub mod features;
 pub mod gnn;
@@ -27,6 +30,8 @@ pub mod returns;
 pub mod reward;
 pub mod rollout;
 pub mod scenarios;
+pub mod spec;
+pub mod train;
 
 pub use env::{ACTIONS_PER_SERVICE, AutoscaleEnv, EnvConfig, MAX_STEP, Step, action_delta, action_mask};
 pub use features::{EDGE_FEATURES, FeatureLayout, GLOBAL_FEATURES, GraphObservation, NODE_FEATURES};

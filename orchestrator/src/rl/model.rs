@@ -10,6 +10,9 @@ use crate::rl::layers::{AnyTape, Device};
 use crate::rl::mlp::{MlpActorCritic, encode_flat_batch};
 use crate::rl::optim::{Optimizer, clip_global_norm};
 
+/// The tape of a traced forward pass (training).
+pub type Traced = OwnedTape<f32, Cpu>;
+
 /// Either actor-critic, behind one interface.
 #[derive(Debug, Clone)]
 pub enum ActorCritic {
@@ -55,11 +58,7 @@ impl ActorCritic {
 
 impl ActorCritic {
     /// Logits `(batch, nodes, actions)` and values `(batch,)` with the input traced, for a loss.
-    pub fn forward_traced(
-        &self,
-        dev: &Device,
-        observations: &[&GraphObservation],
-    ) -> (Batch3<OwnedTape<f32, Cpu>>, Values<OwnedTape<f32, Cpu>>) {
+    pub fn forward_traced(&self, dev: &Device, observations: &[&GraphObservation]) -> (Batch3<Traced>, Values<Traced>) {
         self.forward(dev, observations, |x| x.leaky_traced(), |x| x.leaky_traced())
     }
 
@@ -99,9 +98,9 @@ impl ActorCritic {
 /// What a policy-gradient loss needs from one minibatch, all traced: the log-probability of the taken
 /// multi-discrete action `(batch,)`, the mean entropy of the masked distributions, and the state values `(batch,)`.
 pub struct PolicyTerms {
-    pub log_prob: Values<OwnedTape<f32, Cpu>>,
-    pub entropy: Tensor<(), f32, Cpu, OwnedTape<f32, Cpu>>,
-    pub values: Values<OwnedTape<f32, Cpu>>,
+    pub log_prob: Values<Traced>,
+    pub entropy: Tensor<(), f32, Cpu, Traced>,
+    pub values: Values<Traced>,
 }
 
 impl ActorCritic {

@@ -91,6 +91,8 @@ pub struct IterationStats {
     pub value_loss: f32,
     pub entropy: f32,
     pub clip_fraction: f32,
+    /// Exploration rate at the end of the iteration (DQN's ε; 0 for policy-gradient learners).
+    pub epsilon: f32,
 }
 
 /// PPO's state: the model, its optimizer and the environments.
@@ -208,6 +210,7 @@ impl Ppo {
             value_loss: v_sum / n,
             entropy: ent_sum / n,
             clip_fraction: clipped / n,
+            epsilon: 0.0,
         })
     }
 }
