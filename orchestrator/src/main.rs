@@ -37,6 +37,10 @@ enum Command {
     },
     /// List the cells of a matrix without running them.
     Plan { matrix: PathBuf },
+    /// Train one RL autoscaler on the simulator (outside a matrix).
+    Train(orchestrator::rl::cli::TrainArgs),
+    /// Evaluate an RL checkpoint in one simulated cell.
+    Eval(orchestrator::rl::cli::EvalArgs),
 }
 
 /// Exit code for bad input: nothing was written.
@@ -45,6 +49,8 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Train(args) => rl_exit(orchestrator::rl::cli::train(&args)),
+        Command::Eval(args) => rl_exit(orchestrator::rl::cli::eval(&args)),
         Command::Plan { matrix } => match Matrix::load(&matrix) {
             Ok(matrix) => {
                 println!("{:<70} {:<18} {:<14} {:<12} {:>6}", "CELL", "APP", "POLICY", "SCENARIO", "SEED");
@@ -118,6 +124,21 @@ fn main() -> ExitCode {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+    }
+}
+
+/// Exit status of `orch train` / `orch eval`: 2 for bad input, 1 for other failures.
+fn rl_exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<orchestrator::rl::cli::BadInput>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
             }
         }
     }

@@ -105,6 +105,9 @@ pub struct PolicySpec {
     /// `static`: `min`, `max`, a number for every service, or a map of service to number.
     #[serde(default)]
     pub replicas: Option<serde_json::Value>,
+    /// `rl`: the learner's settings, resolved by [`crate::rl::spec`].
+    #[serde(default)]
+    pub rl: Option<crate::rl::spec::RlSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +115,7 @@ pub struct PolicySpec {
 pub enum PolicyKind {
     Hpa,
     Static,
+    Rl,
 }
 
 /// A policy with everything it reads resolved for one app.
@@ -120,12 +124,14 @@ pub enum PolicyKind {
 pub enum ResolvedPolicy {
     Hpa { name: String, manifest_file: PathBuf, manifests: Vec<HorizontalPodAutoscaler> },
     Static { name: String, replicas: BTreeMap<String, u32> },
+    Rl(Box<crate::rl::spec::RlPolicyConfig>),
 }
 
 impl ResolvedPolicy {
     pub fn name(&self) -> &str {
         match self {
             ResolvedPolicy::Hpa { name, .. } | ResolvedPolicy::Static { name, .. } => name,
+            ResolvedPolicy::Rl(rl) => &rl.name,
         }
     }
 }
@@ -235,7 +241,17 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         }
         let mut policies = Vec::new();
         for (p, spec) in file.policies.iter().enumerate() {
-            policies.push(resolve_policy(spec, &format!("policies[{p}]"), path, base, &file.paths, &app)?);
+            let at = format!("policies[{p}]");
+            if spec.kind != PolicyKind::Rl && spec.rl.is_some() {
+                return Err(err(&format!("{at}.rl"), "only a policy of kind rl takes an rl block".into()));
+            }
+            let policy = match spec.kind {
+                PolicyKind::Rl => {
+                    crate::rl::spec::resolve_entry(spec, &at, path, base, &file.paths, &app, &file.scenarios)?
+                }
+                _ => resolve_policy(spec, &at, path, base, &file.paths, &app)?,
+            };
+            policies.push(policy);
         }
         for policy in &policies {
             for scenario in &scenarios {
@@ -299,6 +315,7 @@ fn resolve_policy(
             check_manifests_against_app(&manifests, &manifest_file, app)?;
             Ok(ResolvedPolicy::Hpa { name: spec.name.clone(), manifest_file, manifests })
         }
+        PolicyKind::Rl => unreachable!("rl entries are resolved by rl::spec"),
         PolicyKind::Static => {
             if spec.manifest.is_some() {
                 return Err(err("manifest", "a static policy takes no manifest".into()));

@@ -35,6 +35,9 @@ pub fn run_matrix(matrix: &Matrix, options: &RunOptions) -> Result<RunOutcome> {
     fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     fs::copy(&matrix.file, run_dir.join("matrix.yaml")).context("copying the matrix file into the run folder")?;
 
+    // RL cells: train (or reuse) every model first; a cell whose training failed fails on its own.
+    let models = crate::rl::prepare::prepare(&matrix.cells, &run_dir, matrix.max_parallel);
+
     let progress = progress_bar(matrix.cells.len());
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<CellSummary, String>)>> = Mutex::new(Vec::new());
@@ -46,7 +49,9 @@ pub fn run_matrix(matrix: &Matrix, options: &RunOptions) -> Result<RunOutcome> {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(cell) = matrix.cells.get(index) else { break };
                     let started = Instant::now();
-                    let result = run_cell(cell, &run_dir.join(&cell.id)).map_err(|e| format!("{e:#}"));
+                    let result = crate::rl::prepare::attach(cell, &models)
+                        .and_then(|cell| run_cell(&cell, &run_dir.join(&cell.id)))
+                        .map_err(|e| format!("{e:#}"));
                     let status = if result.is_ok() { "done" } else { "FAILED" };
                     let line = format!("{status} {} in {:.2}s", cell.id, started.elapsed().as_secs_f64());
                     match &progress {
@@ -99,6 +104,7 @@ pub fn run_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let config_yaml = load_agent::yaml::to_string(&cell.config).context("serializing the cell config")?;
     write_atomically(&dir.join("config.yaml"), config_yaml.as_bytes())?;
+    crate::rl::prepare::copy_training_csv(&cell.config, dir)?;
 
     let log = File::create(dir.join("run.log")).context("creating run.log")?;
     let subscriber = tracing_subscriber::fmt()

@@ -14,6 +14,7 @@
 pub mod a2c;
 pub mod bc;
 pub mod checkpoint;
+pub mod cli;
 pub mod distributions;
 pub mod dqn;
 pub mod env;
@@ -26,6 +27,7 @@ pub mod model;
 pub mod optim;
 pub mod policy;
 pub mod ppo;
+pub mod prepare;
 pub mod returns;
 pub mod reward;
 pub mod rollout;

@@ -502,3 +502,35 @@ pub fn training_hash(training: &TrainingConfig, app: &AppModel, seed: u64) -> St
         .expect("training config serializes");
     Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Resolves a matrix's `kind: rl` entry for one app (the matrix's hook).
+pub fn resolve_entry(
+    spec: &crate::matrix::PolicySpec,
+    at: &str,
+    matrix_file: &Path,
+    base: &Path,
+    paths: &crate::matrix::Paths,
+    app: &AppModel,
+    matrix_scenarios: &[String],
+) -> Result<crate::matrix::ResolvedPolicy, ConfigError> {
+    for (field, given) in [("manifest", spec.manifest.is_some()), ("replicas", spec.replicas.is_some())] {
+        if given {
+            return Err(ConfigError::new(
+                matrix_file,
+                format!("{at}.{field}"),
+                format!("an rl policy takes no {field}: its settings go in the rl block"),
+            ));
+        }
+    }
+    let scenarios_dir = base.join(&paths.scenarios);
+    let baselines_dir = base.join(&paths.baselines);
+    let ctx = ResolveContext {
+        matrix_file,
+        at,
+        scenarios_dir: &scenarios_dir,
+        baselines_dir: &baselines_dir,
+        app,
+        matrix_scenarios,
+    };
+    Ok(crate::matrix::ResolvedPolicy::Rl(Box::new(resolve(&spec.name, spec.rl.as_ref(), &ctx)?)))
+}
