@@ -201,7 +201,7 @@ fn a_truncated_episode_bootstraps_from_the_value_of_its_final_state() {
         params[n - 1].set(&[10.0]);
     }
     let mut workers = Workers::new(e, 4);
-    let rollout = workers.collect(&model, 6, 0.9).remove(0);
+    let rollout = workers.collect(&model, 6, 0.9, false).remove(0);
     assert_eq!(rollout.dones, vec![false, false, false, false, false, true]);
     let stored: f64 = rollout.rewards.iter().map(|&r| r as f64).sum();
     assert!((stored - rollout.raw_reward_sum - 0.9 * 10.0).abs() < 1e-4, "{stored} vs {}", rollout.raw_reward_sum);
@@ -285,4 +285,23 @@ fn behaviour_cloning_reproduces_most_hpa_moves() {
     assert!(stats.accuracy >= 0.9, "{}", stats.accuracy);
     let (before, after) = (moves_right(&model), moves_right(&trained));
     assert!(after > before, "scaling moves reproduced: {before} → {after}");
+}
+
+#[test]
+fn reward_normalization_divides_by_the_running_std_of_the_return_whatever_the_scale() {
+    use orchestrator::rl::rollout::RewardNormalizer;
+    // γ = 0: the return is the reward, alternating ±s, whose standard deviation is s.
+    for scale in [0.01, 1.0, 100.0] {
+        let mut n = RewardNormalizer::default();
+        let mut last = 0.0;
+        for t in 0..2000 {
+            let reward = if t % 2 == 0 { scale } else { -scale };
+            last = n.normalize(reward, 0.0, false);
+        }
+        assert!((last.abs() - 1.0).abs() < 0.02, "scale {scale}: {last}");
+    }
+    // The first reward meets a variance estimated from one return: clipped to ±10.
+    let mut n = RewardNormalizer::default();
+    assert_eq!(n.normalize(-0.5, 0.99, false), -10.0);
+    assert!(n.normalize(-0.5, 0.99, false) > -10.0);
 }

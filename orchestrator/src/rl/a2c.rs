@@ -36,6 +36,14 @@ pub struct A2cConfig {
     pub learning_rate: f32,
     /// Normalize advantages over each update (SB3: false).
     pub normalize_advantage: bool,
+    /// Divide rewards by the running std of the discounted return (SB3: off unless wrapped in
+    /// `VecNormalize(norm_reward=True)`; ours: on, as rewards here range from -0.01 to +11 per decision).
+    #[serde(default = "default_true")]
+    pub normalize_reward: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for A2cConfig {
@@ -48,6 +56,7 @@ impl Default for A2cConfig {
             vf_coef: 0.5,
             max_grad_norm: 0.5,
             learning_rate: 7e-4,
+            normalize_reward: true,
             normalize_advantage: false,
         }
     }
@@ -85,7 +94,7 @@ impl A2c {
     pub fn iterate(&mut self) -> Result<IterationStats, PpoError> {
         self.iteration += 1;
         let c = self.config.clone();
-        let rollouts = self.workers.collect(&self.model, c.n_steps, c.gamma);
+        let rollouts = self.workers.collect(&self.model, c.n_steps, c.gamma, c.normalize_reward);
 
         let mut observations = Vec::new();
         let (mut masks, mut actions, mut advantages, mut returns, mut finished) =

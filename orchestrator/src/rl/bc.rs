@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::HpaPolicy;
 use crate::policy::Policy;
 use crate::policy::hpa::HorizontalPodAutoscaler;
-use crate::rl::env::{AutoscaleEnv, MAX_STEP};
+use crate::rl::env::{ACTIONS_PER_SERVICE, AutoscaleEnv, MAX_STEP};
 use crate::rl::features::GraphObservation;
 use crate::rl::layers::Device;
 use crate::rl::model::ActorCritic;
@@ -37,6 +37,15 @@ pub struct BcConfig {
     /// Weight of the critic's squared error.
     pub vf_coef: f32,
     pub max_grad_norm: f32,
+    /// Repeat decisions in which the teacher moved some service so they weigh as much as those in which it kept
+    /// every replica count (at most 10 times): an HPA mostly waits, and a clone fitted to the raw counts learns to
+    /// wait always.
+    #[serde(default = "default_true")]
+    pub balance_moves: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for BcConfig {
@@ -49,6 +58,7 @@ impl Default for BcConfig {
             gamma: 0.99,
             vf_coef: 0.5,
             max_grad_norm: 0.5,
+            balance_moves: true,
         }
     }
 }
@@ -130,7 +140,7 @@ pub fn clone_behaviour(
     let dev = Device::default();
     let mut adam = Adam::new(&model.parameter_sizes(), config.learning_rate);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut order: Vec<usize> = (0..demos.observations.len()).collect();
+    let mut order = training_order(demos, config.balance_moves);
     let mut final_loss = 0.0;
     let mut update = 0;
     for epoch in 0..config.epochs {
@@ -167,10 +177,26 @@ pub fn clone_behaviour(
     Ok(BcStats { samples: demos.observations.len(), final_loss, accuracy: accuracy(model, demos) })
 }
 
+/// Sample indices of one epoch: every demonstration once, moves repeated when balancing.
+pub fn training_order(demos: &Demonstrations, balance_moves: bool) -> Vec<usize> {
+    let stay = ACTIONS_PER_SERVICE / 2;
+    let moved: Vec<bool> = demos.actions.iter().map(|a| a.iter().any(|&m| m != stay)).collect();
+    let moves = moved.iter().filter(|&&m| m).count();
+    let repeat = if balance_moves && moves > 0 {
+        ((moved.len() - moves) as f64 / moves as f64).round().clamp(1.0, 10.0) as usize
+    } else {
+        1
+    };
+    let mut order = Vec::new();
+    for (i, &m) in moved.iter().enumerate() {
+        order.extend(std::iter::repeat_n(i, if m { repeat } else { 1 }));
+    }
+    order
+}
+
 /// Share of demonstrated moves that the actor's most likely (masked) move reproduces.
 pub fn accuracy(model: &ActorCritic, demos: &Demonstrations) -> f32 {
     use crate::rl::distributions::per_service;
-    use crate::rl::env::ACTIONS_PER_SERVICE;
     let dev = Device::default();
     let (mut right, mut total) = (0usize, 0usize);
     for ((observation, mask), actions) in demos.observations.iter().zip(&demos.masks).zip(&demos.actions) {

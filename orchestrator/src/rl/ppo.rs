@@ -47,6 +47,14 @@ pub struct PpoConfig {
     pub learning_rate: f32,
     /// Normalize advantages per minibatch (SB3: true).
     pub normalize_advantage: bool,
+    /// Divide rewards by the running std of the discounted return (SB3: off unless wrapped in
+    /// `VecNormalize(norm_reward=True)`; ours: on, as rewards here range from -0.01 to +11 per decision).
+    #[serde(default = "default_true")]
+    pub normalize_reward: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for PpoConfig {
@@ -62,6 +70,7 @@ impl Default for PpoConfig {
             vf_coef: 0.5,
             max_grad_norm: 0.5,
             learning_rate: 3e-4,
+            normalize_reward: true,
             normalize_advantage: true,
         }
     }
@@ -135,7 +144,7 @@ impl Ppo {
     pub fn iterate(&mut self) -> Result<IterationStats, PpoError> {
         self.iteration += 1;
         let c = self.config.clone();
-        let rollouts = self.workers.collect(&self.model, c.n_steps, c.gamma);
+        let rollouts = self.workers.collect(&self.model, c.n_steps, c.gamma, c.normalize_reward);
 
         // Advantages and returns, per environment, then one flat buffer.
         let mut observations = Vec::new();

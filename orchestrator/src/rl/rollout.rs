@@ -4,6 +4,11 @@
 //! depend on thread scheduling. An episode cut by its time limit is bootstrapped: its last reward gets
 //! `γ·V(final state)` added (as stable-baselines3 does), so the end of a scenario is not mistaken for a terminal
 //! state whose future is worth nothing.
+//!
+//! With `normalize_reward`, each environment divides its rewards by the running standard deviation of its own
+//! discounted return (gymnasium's `NormalizeReward`, stable-baselines3's `VecNormalize(norm_reward=True)`), so
+//! rewards of any scale give value losses of order one and the value loss cannot swamp the policy gradient under
+//! global-norm clipping. Per environment, so the statistics do not depend on thread scheduling.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -39,6 +44,44 @@ pub struct Workers {
     current: Vec<GraphObservation>,
     episode_returns: Vec<f64>,
     rngs: Vec<ChaCha8Rng>,
+    normalizers: Vec<RewardNormalizer>,
+}
+
+/// Running variance of the discounted return, to scale rewards by: gymnasium's `RunningMeanStd` (mean 0 and
+/// variance 1 with a weight of 1e-4 to start), and the scaled reward clipped to ±10 as stable-baselines3's
+/// `VecNormalize` does (the first few rewards meet a variance estimated from almost nothing).
+#[derive(Debug, Clone)]
+pub struct RewardNormalizer {
+    discounted_return: f64,
+    count: f64,
+    mean: f64,
+    variance: f64,
+}
+
+/// Normalized rewards are clipped to ±this (stable-baselines3's `VecNormalize(clip_reward=10)`).
+pub const REWARD_CLIP: f64 = 10.0;
+
+impl Default for RewardNormalizer {
+    fn default() -> RewardNormalizer {
+        RewardNormalizer { discounted_return: 0.0, count: 1e-4, mean: 0.0, variance: 1.0 }
+    }
+}
+
+impl RewardNormalizer {
+    /// `reward` divided by the running standard deviation of the discounted return, which it first updates.
+    pub fn normalize(&mut self, reward: f64, gamma: f64, done: bool) -> f64 {
+        self.discounted_return = self.discounted_return * gamma + reward;
+        let x = self.discounted_return;
+        let total = self.count + 1.0;
+        let delta = x - self.mean;
+        self.mean += delta / total;
+        self.variance = (self.variance * self.count + delta * delta * self.count / total) / total;
+        self.count = total;
+        if done {
+            self.discounted_return = 0.0;
+        }
+        (reward / (self.variance + 1e-8).sqrt()).clamp(-REWARD_CLIP, REWARD_CLIP)
+    }
 }
 
 impl Workers {
@@ -47,7 +90,13 @@ impl Workers {
         assert!(!envs.is_empty(), "at least one environment");
         let current = envs.iter_mut().map(|e| e.reset()).collect();
         let rngs = (0..envs.len() as u64).map(|i| ChaCha8Rng::seed_from_u64(seed ^ ((i + 1) << 32))).collect();
-        Workers { episode_returns: vec![0.0; envs.len()], envs, current, rngs }
+        Workers {
+            episode_returns: vec![0.0; envs.len()],
+            normalizers: vec![RewardNormalizer::default(); envs.len()],
+            envs,
+            current,
+            rngs,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -59,7 +108,7 @@ impl Workers {
     }
 
     /// Runs every environment for `n_steps` decisions with `model`, one thread each.
-    pub fn collect(&mut self, model: &ActorCritic, n_steps: usize, gamma: f32) -> Vec<Rollout> {
+    pub fn collect(&mut self, model: &ActorCritic, n_steps: usize, gamma: f32, normalize_reward: bool) -> Vec<Rollout> {
         std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .envs
@@ -67,8 +116,10 @@ impl Workers {
                 .zip(&mut self.current)
                 .zip(&mut self.rngs)
                 .zip(&mut self.episode_returns)
-                .map(|(((env, current), rng), episode_return)| {
-                    scope.spawn(move || run_env(env, current, rng, episode_return, model, n_steps, gamma))
+                .zip(&mut self.normalizers)
+                .map(|((((env, current), rng), episode_return), normalizer)| {
+                    let normalizer = normalize_reward.then_some(normalizer);
+                    scope.spawn(move || run_env(env, current, rng, episode_return, normalizer, model, n_steps, gamma))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("environment thread panicked")).collect()
@@ -76,11 +127,13 @@ impl Workers {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_env(
     env: &mut AutoscaleEnv,
     current: &mut GraphObservation,
     rng: &mut ChaCha8Rng,
     episode_return: &mut f64,
+    mut normalizer: Option<&mut RewardNormalizer>,
     model: &ActorCritic,
     n_steps: usize,
     gamma: f32,
@@ -96,7 +149,10 @@ fn run_env(
         let step = env.step(&actions);
         *episode_return += step.reward;
         rollout.raw_reward_sum += step.reward;
-        let mut reward = step.reward as f32;
+        let mut reward = match normalizer.as_deref_mut() {
+            Some(n) => n.normalize(step.reward, gamma as f64, step.done) as f32,
+            None => step.reward as f32,
+        };
         if step.truncated {
             reward += gamma * model.infer(&dev, &[&step.observation]).1[0];
         }
