@@ -247,7 +247,20 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
             }
             let policy = match spec.kind {
                 PolicyKind::Rl => {
-                    crate::rl::spec::resolve_entry(spec, &at, path, base, &file.paths, &app, &file.scenarios)?
+                    let apps = &file.apps;
+                    match crate::rl::spec::resolve_entry(
+                        spec,
+                        &at,
+                        path,
+                        base,
+                        &file.paths,
+                        &app,
+                        apps,
+                        &file.scenarios,
+                    )? {
+                        Some(policy) => policy,
+                        None => continue,
+                    }
                 }
                 _ => resolve_policy(spec, &at, path, base, &file.paths, &app)?,
             };

@@ -296,6 +296,12 @@ const RL_CASES: &[Case] = &[
         field: "policies[0].manifest",
     },
     Case {
+        name: "rl apps naming an app outside the matrix",
+        edit: (MATRIX, "budget: 1000", "budget: 1000\n      apps: [online-boutique, redis-cluster]"),
+        file: "m.yaml",
+        field: "policies[0].rl.apps[1]",
+    },
+    Case {
         name: "zero environments",
         edit: (MATRIX, "budget: 1000", "budget: 1000\n      envs: 0"),
         file: "m.yaml",

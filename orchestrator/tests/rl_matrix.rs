@@ -119,3 +119,25 @@ fn prepare_reuses_a_finished_model_and_cell_ids_follow_the_rl_config() {
     assert_ne!(key(&matrix), key(&edited));
     assert!(Path::new(&checkpoint.with_extension("json")).is_file());
 }
+
+#[test]
+fn the_main_matrix_runs_each_rl_policy_on_its_apps_only() {
+    let matrix = Matrix::load(&common::repo_root().join("experiments/matrix.yaml")).expect("the main matrix is valid");
+    let apps_of = |policy: &str| {
+        let mut apps: Vec<String> = matrix
+            .cells
+            .iter()
+            .filter(|c| c.config.policy.name() == policy)
+            .map(|c| c.config.app.name.clone())
+            .collect();
+        apps.dedup();
+        apps
+    };
+    assert_eq!(apps_of("gnn-ppo"), ["online-boutique", "redis-cluster"]);
+    assert_eq!(apps_of("mlp-ppo"), ["online-boutique", "redis-cluster"]);
+    assert_eq!(apps_of("dqn"), ["image-classifier"]);
+    let rl_cells = matrix.cells.iter().filter(|c| prepare::rl_config(&c.config).is_some()).count();
+    assert_eq!(rl_cells, 5 * 4 * 3, "five (app, policy) pairs, four scenarios, three seeds");
+    let models: std::collections::BTreeSet<String> = matrix.cells.iter().filter_map(|c| model_key(&c.config)).collect();
+    assert_eq!(models.len(), 5 * 3, "one model per (app, policy, seed)");
+}

@@ -128,6 +128,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         network: NetworkSpec { hidden: args.hidden, layers: args.layers },
         envs: args.envs,
         decision_interval_s: 15,
+        apps: None,
         warm_start: args.warm_start.as_ref().map(|f| WarmStartSpec {
             manifest: f.file_name().unwrap_or_default().to_string_lossy().into_owned(),
             episodes: None,

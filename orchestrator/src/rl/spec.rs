@@ -14,6 +14,7 @@
 //!       hyperparameters: {n_steps: 120, ent_coef: 0.01}     # overrides of the algorithm's defaults
 //!       network: {hidden: 64, layers: 2}
 //!       warm_start: {manifest: hpa-cpu-60.yaml, episodes: 2, epochs: 10}   # behaviour cloning before PPO/A2C
+//!       apps: [online-boutique]   # only these apps of the matrix [default: all]
 //! ```
 
 use std::collections::BTreeMap;
@@ -96,6 +97,9 @@ pub struct RlSpec {
     /// Behaviour cloning from an HPA baseline before PPO or A2C.
     #[serde(default)]
     pub warm_start: Option<WarmStartSpec>,
+    /// The apps of the matrix this policy runs on [default: all of them] (a DQN for the single-service app, say).
+    #[serde(default)]
+    pub apps: Option<Vec<String>>,
 }
 
 fn default_envs() -> usize {
@@ -503,7 +507,9 @@ pub fn training_hash(training: &TrainingConfig, app: &AppModel, seed: u64) -> St
     Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Resolves a matrix's `kind: rl` entry for one app (the matrix's hook).
+/// Resolves a matrix's `kind: rl` entry for one app (the matrix's hook); `None` when the entry's `apps` leaves
+/// this app out.
+#[allow(clippy::too_many_arguments)]
 pub fn resolve_entry(
     spec: &crate::matrix::PolicySpec,
     at: &str,
@@ -511,8 +517,26 @@ pub fn resolve_entry(
     base: &Path,
     paths: &crate::matrix::Paths,
     app: &AppModel,
+    matrix_apps: &[String],
     matrix_scenarios: &[String],
-) -> Result<crate::matrix::ResolvedPolicy, ConfigError> {
+) -> Result<Option<crate::matrix::ResolvedPolicy>, ConfigError> {
+    if let Some(apps) = spec.rl.as_ref().and_then(|rl| rl.apps.as_ref()) {
+        if apps.is_empty() {
+            return Err(ConfigError::new(matrix_file, format!("{at}.rl.apps"), "needs at least one app"));
+        }
+        for (i, name) in apps.iter().enumerate() {
+            if !matrix_apps.contains(name) {
+                return Err(ConfigError::new(
+                    matrix_file,
+                    format!("{at}.rl.apps[{i}]"),
+                    format!("{name:?} is not one of the matrix's apps ({})", matrix_apps.join(", ")),
+                ));
+            }
+        }
+        if !apps.contains(&app.name) {
+            return Ok(None);
+        }
+    }
     for (field, given) in [("manifest", spec.manifest.is_some()), ("replicas", spec.replicas.is_some())] {
         if given {
             return Err(ConfigError::new(
@@ -532,5 +556,5 @@ pub fn resolve_entry(
         app,
         matrix_scenarios,
     };
-    Ok(crate::matrix::ResolvedPolicy::Rl(Box::new(resolve(&spec.name, spec.rl.as_ref(), &ctx)?)))
+    Ok(Some(crate::matrix::ResolvedPolicy::Rl(Box::new(resolve(&spec.name, spec.rl.as_ref(), &ctx)?))))
 }
