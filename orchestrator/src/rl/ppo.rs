@@ -115,6 +115,7 @@ pub struct Ppo {
     iteration: usize,
 }
 
+/// A failed update of any learner (PPO, A2C, DQN, behaviour cloning): nothing of that update was applied.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PpoError {
     #[error("update {update} (iteration {iteration}): loss is {loss} (policy {policy}, value {value})")]
