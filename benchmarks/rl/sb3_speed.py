@@ -87,7 +87,9 @@ def run(obs, iterations, free):
 
 def main():
     obs, iterations = int(sys.argv[1]), int(sys.argv[2])
-    torch.set_num_threads(2)
+    # One thread, as orch's update step (its 2 threads step the 2 environments); with 2 threads on a loaded machine
+    # torch ran several times slower still.
+    torch.set_num_threads(1)
     env = QueueEnv(obs)
     env.reset()
     start = time.perf_counter()
