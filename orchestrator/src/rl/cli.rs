@@ -18,7 +18,8 @@ pub struct TrainArgs {
     /// The app model, e.g. experiments/apps/online-boutique.yaml.
     #[arg(long)]
     pub app: PathBuf,
-    /// Training scenario files (repeat for several; episodes draw from them).
+    /// Training scenario files (repeat for several; episodes draw from them), laid out as the experiments folder
+    /// is: <dir>/<app>/<name>.yaml, e.g. experiments/scenarios/online-boutique/peak.yaml.
     #[arg(long = "scenario", required = true)]
     pub scenarios: Vec<PathBuf>,
     #[arg(long, value_parser = parse_algo, default_value = "ppo")]
