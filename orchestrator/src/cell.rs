@@ -57,6 +57,7 @@ struct Totals {
 pub fn build_policy(config: &CellConfig) -> Box<dyn Policy> {
     match &config.policy {
         ResolvedPolicy::Hpa { manifests, .. } => Box::new(HpaPolicy::new(&config.app, manifests)),
+        ResolvedPolicy::Rl(rl) => Box::new(crate::rl::prepare::build_policy(rl, &config.app)),
         ResolvedPolicy::Static { replicas, .. } => Box::new(StaticPolicy::new(
             config
                 .app

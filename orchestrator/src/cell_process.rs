@@ -98,7 +98,7 @@ pub fn cancel_requested() -> bool {
 /// Runs the cell and returns the process exit code.
 pub fn run(run_dir: &Path, cell_id: &str, attempt: u32) -> i32 {
     let dir = run_folder::cell_dir(run_dir, cell_id);
-    let cell = match load_cell(&dir, cell_id) {
+    let cell = match load_cell(&dir, cell_id).and_then(|cell| crate::rl::prepare::attach_trained(&cell, run_dir)) {
         Ok(cell) => cell,
         Err(e) => {
             let message = format!("{e:#}");

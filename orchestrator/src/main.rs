@@ -91,6 +91,10 @@ enum Command {
     },
     /// Render the HTML report of a run folder (also done at the end of `orch run`).
     Report(report_cli::ReportArgs),
+    /// Train one RL autoscaler on the simulator (outside a matrix).
+    Train(orchestrator::rl::cli::TrainArgs),
+    /// Evaluate an RL checkpoint in one simulated cell.
+    Eval(orchestrator::rl::cli::EvalArgs),
 }
 
 /// Exit code for bad input: nothing was written.
@@ -105,6 +109,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Report(args) => report_cli::run(args),
+        Command::Train(args) => rl_exit(orchestrator::rl::cli::train(&args)),
+        Command::Eval(args) => rl_exit(orchestrator::rl::cli::eval(&args)),
         Command::Plan { matrix } => match Matrix::load(&matrix) {
             Ok(matrix) => {
                 println!(
@@ -269,6 +275,21 @@ fn main() -> ExitCode {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+    }
+}
+
+/// Exit status of `orch train` / `orch eval`: 2 for bad input, 1 for other failures.
+fn rl_exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<orchestrator::rl::cli::BadInput>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
             }
         }
     }

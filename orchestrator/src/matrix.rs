@@ -224,6 +224,9 @@ pub struct PolicySpec {
     /// `static`: `min`, `max`, a number for every service, or a map of service to number.
     #[serde(default)]
     pub replicas: Option<serde_json::Value>,
+    /// `rl`: the learner's settings, resolved by [`crate::rl::spec`].
+    #[serde(default)]
+    pub rl: Option<crate::rl::spec::RlSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +234,7 @@ pub struct PolicySpec {
 pub enum PolicyKind {
     Hpa,
     Static,
+    Rl,
 }
 
 /// A policy with everything it reads resolved for one app.
@@ -239,12 +243,14 @@ pub enum PolicyKind {
 pub enum ResolvedPolicy {
     Hpa { name: String, manifest_file: PathBuf, manifests: Vec<HorizontalPodAutoscaler> },
     Static { name: String, replicas: BTreeMap<String, u32> },
+    Rl(Box<crate::rl::spec::RlPolicyConfig>),
 }
 
 impl ResolvedPolicy {
     pub fn name(&self) -> &str {
         match self {
             ResolvedPolicy::Hpa { name, .. } | ResolvedPolicy::Static { name, .. } => name,
+            ResolvedPolicy::Rl(rl) => &rl.name,
         }
     }
 }
@@ -425,7 +431,7 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
 
     let mut loaded_apps: HashMap<String, AppModel> = HashMap::new();
     let mut loaded_scenarios: HashMap<(String, String), Scenario> = HashMap::new();
-    let mut resolved_policies: HashMap<(usize, String), ResolvedPolicy> = HashMap::new();
+    let mut resolved_policies: HashMap<(usize, String), Option<ResolvedPolicy>> = HashMap::new();
     let mut cells = Vec::with_capacity(combos.len());
     let mut ids = BTreeSet::new();
     for combo in &combos {
@@ -476,9 +482,21 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         let p = policies.iter().position(|spec| &spec.name == policy_name).expect("include policies are checked");
         let policy_key = (p, app_name.clone());
         if !resolved_policies.contains_key(&policy_key) {
-            let policy = resolve_policy(&policies[p], &axis_path(1, p), path, base, &file.paths, app)?;
+            let spec = &policies[p];
+            let at = axis_path(1, p);
+            if spec.kind != PolicyKind::Rl && spec.rl.is_some() {
+                return Err(err(&format!("{at}.rl"), "only a policy of kind rl takes an rl block".into()));
+            }
+            // None: an rl policy limited to other apps (`rl.apps`) has no cell for this one.
+            let policy = match spec.kind {
+                PolicyKind::Rl => {
+                    crate::rl::spec::resolve_entry(spec, &at, path, base, &file.paths, app, &apps, &scenarios)?
+                }
+                _ => Some(resolve_policy(spec, &at, path, base, &file.paths, app)?),
+            };
             resolved_policies.insert(policy_key.clone(), policy);
         }
+        let Some(policy) = resolved_policies[&policy_key].clone() else { continue };
 
         let mut layers: Vec<(String, &CellSettings)> = vec![("defaults".into(), &file.defaults)];
         for (k, axis_overrides) in overrides.iter().enumerate() {
@@ -523,7 +541,7 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
             seed: seed.parse().map_err(|_| err(&field_of(3), format!("{seed:?} is not a seed")))?,
             app,
             scenario: loaded_scenarios[&scenario_key].clone(),
-            policy: resolved_policies[&policy_key].clone(),
+            policy,
         };
         let id = cell_id(&config);
         if !ids.insert(id.clone()) {
@@ -751,6 +769,7 @@ fn resolve_policy(
             check_manifests_against_app(&manifests, &manifest_file, app)?;
             Ok(ResolvedPolicy::Hpa { name: spec.name.clone(), manifest_file, manifests })
         }
+        PolicyKind::Rl => unreachable!("rl entries are resolved by rl::spec"),
         PolicyKind::Static => {
             if spec.manifest.is_some() {
                 return Err(err("manifest", "a static policy takes no manifest".into()));
@@ -767,7 +786,7 @@ fn resolve_policy(
     }
 }
 
-fn check_manifests_against_app(
+pub(crate) fn check_manifests_against_app(
     manifests: &[HorizontalPodAutoscaler],
     file: &Path,
     app: &AppModel,

@@ -17,7 +17,7 @@ use crate::matrix::{Cell, Matrix};
 use crate::plan_diff;
 use crate::run_folder::{self, CellState, CellStatus, RUN_JSON, RunInfo, RunLock};
 use crate::selection::Selection;
-use crate::supervisor::{Control, NoPreparation, Outcome, Prepare, Supervisor};
+use crate::supervisor::{Control, Outcome, Prepare, Supervisor};
 
 pub struct RunOptions {
     pub logs_dir: PathBuf,
@@ -80,7 +80,8 @@ pub struct RunOutcome {
 
 /// Runs the selected cells of `matrix`; a failing cell is recorded and does not stop the others.
 pub fn run_matrix(matrix: &Matrix, options: &RunOptions) -> Result<RunOutcome> {
-    run_matrix_with(matrix, options, &NoPreparation)
+    // RL cells: their model is trained (or found) once per (app, policy, seed) before the first of them runs.
+    run_matrix_with(matrix, options, &crate::rl::prepare::TrainModels)
 }
 
 /// [`run_matrix`] with a preparation step before groups of cells.
@@ -401,6 +402,7 @@ pub fn write_cell_config(cell: &Cell, dir: &Path) -> Result<()> {
 
 /// Runs a cell whose folder exists: run.log, metrics.csv, summary.json.
 pub fn execute_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
+    crate::rl::prepare::copy_training_csv(&cell.config, dir)?;
     let log = File::create(dir.join("run.log")).context("creating run.log")?;
     let subscriber = tracing_subscriber::fmt()
         .json()
@@ -418,6 +420,9 @@ pub fn execute_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
     let summary = tracing::subscriber::with_default(subscriber, || {
         tracing::info!(cell = %cell.id, app = %cell.config.app.name, policy = %cell.config.policy.name(),
             scenario = %cell.config.scenario.name, seed = cell.config.seed, "cell started");
+        if let Some(checkpoint) = crate::rl::prepare::rl_config(&cell.config).and_then(|rl| rl.checkpoint.as_ref()) {
+            tracing::info!(checkpoint = %checkpoint.display(), "rl policy loaded");
+        }
         let summary = simulate(
             &cell.id,
             &cell.config,

@@ -340,3 +340,150 @@ fn the_unedited_base_matrix_is_accepted() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("2 cells"));
 }
+
+/// A matrix with an `rl` policy, for the RL cases below.
+const BASE_RL_MATRIX: &str = "name: bad-rl\nseeds: [1]\napps: [online-boutique]\nscenarios: [peak]\npolicies:\n  - name: gnn-ppo\n    kind: rl\n    rl:\n      algo: ppo\n      model: gnn\n      budget: 1000\n      training: {scenarios: [peak, rushsale], scale: [0.5, 1.5], noise: 0.1}\n      hyperparameters: {n_steps: 60}\n      warm_start: {manifest: hpa-cpu-60.yaml}\n";
+
+const RL_CASES: &[Case] = &[
+    Case {
+        name: "rl without its block",
+        edit: (
+            MATRIX,
+            "    rl:\n      algo: ppo\n      model: gnn\n      budget: 1000\n      training: {scenarios: [peak, rushsale], scale: [0.5, 1.5], noise: 0.1}\n      hyperparameters: {n_steps: 60}\n      warm_start: {manifest: hpa-cpu-60.yaml}\n",
+            "",
+        ),
+        file: "m.yaml",
+        field: "policies[0].rl",
+    },
+    Case {
+        name: "unknown algorithm",
+        edit: (MATRIX, "algo: ppo", "algo: sac"),
+        file: "m.yaml",
+        field: "policies[0].rl.algo",
+    },
+    Case {
+        name: "unknown model",
+        edit: (MATRIX, "model: gnn", "model: transformer"),
+        file: "m.yaml",
+        field: "policies[0].rl.model",
+    },
+    Case {
+        name: "zero budget",
+        edit: (MATRIX, "budget: 1000", "budget: 0"),
+        file: "m.yaml",
+        field: "policies[0].rl.budget",
+    },
+    Case {
+        name: "unknown rl field",
+        edit: (MATRIX, "budget: 1000", "budget: 1000\n      epochs: 3"),
+        file: "m.yaml",
+        field: "policies[0].rl",
+    },
+    Case {
+        name: "unknown hyperparameter",
+        edit: (MATRIX, "{n_steps: 60}", "{n_stepz: 60}"),
+        file: "m.yaml",
+        field: "policies[0].rl.hyperparameters.n_stepz",
+    },
+    Case {
+        name: "hyperparameter of the wrong type",
+        edit: (MATRIX, "{n_steps: 60}", "{n_steps: many}"),
+        file: "m.yaml",
+        field: "policies[0].rl.hyperparameters.n_steps",
+    },
+    Case {
+        name: "hyperparameter out of range",
+        edit: (MATRIX, "{n_steps: 60}", "{n_steps: 60, gamma: 1.5}"),
+        file: "m.yaml",
+        field: "policies[0].rl.hyperparameters.gamma",
+    },
+    Case {
+        name: "unknown training scenario",
+        edit: (MATRIX, "[peak, rushsale]", "[peak, blackfriday]"),
+        file: "m.yaml",
+        field: "policies[0].rl.training.scenarios[1]",
+    },
+    Case {
+        name: "inverted load scale",
+        edit: (MATRIX, "scale: [0.5, 1.5]", "scale: [1.5, 0.5]"),
+        file: "m.yaml",
+        field: "policies[0].rl.training.scale",
+    },
+    Case {
+        name: "negative reward weight",
+        edit: (
+            MATRIX,
+            "budget: 1000",
+            "budget: 1000\n      reward: {kind: slo_cost, pod_cost: -1, slo_penalty: 2, failure_penalty: 2}",
+        ),
+        file: "m.yaml",
+        field: "policies[0].rl.reward.pod_cost",
+    },
+    Case {
+        name: "unknown warm-start baseline",
+        edit: (MATRIX, "{manifest: hpa-cpu-60.yaml}", "{manifest: hpa-cpu-65.yaml}"),
+        file: "m.yaml",
+        field: "policies[0].rl.warm_start.manifest",
+    },
+    Case {
+        name: "warm start with dqn",
+        edit: (MATRIX, "algo: ppo", "algo: dqn"),
+        file: "m.yaml",
+        field: "policies[0].rl.warm_start",
+    },
+    Case {
+        name: "rl block on an hpa policy",
+        edit: (MATRIX, "kind: rl", "kind: hpa\n    manifest: hpa-cpu-60.yaml"),
+        file: "m.yaml",
+        field: "policies[0].rl",
+    },
+    Case {
+        name: "manifest on an rl policy",
+        edit: (MATRIX, "kind: rl", "kind: rl\n    manifest: hpa-cpu-60.yaml"),
+        file: "m.yaml",
+        field: "policies[0].manifest",
+    },
+    Case {
+        name: "rl apps naming an app outside the matrix",
+        edit: (MATRIX, "budget: 1000", "budget: 1000\n      apps: [online-boutique, redis-cluster]"),
+        file: "m.yaml",
+        field: "policies[0].rl.apps[1]",
+    },
+    Case {
+        name: "zero environments",
+        edit: (MATRIX, "budget: 1000", "budget: 1000\n      envs: 0"),
+        file: "m.yaml",
+        field: "policies[0].rl.envs",
+    },
+];
+
+#[test]
+fn every_bad_rl_policy_is_refused_with_file_and_field_and_nothing_written() {
+    let mut failures = Vec::new();
+    for case in RL_CASES {
+        let scratch = Scratch::new();
+        scratch.write(MATRIX, BASE_RL_MATRIX);
+        let (file, from, to) = case.edit;
+        scratch.edit(file, from, to);
+        let output = scratch.orch(&["run", MATRIX, "--tag", "t"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+        let problems = [
+            (output.status.code() != Some(2), format!("exit code {:?}", output.status.code())),
+            (error_lines.len() != 1, format!("{} error lines", error_lines.len())),
+            (!stderr.contains(case.file), format!("no file name {:?}", case.file)),
+            (!stderr.contains(&format!(": {}", case.field)), format!("no field {:?}", case.field)),
+            (scratch.path("logs").exists(), "logs/ was created".to_string()),
+        ];
+        for (failed, what) in problems {
+            if failed {
+                failures.push(format!("{}: {what}; stderr: {stderr}", case.name));
+            }
+        }
+    }
+    let scratch = Scratch::new();
+    scratch.write(MATRIX, BASE_RL_MATRIX);
+    let output = scratch.orch(&["plan", MATRIX]);
+    assert!(output.status.success(), "the base rl matrix is valid: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), RL_CASES.len(), failures.join("\n"));
+}

@@ -10,6 +10,7 @@ use orchestrator::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use orchestrator::rl::graph::{NormalizedAdjacency, node_inputs};
 use orchestrator::rl::mlp::{MlpActorCritic, MlpConfig};
 use orchestrator::rl::ppo::{ActorCritic, Ppo, PpoConfig, PpoError};
+use orchestrator::rl::spec::AlgoConfig;
 use orchestrator::rl::{AutoscaleEnv, EnvConfig};
 
 fn env(app: &str) -> AutoscaleEnv {
@@ -22,13 +23,14 @@ fn env(app: &str) -> AutoscaleEnv {
 fn meta(env: &AutoscaleEnv, model: ModelSpec) -> CheckpointMeta {
     CheckpointMeta {
         model,
-        ppo: PpoConfig::default(),
+        algorithm: AlgoConfig::Ppo(PpoConfig::default()),
         env: env.config().clone(),
         app: env.app().name.clone(),
         services: env.app().services.iter().map(|s| s.name.clone()).collect(),
         edges: env.edges().to_vec(),
         seed: 1,
         iterations: 0,
+        env_steps: 0,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Checkpoints: the weights in safetensors (`NAME.safetensors`) and what is needed to use them in JSON
-//! (`NAME.json`: model type and shape, PPO hyperparameters, environment config with the feature layout, the
+//! (`NAME.json`: model type and shape, the learner's hyperparameters, environment config with the feature layout, the
 //! service order and call-graph edges of the training app).
 //!
 //! Each file is written to a temporary file in the same folder and renamed over the old one, so a crash or an
@@ -16,7 +16,8 @@ use crate::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use crate::rl::graph::NormalizedAdjacency;
 use crate::rl::layers::Device;
 use crate::rl::mlp::{MlpActorCritic, MlpConfig};
-use crate::rl::ppo::{ActorCritic, PpoConfig};
+use crate::rl::model::ActorCritic;
+use crate::rl::spec::AlgoConfig;
 
 /// The model's type and shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +48,8 @@ impl ModelSpec {
 #[serde(deny_unknown_fields)]
 pub struct CheckpointMeta {
     pub model: ModelSpec,
-    pub ppo: PpoConfig,
+    /// The learner and its hyperparameters.
+    pub algorithm: AlgoConfig,
     pub env: EnvConfig,
     pub app: String,
     /// Services of the training app, in the order of the model's nodes.
@@ -55,6 +57,8 @@ pub struct CheckpointMeta {
     pub edges: Vec<(usize, usize)>,
     pub seed: u64,
     pub iterations: usize,
+    /// Environment steps of training.
+    pub env_steps: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

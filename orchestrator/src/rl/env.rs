@@ -3,15 +3,20 @@
 //! Every `decision_interval_s` of simulated time the agent picks one move per service, all at once
 //! (multi-discrete): action `a` in `0..ACTIONS_PER_SERVICE` changes desired replicas by `a − MAX_STEP`, so −2…+2.
 //! Moves that would leave `[min, max]` are masked; a masked move, if taken anyway, is clamped to the bound.
-//! An episode is one run of the scenario; `reset` starts the next with a seed derived from the env's seed.
+//! An episode is one run of a scenario drawn from the environment's training scenarios (randomized per episode,
+//! see [`crate::rl::scenarios`]); `reset` starts the next with a seed derived from the env's seed. An episode ends
+//! when its scenario does: a time limit, not a terminal state, so learners bootstrap from the final state's value.
 
 use load_agent::scenario::Scenario;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppModel;
 use crate::backend::{ClusterBackend, Observation};
 use crate::rl::features::{FeatureLayout, GraphObservation};
 use crate::rl::reward::{IntervalStats, RewardKind};
+use crate::rl::scenarios::TrainingScenarios;
 use crate::sim::Simulator;
 
 /// The largest move of one decision, in replicas.
@@ -59,13 +64,19 @@ pub struct Step {
     pub reward: f64,
     /// The scenario has ended; call `reset` before stepping again.
     pub done: bool,
+    /// The episode was cut by its time limit (the scenario's end) rather than reaching a terminal state: its
+    /// return continues past `observation`, so the value of that state is bootstrapped. Every episode of a
+    /// scenario ends this way; the flag keeps the distinction explicit for learners.
+    pub truncated: bool,
     pub stats: IntervalStats,
 }
 
 pub struct AutoscaleEnv {
     app: AppModel,
-    scenario: Scenario,
+    scenarios: TrainingScenarios,
     seed: u64,
+    /// Draws each episode's scenario.
+    scenario_rng: ChaCha8Rng,
     episode: u64,
     config: EnvConfig,
     edges: Vec<(usize, usize)>,
@@ -76,14 +87,21 @@ pub struct AutoscaleEnv {
 impl AutoscaleEnv {
     /// An environment over `app` under `scenario`; the scenario's requests must match the app's routes.
     pub fn new(app: &AppModel, scenario: &Scenario, seed: u64, config: EnvConfig) -> AutoscaleEnv {
+        AutoscaleEnv::with_scenarios(app, TrainingScenarios::fixed(scenario), seed, config)
+    }
+
+    /// An environment whose episodes draw from `scenarios` (each must match the app's routes).
+    pub fn with_scenarios(app: &AppModel, scenarios: TrainingScenarios, seed: u64, config: EnvConfig) -> AutoscaleEnv {
+        let first = scenarios.scenarios.first().expect("at least one training scenario").clone();
         AutoscaleEnv {
             app: app.clone(),
-            scenario: scenario.clone(),
+            scenarios,
             seed,
+            scenario_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5CE7_A210),
             episode: 0,
             config,
             edges: app.edges().into_iter().collect(),
-            sim: Simulator::new(app, scenario, seed),
+            sim: Simulator::new(app, &first, seed),
             done: false,
         }
     }
@@ -109,9 +127,15 @@ impl AutoscaleEnv {
     pub fn reset(&mut self) -> GraphObservation {
         let seed = self.seed ^ self.episode.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.episode += 1;
-        self.sim = Simulator::new(&self.app, &self.scenario, seed);
+        let scenario = self.scenarios.sample(&mut self.scenario_rng);
+        self.sim = Simulator::new(&self.app, &scenario, seed);
         self.done = false;
         self.observation()
+    }
+
+    /// What a cluster policy (HPA) would see now.
+    pub fn raw_observation(&self) -> Observation {
+        self.sim.observe()
     }
 
     pub fn observation(&self) -> GraphObservation {
@@ -152,7 +176,13 @@ impl AutoscaleEnv {
         if self.sim_ended() {
             self.done = true;
         }
-        Step { observation: self.observation(), reward: self.config.reward.reward(&stats), done: self.done, stats }
+        Step {
+            observation: self.observation(),
+            reward: self.config.reward.reward(&stats),
+            done: self.done,
+            truncated: self.done,
+            stats,
+        }
     }
 
     fn sim_ended(&self) -> bool {

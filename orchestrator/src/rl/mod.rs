@@ -1,29 +1,43 @@
-//! Reinforcement-learning autoscalers: the environment they are trained in.
+//! Reinforcement-learning autoscalers, trained on the simulator.
 //!
 //! - [`features`]: what a policy sees, as per-service node features, per-edge features and global features;
 //! - [`reward`]: the selectable rewards (SLO-aware cost, gym-hpa's cost and latency, an AHPA-style log reward);
-//! - [`env`]: the simulated cluster as an environment: one multi-discrete action (−2…+2 replicas per service,
-//!   masked at min/max) every decision interval;
-//! - [`graph`], [`layers`], [`gnn`], [`mlp`]: the graph and the flat actor-critics in dfdx, batch-correct;
-//! - [`distributions`], [`returns`], [`optim`]: the host-side pieces of policy-gradient training: masked
-//!   categoricals, GAE, global-norm gradient clipping and Adam;
-//! - [`ppo`]: PPO over several environments stepped in parallel threads;
+//! - [`env`], [`scenarios`]: the simulated cluster as an environment: one multi-discrete action (−2…+2 replicas per
+//!   service, masked at min/max) every decision interval, episodes drawn from randomized training scenarios;
+//! - [`graph`], [`layers`], [`gnn`], [`mlp`], [`model`]: the graph and the flat actor-critics in dfdx,
+//!   batch-correct, behind one interface;
+//! - [`distributions`], [`returns`], [`optim`], [`rollout`]: the host-side pieces of training: masked
+//!   categoricals, GAE, global-norm gradient clipping, Adam and RMSprop, parallel rollouts with time-limit
+//!   bootstrapping and reward normalization;
+//! - [`ppo`], [`a2c`], [`dqn`], [`bc`]: the learners, each readable top to bottom, and behaviour cloning from an HPA;
 //! - [`checkpoint`]: weights in safetensors, hyperparameters, feature layout and service order in JSON;
-//! - [`policy`]: [`RlPolicy`](policy::RlPolicy), a checkpoint driving a cell.
+//! - [`spec`], [`train`], [`prepare`]: `kind: rl` matrix entries, one training run, and the training step of a
+//!   matrix run (train once per app, policy and seed; cache by hash);
+//! - [`policy`]: [`RlPolicy`](policy::RlPolicy), a checkpoint driving a cell; [`cli`]: `orch train`, `orch eval`.
 
+pub mod a2c;
+pub mod bc;
 pub mod checkpoint;
+pub mod cli;
 pub mod distributions;
+pub mod dqn;
 pub mod env;
 pub mod features;
 pub mod gnn;
 pub mod graph;
 pub mod layers;
 pub mod mlp;
+pub mod model;
 pub mod optim;
 pub mod policy;
 pub mod ppo;
+pub mod prepare;
 pub mod returns;
 pub mod reward;
+pub mod rollout;
+pub mod scenarios;
+pub mod spec;
+pub mod train;
 
 pub use env::{ACTIONS_PER_SERVICE, AutoscaleEnv, EnvConfig, MAX_STEP, Step, action_delta, action_mask};
 pub use features::{EDGE_FEATURES, FeatureLayout, GLOBAL_FEATURES, GraphObservation, NODE_FEATURES};

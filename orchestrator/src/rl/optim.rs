@@ -1,6 +1,12 @@
-//! Global-norm gradient clipping and Adam, over parameters as flat host vectors.
+//! Global-norm gradient clipping, Adam and RMSprop, over parameters as flat host vectors.
 //!
 //! dfdx 0.13 has no gradient clipping, and its Adam defaults to eps 1e-8 where stable-baselines3 uses 1e-5.
+
+/// A first-order optimizer over flat parameter vectors.
+pub trait Optimizer {
+    /// One step of descent on `params` along `gradients`.
+    fn update(&mut self, params: &mut [Vec<f32>], gradients: &[Vec<f32>]);
+}
 
 /// Scales every gradient by `max_norm / ‖g‖` when the global L2 norm over all of them exceeds `max_norm`
 /// (PyTorch's `clip_grad_norm_`, with its 1e-6). Returns the norm before clipping.
@@ -49,6 +55,40 @@ impl Adam {
                 m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * g[i];
                 v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * g[i] * g[i];
                 p[i] -= self.lr * (m[i] / c1) / ((v[i] / c2).sqrt() + self.eps);
+            }
+        }
+    }
+}
+
+impl Optimizer for Adam {
+    fn update(&mut self, params: &mut [Vec<f32>], gradients: &[Vec<f32>]) {
+        Adam::update(self, params, gradients);
+    }
+}
+
+/// RMSprop as PyTorch computes it (no momentum, not centered): `v ← α·v + (1 − α)·g²`, `p ← p − lr·g / (√v + eps)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RmsProp {
+    pub lr: f32,
+    pub alpha: f32,
+    pub eps: f32,
+    v: Vec<Vec<f32>>,
+}
+
+impl RmsProp {
+    /// RMSprop for parameters of these sizes; alpha 0.99 and eps 1e-5 as stable-baselines3's A2C.
+    pub fn new(sizes: &[usize], lr: f32) -> RmsProp {
+        RmsProp { lr, alpha: 0.99, eps: 1e-5, v: sizes.iter().map(|&n| vec![0.0; n]).collect() }
+    }
+}
+
+impl Optimizer for RmsProp {
+    fn update(&mut self, params: &mut [Vec<f32>], gradients: &[Vec<f32>]) {
+        assert_eq!(params.len(), self.v.len(), "parameter count changed");
+        for ((p, g), v) in params.iter_mut().zip(gradients).zip(&mut self.v) {
+            for i in 0..p.len() {
+                v[i] = self.alpha * v[i] + (1.0 - self.alpha) * g[i] * g[i];
+                p[i] -= self.lr * g[i] / (v[i].sqrt() + self.eps);
             }
         }
     }

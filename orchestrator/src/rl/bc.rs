@@ -1,0 +1,210 @@
+//! Behaviour cloning from an HPA baseline (imitation as in DRPC), a warm start before PPO or A2C.
+//!
+//! The HPA controllers drive the training environments for `episodes` episodes; at every decision each service's
+//! move is the HPA's change of desired replicas clipped to −MAX_STEP…+MAX_STEP (so the imitated teacher is the HPA
+//! with a step limit, which is what the action space can express). The actor is then fitted by cross-entropy
+//! under the action masks, and the critic by squared error to the teacher's discounted returns, so policy-gradient
+//! training starts from the teacher's behaviour with a value function that already knows it.
+
+use dfdx::prelude::*;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::HpaPolicy;
+use crate::policy::Policy;
+use crate::policy::hpa::HorizontalPodAutoscaler;
+use crate::rl::env::{ACTIONS_PER_SERVICE, AutoscaleEnv, MAX_STEP};
+use crate::rl::features::GraphObservation;
+use crate::rl::layers::Device;
+use crate::rl::model::ActorCritic;
+use crate::rl::optim::Adam;
+use crate::rl::ppo::PpoError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BcConfig {
+    /// Teacher episodes per environment.
+    pub episodes: usize,
+    /// Passes over the demonstrations.
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Adam step size.
+    pub learning_rate: f32,
+    /// Discount of the teacher's returns the critic is fitted to (as the learner's γ).
+    pub gamma: f32,
+    /// Weight of the critic's squared error.
+    pub vf_coef: f32,
+    pub max_grad_norm: f32,
+    /// Repeat decisions in which the teacher moved some service so they weigh as much as those in which it kept
+    /// every replica count (at most 10 times): an HPA mostly waits, and a clone fitted to the raw counts learns to
+    /// wait always.
+    #[serde(default = "default_true")]
+    pub balance_moves: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for BcConfig {
+    fn default() -> BcConfig {
+        BcConfig {
+            episodes: 2,
+            epochs: 10,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            gamma: 0.99,
+            vf_coef: 0.5,
+            max_grad_norm: 0.5,
+            balance_moves: true,
+        }
+    }
+}
+
+/// The demonstrations: what the teacher saw and did.
+#[derive(Debug, Clone, Default)]
+pub struct Demonstrations {
+    pub observations: Vec<GraphObservation>,
+    pub masks: Vec<Vec<bool>>,
+    pub actions: Vec<Vec<usize>>,
+    pub returns: Vec<f32>,
+}
+
+/// The move index that takes `current` desired replicas toward `target`, clipped to the largest step.
+pub fn move_toward(current: u32, target: u32) -> usize {
+    let delta = (target as i64 - current as i64).clamp(-(MAX_STEP as i64), MAX_STEP as i64);
+    (delta + MAX_STEP as i64) as usize
+}
+
+/// Runs the HPA over every environment for `episodes` episodes each, recording its (clipped) moves.
+pub fn demonstrate(
+    envs: &mut [AutoscaleEnv],
+    manifests: &[HorizontalPodAutoscaler],
+    episodes: usize,
+    gamma: f32,
+) -> Demonstrations {
+    let mut demos = Demonstrations::default();
+    for env in envs.iter_mut() {
+        for _ in 0..episodes {
+            let mut teacher = HpaPolicy::new(env.app(), manifests);
+            let mut observation = env.reset();
+            let mut rewards = Vec::new();
+            loop {
+                let raw = env.raw_observation();
+                let mut targets: Vec<u32> = raw.services.iter().map(|s| s.spec_replicas).collect();
+                for decision in teacher.decide(&raw) {
+                    targets[decision.service] = decision.replicas;
+                }
+                let actions: Vec<usize> =
+                    raw.services.iter().zip(&targets).map(|(s, &t)| move_toward(s.spec_replicas, t)).collect();
+                demos.masks.push(env.action_mask());
+                let step = env.step(&actions);
+                demos.observations.push(std::mem::replace(&mut observation, step.observation));
+                demos.actions.push(actions);
+                rewards.push(step.reward as f32);
+                if step.done {
+                    break;
+                }
+            }
+            let mut future = 0.0;
+            let mut returns = vec![0.0; rewards.len()];
+            for t in (0..rewards.len()).rev() {
+                future = rewards[t] + gamma * future;
+                returns[t] = future;
+            }
+            demos.returns.extend(returns);
+        }
+    }
+    demos
+}
+
+/// Statistics of a cloning run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BcStats {
+    pub samples: usize,
+    /// Mean cross-entropy of the last epoch.
+    pub final_loss: f32,
+    /// Share of demonstrated moves the fitted actor's most likely move matches, per service.
+    pub accuracy: f32,
+}
+
+/// Fits `model` to the demonstrations. A non-finite loss stops with an error before its update is applied.
+pub fn clone_behaviour(
+    model: &mut ActorCritic,
+    demos: &Demonstrations,
+    config: &BcConfig,
+    seed: u64,
+) -> Result<BcStats, PpoError> {
+    let dev = Device::default();
+    let mut adam = Adam::new(&model.parameter_sizes(), config.learning_rate);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut order = training_order(demos, config.balance_moves);
+    let mut final_loss = 0.0;
+    let mut update = 0;
+    for epoch in 0..config.epochs {
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut batches) = (0.0, 0);
+        for chunk in order.chunks(config.batch_size.max(1)) {
+            update += 1;
+            let b = chunk.len();
+            let batch: Vec<&GraphObservation> = chunk.iter().map(|&i| &demos.observations[i]).collect();
+            let masks: Vec<&[bool]> = chunk.iter().map(|&i| demos.masks[i].as_slice()).collect();
+            let actions: Vec<&[usize]> = chunk.iter().map(|&i| demos.actions[i].as_slice()).collect();
+            let returns = dev.tensor_from_vec(chunk.iter().map(|&i| demos.returns[i]).collect(), (b,));
+            let terms = model.policy_terms(&dev, &batch, &masks, &actions);
+            let cross_entropy = terms.log_prob.mean().negate();
+            let value_loss = (terms.values - returns).square().mean();
+            let ce = cross_entropy.array();
+            let loss = cross_entropy + value_loss * config.vf_coef;
+            let loss_value = loss.array();
+            if !loss_value.is_finite() {
+                return Err(PpoError::NonFiniteLoss {
+                    iteration: epoch + 1,
+                    update,
+                    loss: loss_value,
+                    policy: ce,
+                    value: loss_value,
+                });
+            }
+            model.apply_gradients(&loss.backward(), &mut adam, config.max_grad_norm);
+            loss_sum += ce;
+            batches += 1;
+        }
+        final_loss = loss_sum / batches.max(1) as f32;
+    }
+    Ok(BcStats { samples: demos.observations.len(), final_loss, accuracy: accuracy(model, demos) })
+}
+
+/// Sample indices of one epoch: every demonstration once, moves repeated when balancing.
+pub fn training_order(demos: &Demonstrations, balance_moves: bool) -> Vec<usize> {
+    let stay = ACTIONS_PER_SERVICE / 2;
+    let moved: Vec<bool> = demos.actions.iter().map(|a| a.iter().any(|&m| m != stay)).collect();
+    let moves = moved.iter().filter(|&&m| m).count();
+    let repeat = if balance_moves && moves > 0 {
+        ((moved.len() - moves) as f64 / moves as f64).round().clamp(1.0, 10.0) as usize
+    } else {
+        1
+    };
+    let mut order = Vec::new();
+    for (i, &m) in moved.iter().enumerate() {
+        order.extend(std::iter::repeat_n(i, if m { repeat } else { 1 }));
+    }
+    order
+}
+
+/// Share of demonstrated moves that the actor's most likely (masked) move reproduces.
+pub fn accuracy(model: &ActorCritic, demos: &Demonstrations) -> f32 {
+    use crate::rl::distributions::per_service;
+    let dev = Device::default();
+    let (mut right, mut total) = (0usize, 0usize);
+    for ((observation, mask), actions) in demos.observations.iter().zip(&demos.masks).zip(&demos.actions) {
+        let (logits, _) = model.infer(&dev, &[observation]);
+        for (dist, &action) in per_service(&logits, mask, ACTIONS_PER_SERVICE).iter().zip(actions) {
+            right += (dist.mode() == action) as usize;
+            total += 1;
+        }
+    }
+    if total == 0 { 0.0 } else { right as f32 / total as f32 }
+}

@@ -1,0 +1,204 @@
+//! `orch train` and `orch eval`: one training run or one evaluation outside a matrix.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use load_agent::scenario::Scenario;
+
+use crate::app::{AppModel, check_scenario_routes};
+use crate::matrix::{Backend, CELL_FORMAT_VERSION, CellConfig, ResolvedPolicy};
+use crate::rl::checkpoint;
+use crate::rl::spec::{
+    Algo, ModelKind, NetworkSpec, RlPolicyConfig, RlSpec, TrainingConfig, TrainingSpec, WarmStartSpec,
+};
+
+/// Train one RL autoscaler on the simulator and write its checkpoint.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// The app model, e.g. experiments/apps/online-boutique.yaml.
+    #[arg(long)]
+    pub app: PathBuf,
+    /// Training scenario files (repeat for several; episodes draw from them), laid out as the experiments folder
+    /// is: <dir>/<app>/<name>.yaml, e.g. experiments/scenarios/online-boutique/peak.yaml.
+    #[arg(long = "scenario", required = true)]
+    pub scenarios: Vec<PathBuf>,
+    #[arg(long, value_parser = parse_algo, default_value = "ppo")]
+    pub algo: Algo,
+    #[arg(long, value_parser = parse_model, default_value = "gnn")]
+    pub model: ModelKind,
+    /// Environment steps (decisions) of training.
+    #[arg(long)]
+    pub budget: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output folder: model.safetensors, model.json, training.csv.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Load scale range per episode, e.g. 0.5,1.5.
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0, 1.0])]
+    pub scale: Vec<f64>,
+    /// Standard deviation of the per-stage load factor.
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
+    /// The reward as YAML, e.g. "{kind: slo_cost, pod_cost: 1, slo_penalty: 4, failure_penalty: 4}".
+    #[arg(long)]
+    pub reward: Option<String>,
+    /// A hyperparameter override NAME=VALUE (repeatable), e.g. n_steps=120.
+    #[arg(long = "set")]
+    pub hyperparameters: Vec<String>,
+    #[arg(long, default_value_t = 64)]
+    pub hidden: usize,
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 2)]
+    pub envs: usize,
+    /// Behaviour cloning from this HPA manifest before PPO or A2C.
+    #[arg(long)]
+    pub warm_start: Option<PathBuf>,
+}
+
+/// Evaluate a checkpoint in one simulated cell and print its summary as JSON.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The checkpoint's base path (without .safetensors/.json), e.g. models/ob/model.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long)]
+    pub app: PathBuf,
+    #[arg(long)]
+    pub scenario: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+fn parse_algo(s: &str) -> Result<Algo, String> {
+    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("{s:?}: expected ppo, a2c or dqn"))
+}
+
+fn parse_model(s: &str) -> Result<ModelKind, String> {
+    serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("{s:?}: expected gnn or mlp"))
+}
+
+/// Errors of bad arguments or input files, reported with exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+fn load_app_and_scenarios(app: &std::path::Path, scenarios: &[PathBuf]) -> Result<(AppModel, Vec<Scenario>), BadInput> {
+    let app = AppModel::load(app).map_err(|e| BadInput(e.to_string()))?;
+    let mut out = Vec::new();
+    for file in scenarios {
+        let scenario = Scenario::load(file).map_err(|e| BadInput(e.to_string()))?;
+        check_scenario_routes(&app, &scenario, file).map_err(|e| BadInput(e.to_string()))?;
+        out.push(scenario);
+    }
+    Ok((app, out))
+}
+
+/// `orch train`.
+pub fn train(args: &TrainArgs) -> Result<()> {
+    let (app, _) = load_app_and_scenarios(&args.app, &args.scenarios)?;
+    if args.scale.len() != 2 {
+        bail!(BadInput(format!("--scale takes two numbers LOW,HIGH, got {:?}", args.scale)));
+    }
+    let mut hyperparameters = std::collections::BTreeMap::new();
+    for item in &args.hyperparameters {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!(BadInput(format!("--set {item:?}: expected NAME=VALUE")));
+        };
+        let value: serde_json::Value =
+            serde_yaml::from_str(value).map_err(|e| BadInput(format!("--set {item:?}: {e}")))?;
+        hyperparameters.insert(key.to_string(), value);
+    }
+    let reward = match &args.reward {
+        Some(text) => serde_yaml::from_str(text).map_err(|e| BadInput(format!("--reward: {e}")))?,
+        None => Default::default(),
+    };
+    // The scenario files' folder plays the matrix's scenarios directory: <dir>/<app>/<name>.yaml.
+    let names: Vec<String> =
+        args.scenarios.iter().map(|f| f.file_stem().unwrap_or_default().to_string_lossy().into_owned()).collect();
+    let scenario_root = args.scenarios[0].parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default();
+    let warm_start_dir = args.warm_start.as_ref().and_then(|f| f.parent()).and_then(|p| p.parent()).map(PathBuf::from);
+    let spec = RlSpec {
+        algo: args.algo,
+        model: args.model,
+        budget: args.budget,
+        reward,
+        training: TrainingSpec { scenarios: Some(names), scale: [args.scale[0], args.scale[1]], noise: args.noise },
+        hyperparameters,
+        network: NetworkSpec { hidden: args.hidden, layers: args.layers },
+        envs: args.envs,
+        decision_interval_s: 15,
+        apps: None,
+        warm_start: args.warm_start.as_ref().map(|f| WarmStartSpec {
+            manifest: f.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            episodes: None,
+            epochs: None,
+        }),
+    };
+    let command_line = PathBuf::from("command line");
+    let ctx = crate::rl::spec::ResolveContext {
+        matrix_file: &command_line,
+        at: "train",
+        scenarios_dir: &scenario_root,
+        baselines_dir: warm_start_dir.as_deref().unwrap_or(std::path::Path::new(".")),
+        app: &app,
+        matrix_scenarios: &[],
+    };
+    let resolved = crate::rl::spec::resolve("train", Some(&spec), &ctx).map_err(|e| BadInput(e.to_string()))?;
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(args.budget);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} env steps {per_sec}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let outcome = crate::rl::train::train(&resolved.training, &app, args.seed, &args.out, bar.as_ref())?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    println!("{}", serde_json::to_string_pretty(&outcome).context("serializing the outcome")?);
+    Ok(())
+}
+
+/// `orch eval`.
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    let (app, scenarios) = load_app_and_scenarios(&args.app, std::slice::from_ref(&args.scenario))?;
+    let meta = checkpoint::load_meta(&args.checkpoint).map_err(|e| BadInput(e.to_string()))?;
+    crate::rl::policy::RlPolicy::from_checkpoint(&args.checkpoint, &app).map_err(|e| BadInput(e.to_string()))?;
+    // The cell's policy describes the checkpoint as far as its JSON tells (no training scenarios).
+    let training = TrainingConfig {
+        model: match meta.model {
+            checkpoint::ModelSpec::Gnn(_) => ModelKind::Gnn,
+            checkpoint::ModelSpec::Mlp(_) => ModelKind::Mlp,
+        },
+        network: NetworkSpec::default(),
+        algorithm: meta.algorithm.clone(),
+        budget: meta.env_steps,
+        envs: 1,
+        decision_interval_s: meta.env.decision_interval_s,
+        reward: meta.env.reward.clone(),
+        features: meta.env.features.clone(),
+        scenarios: Vec::new(),
+        randomization: Default::default(),
+        warm_start: None,
+    };
+    let config = CellConfig {
+        format_version: CELL_FORMAT_VERSION,
+        backend: Backend::Sim,
+        seed: args.seed,
+        app,
+        scenario: scenarios.into_iter().next().expect("one scenario"),
+        policy: ResolvedPolicy::Rl(Box::new(RlPolicyConfig {
+            name: format!("rl-{}-{}", meta.algorithm.algo().name(), training.model.name()),
+            training,
+            checkpoint: Some(args.checkpoint.clone()),
+        })),
+    };
+    let id = format!("eval.{}.s{}", config.scenario.name, args.seed);
+    let summary = crate::cell::simulate(&id, &config, |_| {}, |_, _, _, _, _| {});
+    println!("{}", serde_json::to_string_pretty(&summary).context("serializing the summary")?);
+    Ok(())
+}
