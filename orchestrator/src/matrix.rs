@@ -9,6 +9,7 @@
 //!   - {name: hpa-cpu-60, kind: hpa, manifest: hpa-cpu-60.yaml}   # baselines/<app>/hpa-cpu-60.yaml
 //!   - {name: static-max, kind: static, replicas: max}
 //! strategy: {max_parallel: 2}
+//! backend: sim                       # or emulated, or a list: [emulated, sim] (see crate::emulated::settings)
 //! ```
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::app::{AppModel, check_scenario_routes};
+use crate::emulated::settings::{self as emulated_settings, EmulatedModel, EmulatedRun, EmulatedSection};
 use crate::policy::hpa::{self, HorizontalPodAutoscaler};
 
 /// Bumped whenever the meaning of a resolved cell config changes, so cell ids change with it.
@@ -32,7 +34,10 @@ pub struct MatrixFile {
     #[serde(default)]
     pub description: String,
     #[serde(default)]
-    pub backend: Backend,
+    pub backend: BackendAxis,
+    /// Settings of emulated cells.
+    #[serde(default)]
+    pub emulated: Option<EmulatedSection>,
     pub seeds: Vec<u64>,
     pub apps: Vec<String>,
     pub scenarios: Vec<String>,
@@ -48,13 +53,61 @@ pub struct MatrixFile {
 pub enum Backend {
     #[default]
     Sim,
+    Emulated,
 }
 
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Sim => "sim",
+            Backend::Emulated => "emulated",
         }
+    }
+}
+
+/// `backend:` as one value or a list; each cell runs on each listed backend (so an emulated cell can have its
+/// simulator twin).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendAxis(pub Vec<Backend>);
+
+impl Default for BackendAxis {
+    fn default() -> Self {
+        BackendAxis(vec![Backend::Sim])
+    }
+}
+
+impl<'de> Deserialize<'de> for BackendAxis {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        let names = match OneOrMany::deserialize(deserializer)
+            .map_err(|_| serde::de::Error::custom("give a backend (sim, emulated) or a list of them"))?
+        {
+            OneOrMany::One(name) => vec![name],
+            OneOrMany::Many(names) => names,
+        };
+        let mut backends = Vec::new();
+        for name in names {
+            let backend = match name.as_str() {
+                "sim" => Backend::Sim,
+                "emulated" => Backend::Emulated,
+                other => {
+                    return Err(serde::de::Error::custom(format!("unknown backend {other:?}: use sim or emulated")));
+                }
+            };
+            if backends.contains(&backend) {
+                return Err(serde::de::Error::custom(format!("backend {name:?} is listed twice")));
+            }
+            backends.push(backend);
+        }
+        if backends.is_empty() {
+            return Err(serde::de::Error::custom("needs at least one backend"));
+        }
+        Ok(BackendAxis(backends))
     }
 }
 
@@ -135,6 +188,9 @@ impl ResolvedPolicy {
 pub struct CellConfig {
     pub format_version: u32,
     pub backend: Backend,
+    /// The emulator's parameters, for emulated cells (absent for others, so their ids do not change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emulated: Option<EmulatedModel>,
     pub seed: u64,
     pub app: AppModel,
     pub scenario: Scenario,
@@ -154,6 +210,8 @@ pub struct Matrix {
     pub name: String,
     pub max_parallel: usize,
     pub cells: Vec<Cell>,
+    /// Where emulated cells get their load from, when any cell is emulated.
+    pub emulated: Option<EmulatedRun>,
 }
 
 impl Matrix {
@@ -191,6 +249,9 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let backends = &file.backend.0;
+    let emulated = emulated_settings::resolve(file.emulated.as_ref(), backends.contains(&Backend::Emulated), path)?;
+    let (emulated_model, emulated_run) = emulated.unzip();
     for (i, policy) in file.policies.iter().enumerate() {
         if !is_id_part(&policy.name) {
             return Err(err(
@@ -231,6 +292,9 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
             }
             let scenario = Scenario::load(&scenario_file)?;
             check_scenario_routes(&app, &scenario, &scenario_file)?;
+            if emulated_model.is_some() {
+                emulated_settings::check_cell(&app, &app_file, &scenario, &scenario_file)?;
+            }
             scenarios.push(scenario);
         }
         let mut policies = Vec::new();
@@ -240,28 +304,31 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         for policy in &policies {
             for scenario in &scenarios {
                 for &seed in &file.seeds {
-                    let config = CellConfig {
-                        format_version: CELL_FORMAT_VERSION,
-                        backend: file.backend,
-                        seed,
-                        app: app.clone(),
-                        scenario: scenario.clone(),
-                        policy: policy.clone(),
-                    };
-                    let id = format!(
-                        "{}.{}.{}.s{}-{}",
-                        app.name,
-                        policy.name(),
-                        scenario.name,
-                        seed,
-                        &config_hash(&config)[..8]
-                    );
-                    cells.push(Cell { id, config });
+                    for &backend in backends {
+                        let config = CellConfig {
+                            format_version: CELL_FORMAT_VERSION,
+                            backend,
+                            emulated: emulated_model.clone().filter(|_| backend == Backend::Emulated),
+                            seed,
+                            app: app.clone(),
+                            scenario: scenario.clone(),
+                            policy: policy.clone(),
+                        };
+                        let id = format!(
+                            "{}.{}.{}.s{}-{}",
+                            app.name,
+                            policy.name(),
+                            scenario.name,
+                            seed,
+                            &config_hash(&config)[..8]
+                        );
+                        cells.push(Cell { id, config });
+                    }
                 }
             }
         }
     }
-    Ok(Matrix { file: path.to_path_buf(), name: file.name, max_parallel, cells })
+    Ok(Matrix { file: path.to_path_buf(), name: file.name, max_parallel, cells, emulated: emulated_run })
 }
 
 fn resolve_policy(

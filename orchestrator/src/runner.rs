@@ -11,7 +11,8 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::SecondMetrics;
-use crate::cell::{CellSummary, simulate};
+use crate::cell::CellSummary;
+use crate::emulated::EmulatedRun;
 use crate::matrix::{Cell, Matrix};
 
 pub struct RunOptions {
@@ -46,7 +47,8 @@ pub fn run_matrix(matrix: &Matrix, options: &RunOptions) -> Result<RunOutcome> {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(cell) = matrix.cells.get(index) else { break };
                     let started = Instant::now();
-                    let result = run_cell(cell, &run_dir.join(&cell.id)).map_err(|e| format!("{e:#}"));
+                    let result =
+                        run_cell(cell, &run_dir.join(&cell.id), matrix.emulated.as_ref()).map_err(|e| format!("{e:#}"));
                     let status = if result.is_ok() { "done" } else { "FAILED" };
                     let line = format!("{status} {} in {:.2}s", cell.id, started.elapsed().as_secs_f64());
                     match &progress {
@@ -94,8 +96,9 @@ fn progress_bar(total: usize) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// Runs one cell into `dir`: config.yaml, run.log, metrics.csv, summary.json.
-pub fn run_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
+/// Runs one cell into `dir`: config.yaml, run.log, metrics.csv, summary.json (an emulated cell adds agents/,
+/// agents.json and emulator.json; `emulated` says where its load comes from).
+pub fn run_cell(cell: &Cell, dir: &Path, emulated: Option<&EmulatedRun>) -> Result<CellSummary> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let config_yaml = load_agent::yaml::to_string(&cell.config).context("serializing the cell config")?;
     write_atomically(&dir.join("config.yaml"), config_yaml.as_bytes())?;
@@ -116,10 +119,13 @@ pub fn run_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
     let mut write_error = None;
     let summary = tracing::subscriber::with_default(subscriber, || {
         tracing::info!(cell = %cell.id, app = %cell.config.app.name, policy = %cell.config.policy.name(),
-            scenario = %cell.config.scenario.name, seed = cell.config.seed, "cell started");
-        let summary = simulate(
+            scenario = %cell.config.scenario.name, seed = cell.config.seed, backend = cell.config.backend.name(),
+            "cell started");
+        let summary = crate::cell::run(
             &cell.id,
             &cell.config,
+            dir,
+            emulated,
             |second| {
                 if write_error.is_none()
                     && let Err(e) = write_metrics_row(&mut metrics, second)
@@ -131,6 +137,13 @@ pub fn run_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
                 tracing::info!(t, service, from, to, reason, "scaled");
             },
         );
+        let summary = match summary {
+            Ok(summary) => summary,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cell failed");
+                return Err(e);
+            }
+        };
         tracing::info!(
             pod_minutes = summary.pod_minutes,
             slo_violation_seconds_pct = summary.slo_violation_seconds_pct,
@@ -138,8 +151,8 @@ pub fn run_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
             scaling_actions = summary.scaling_actions,
             "cell finished"
         );
-        summary
-    });
+        Ok(summary)
+    })?;
     if let Some(e) = write_error {
         return Err(e).context("writing metrics.csv");
     }
