@@ -348,29 +348,50 @@ impl AgentPool {
         std::mem::take(&mut self.shared.state().events)
     }
 
-    /// Stops every run still going on (best effort, a few seconds at most).
+    /// Stops every run still going on (best effort, a few seconds at most) and records the state they stop in.
     pub fn stop_all(&self) {
-        let targets: Vec<(AgentClient, String)> = {
+        let targets: Vec<(usize, AgentClient, String)> = {
             let state = self.shared.state();
             state
                 .runs
                 .iter()
-                .filter(|r| !r.lost && r.over.is_none())
-                .map(|r| (self.shared.agents[r.agent].client.clone(), r.run_id.clone()))
+                .enumerate()
+                .filter(|(_, r)| !r.lost && r.over.is_none())
+                .map(|(i, r)| (i, self.shared.agents[r.agent].client.clone(), r.run_id.clone()))
                 .collect()
         };
         if targets.is_empty() {
             return;
         }
-        self.runtime.block_on(async {
+        let stopped: Vec<(usize, RunStatus)> = self.runtime.block_on(async {
             let mut stops = JoinSet::new();
-            for (client, run) in targets {
+            for (index, client, run) in targets {
                 stops.spawn(async move {
-                    let _ = tokio::time::timeout(POLL_TIMEOUT, client.stop(&run)).await;
+                    match tokio::time::timeout(POLL_TIMEOUT, client.stop(&run)).await {
+                        Ok(Ok(status)) => Some((index, status)),
+                        _ => None,
+                    }
                 });
             }
-            while stops.join_next().await.is_some() {}
+            let mut out = Vec::new();
+            while let Some(result) = stops.join_next().await {
+                if let Ok(Some(stopped)) = result {
+                    out.push(stopped);
+                }
+            }
+            out
         });
+        let mut state = self.shared.state();
+        for (index, status) in stopped {
+            let run = &mut state.runs[index];
+            run.over = Some(if status.state.is_over() { status.state } else { RunState::Stopped });
+            run.last = RunFigures {
+                requests: status.requests,
+                failures: status.failures,
+                users: status.users,
+                windows_closed: status.windows_closed,
+            };
+        }
     }
 
     /// Stops the poller, downloads each run's Locust CSVs into `agents_dir/<agent>/` (a takeover run's into
