@@ -17,7 +17,7 @@ use load_agent::stats::Entry;
 use tokio::runtime::Runtime;
 
 use super::server::Emulator;
-use crate::agents::merge::{MergedWindow, Merger, slower_than};
+use crate::agents::merge::{Merger, SecondLoad};
 use crate::agents::pool::{AgentPool, Plan, PoolEvent};
 use crate::backend::{ClusterBackend, Observation, RunLatency, SecondMetrics, ServiceSecond};
 use crate::matrix::CellConfig;
@@ -41,10 +41,9 @@ pub struct EmulatedBackend {
     duration_s: u64,
     pending: VecDeque<PendingRow>,
     merger: Merger,
-    current: Option<MergedWindow>,
+    current: Option<SecondLoad>,
     /// The next agent window to merge.
     next_window: u64,
-    slo_threshold_ms: f64,
     slo_fraction: f64,
     failure: Option<String>,
     buffered: VecDeque<SecondMetrics>,
@@ -89,10 +88,9 @@ impl EmulatedBackend {
             duration_s: (plan.scenario.duration_s() * time_scale).round() as u64,
             plan,
             pending: VecDeque::new(),
-            merger: Merger::new(slo_names),
+            merger: Merger::new(slo_names, app.slo.threshold_ms),
             current: None,
             next_window: 0,
-            slo_threshold_ms: app.slo.threshold_ms,
             slo_fraction: app.slo.percentile / 100.0,
             failure: None,
             buffered: VecDeque::new(),
@@ -172,20 +170,19 @@ impl EmulatedBackend {
     }
 
     fn row(&self, pending: PendingRow) -> SecondMetrics {
-        let merged = self.current.as_ref().expect("merged before any row");
-        let (total, slo) = (&merged.total, &merged.slo);
-        let slo_requests = slo.requests as f64;
+        let load = self.current.as_ref().expect("merged before any row");
+        let slo_requests = load.slo_requests as f64;
         // Failed requests count as slow; one both failed and slow is counted twice, capped at the requests.
-        let bad = (slo.failures + slower_than(slo, self.slo_threshold_ms)).min(slo.requests) as f64;
+        let bad = (load.slo_failures + load.slo_slow).min(load.slo_requests) as f64;
         SecondMetrics {
             time_s: pending.time_s,
-            users: merged.users as f64,
-            offered_rps: total.requests as f64,
-            achieved_rps: (total.requests - total.failures) as f64,
-            failures: total.failures as f64,
-            slo_p50_ms: slo.percentile_ms(0.50),
-            slo_p95_ms: slo.percentile_ms(0.95),
-            slo_p99_ms: slo.percentile_ms(0.99),
+            users: load.users as f64,
+            offered_rps: load.requests as f64,
+            achieved_rps: (load.requests - load.failures) as f64,
+            failures: load.failures as f64,
+            slo_p50_ms: load.slo_p50_ms,
+            slo_p95_ms: load.slo_p95_ms,
+            slo_p99_ms: load.slo_p99_ms,
             slo_violated: slo_requests > 0.0 && bad / slo_requests > 1.0 - self.slo_fraction,
             slo_requests,
             slo_bad_requests: bad,
