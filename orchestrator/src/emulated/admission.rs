@@ -4,6 +4,9 @@
 //!
 //! Capacity changes as pods become ready or go away. A shrink never interrupts calls in progress: it only stops
 //! admitting until they finish (a terminating pod drains its requests).
+//!
+//! The CPU a call used is counted as it leaves, under the lock already taken, so the hot path touches no other
+//! shared counter.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -41,6 +44,8 @@ impl Refusal {
 struct State {
     capacity: u32,
     in_use: u32,
+    /// CPU time served, in nanoseconds.
+    busy_cpu_ns: u64,
     /// Each waiter gets `true` when admitted, `false` when the service lost all its pods.
     waiters: VecDeque<oneshot::Sender<bool>>,
 }
@@ -62,14 +67,22 @@ pub struct Admission {
     state: Mutex<State>,
 }
 
-/// A held slot; dropping it lets the next waiter in.
+/// A held slot; [`Permit::finish`] (or dropping it, when the call was cut off) lets the next waiter in.
 pub struct Permit<'a> {
     admission: &'a Admission,
+    cpu_ns: u64,
+}
+
+impl Permit<'_> {
+    /// Leaves the pod, having used `cpu_ns` of CPU.
+    pub fn finish(mut self, cpu_ns: u64) {
+        self.cpu_ns = cpu_ns;
+    }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        self.admission.release();
+        self.admission.release(self.cpu_ns);
     }
 }
 
@@ -88,7 +101,7 @@ impl Drop for Waiting<'_> {
         }
         self.receiver.close();
         if let Ok(true) = self.receiver.try_recv() {
-            self.admission.release();
+            self.admission.release(0);
         }
     }
 }
@@ -107,7 +120,7 @@ impl Admission {
             }
             if state.in_use < state.capacity && state.waiters.is_empty() {
                 state.in_use += 1;
-                return Ok(Permit { admission: self });
+                return Ok(Permit { admission: self, cpu_ns: 0 });
             }
             let (sender, receiver) = oneshot::channel();
             state.waiters.push_back(sender);
@@ -118,7 +131,7 @@ impl Admission {
             answer = &mut waiting.receiver => {
                 waiting.settled = true;
                 match answer {
-                    Ok(true) => Ok(Permit { admission: self }),
+                    Ok(true) => Ok(Permit { admission: self, cpu_ns: 0 }),
                     Ok(false) | Err(_) => Err(Refusal::NoEndpoints),
                 }
             }
@@ -126,9 +139,10 @@ impl Admission {
         }
     }
 
-    fn release(&self) {
+    fn release(&self, cpu_ns: u64) {
         let mut state = self.lock();
         state.in_use = state.in_use.saturating_sub(1);
+        state.busy_cpu_ns += cpu_ns;
         state.admit_waiters();
     }
 
@@ -149,6 +163,11 @@ impl Admission {
     pub fn load(&self) -> (u32, usize) {
         let state = self.lock();
         (state.in_use, state.waiters.len())
+    }
+
+    /// CPU time served so far, in nanoseconds.
+    pub fn busy_cpu_ns(&self) -> u64 {
+        self.lock().busy_cpu_ns
     }
 }
 
@@ -172,9 +191,10 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(admission.load(), (1, 1));
-        drop(first);
+        first.finish(1_500);
         assert_eq!(queued.await.unwrap(), Ok(()));
         assert_eq!(admission.load(), (0, 0));
+        assert_eq!(admission.busy_cpu_ns(), 1_500);
     }
 
     #[tokio::test]

@@ -142,7 +142,6 @@ async fn serve(
     let node = &cluster.app.nodes[node];
     let service = &cluster.services[node.service];
     service.calls.fetch_add(1, Ordering::Relaxed);
-    service.in_flight.fetch_add(1, Ordering::Relaxed);
     let result = async {
         if Instant::now() >= deadline {
             return Err(Refusal::Timeout);
@@ -152,13 +151,10 @@ async fn serve(
         let u: f64 = rng.r#gen();
         let hold_s = -node.mean_hold_s * (1.0 - u).ln();
         pacer.hold(Duration::from_secs_f64(hold_s)).await;
-        drop(permit);
-        let cpu_ns = hold_s * node.cores_while_held * 1e9;
-        service.busy_cpu_ns.fetch_add(cpu_ns as u64, Ordering::Relaxed);
+        permit.finish((hold_s * node.cores_while_held * 1e9) as u64);
         Ok(())
     }
     .await;
-    service.in_flight.fetch_sub(1, Ordering::Relaxed);
     if result.is_err() {
         service.failures.fetch_add(1, Ordering::Relaxed);
     }
@@ -220,12 +216,7 @@ mod tests {
         assert_eq!(calls("productcatalogservice"), 3);
         assert_eq!(calls("redis-cart"), 1);
         assert_eq!(calls("paymentservice"), 0);
-        assert!(
-            cluster
-                .services
-                .iter()
-                .all(|s| s.busy_cpu_ns.load(Ordering::Relaxed) > 0 || s.calls.load(Ordering::Relaxed) == 0)
-        );
+        assert!(cluster.services.iter().all(|s| s.admission.busy_cpu_ns() > 0 || s.calls.load(Ordering::Relaxed) == 0));
     }
 
     #[tokio::test]
@@ -239,7 +230,7 @@ mod tests {
         assert_eq!(cluster.services[shipping].failures.load(Ordering::Relaxed), 1);
         // The frontend's call recorded the failure too, as 503.
         let entry = cluster.app.nodes[cluster.app.routes[cart].root].edge;
-        assert_eq!(cluster.telemetry.edges[entry].codes[2].requests.load(Ordering::Relaxed), 1);
+        assert_eq!(cluster.telemetry.edges[entry].codes[2].requests(), 1);
 
         let cluster = boutique(1);
         let frontend = cluster.app.service_index("frontend").unwrap();

@@ -96,7 +96,7 @@ fn emulator_report(emulator: &Emulator) -> EmulatorReport {
                 name: spec.name.clone(),
                 calls: runtime.calls.load(Ordering::Relaxed),
                 refused: runtime.failures.load(Ordering::Relaxed),
-                cpu_seconds: runtime.busy_cpu_ns.load(Ordering::Relaxed) as f64 / 1e9,
+                cpu_seconds: runtime.admission.busy_cpu_ns() as f64 / 1e9,
             })
             .collect(),
     }

@@ -7,7 +7,7 @@
 //! wall time, because requests run in real time.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -24,14 +24,19 @@ use crate::sim::METRICS_WINDOW_S;
 /// What a service's calls update on the hot path.
 #[derive(Default)]
 pub struct ServiceRuntime {
+    /// Slots, the queue, and the CPU time served.
     pub admission: Admission,
     /// Calls that arrived, and those refused (no endpoints or timed out).
     pub calls: AtomicU64,
     pub failures: AtomicU64,
+}
+
+impl ServiceRuntime {
     /// Calls waiting for or holding a pod.
-    pub in_flight: AtomicI64,
-    /// CPU time served, in nanoseconds.
-    pub busy_cpu_ns: AtomicU64,
+    pub fn in_flight(&self) -> u64 {
+        let (in_use, waiting) = self.admission.load();
+        in_use as u64 + waiting as u64
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -162,7 +167,7 @@ impl Cluster {
                 control.next_pod_id += 1;
             }
             deployment.desired = count;
-            deployment.busy_seen_ns = self.services[index].busy_cpu_ns.load(Ordering::Relaxed);
+            deployment.busy_seen_ns = self.services[index].admission.busy_cpu_ns();
             deployment.window_sum_m = 0.0;
             deployment.reported_m = None;
             deployment.reported_at_s = 0;
@@ -216,7 +221,7 @@ impl Cluster {
             let spec = &self.app.services[index];
             let runtime = &self.services[index];
             runtime.admission.set_capacity(self.capacity_of(deployment, now_s));
-            let busy = runtime.busy_cpu_ns.load(Ordering::Relaxed);
+            let busy = runtime.admission.busy_cpu_ns();
             let busy_cpu_s = busy.saturating_sub(deployment.busy_seen_ns) as f64 / 1e9;
             deployment.busy_seen_ns = busy;
             let ready = deployment.pods.iter().filter(|p| p.is_ready(now_s)).count();
@@ -226,11 +231,12 @@ impl Cluster {
                     pod.cpu_seconds += per_pod_cpu_s;
                 }
             }
-            // As the simulator: the mean per ready pod, idle burn included.
+            // As the simulator: the mean per ready pod, idle burn included. CPU is counted when a hold ends, so
+            // a long hold lands in one tick: cap at the limit, which a pod's cgroup never exceeds.
             let busy_m = busy_cpu_s / dt * 1000.0;
             let ready_f = ready.max(1) as f64;
-            deployment.window_sum_m += (busy_m + spec.idle_m * ready as f64) / ready_f;
-            let in_flight = runtime.in_flight.load(Ordering::Relaxed).max(0) as f64;
+            deployment.window_sum_m += ((busy_m + spec.idle_m * ready as f64) / ready_f).min(spec.limit_m);
+            let in_flight = runtime.in_flight() as f64;
             deployment.memory_mib = spec.memory_base_mib + spec.memory_per_inflight_mib * in_flight / ready_f;
             if time_s > 0 && time_s.is_multiple_of(METRICS_WINDOW_S) {
                 deployment.reported_m = Some(deployment.window_sum_m / METRICS_WINDOW_S as f64);
@@ -391,13 +397,14 @@ mod tests {
         assert_eq!(names, ["frontend-0".to_string(), format!("frontend-{first_new}")]);
     }
 
-    #[test]
-    fn metrics_server_publishes_window_means_for_pods_that_served_a_whole_window() {
+    #[tokio::test]
+    async fn metrics_server_publishes_window_means_for_pods_that_served_a_whole_window() {
         let cluster = boutique();
         let frontend = cluster.app.service_index("frontend").unwrap();
+        let far = Instant::now() + std::time::Duration::from_secs(10);
         for t in 1..=15 {
             // 0.1 CPU-seconds per tick on the one pod.
-            cluster.services[frontend].busy_cpu_ns.fetch_add(100_000_000, Ordering::Relaxed);
+            cluster.services[frontend].admission.acquire(far).await.unwrap().finish(100_000_000);
             cluster.tick(t);
         }
         let observation = cluster.observe();

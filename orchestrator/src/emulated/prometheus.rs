@@ -48,7 +48,7 @@ pub fn render(cluster: &Cluster) -> String {
     out.push_str("# TYPE istio_requests_total counter\n");
     for (e, stats) in cluster.telemetry.edges.iter().enumerate() {
         for (c, code) in CODES.iter().enumerate() {
-            let requests = stats.codes[c].requests.load(std::sync::atomic::Ordering::Relaxed);
+            let requests = stats.codes[c].requests();
             if requests > 0 {
                 let _ = writeln!(out, "istio_requests_total{{{}}} {requests}", edge_labels(e, *code));
             }

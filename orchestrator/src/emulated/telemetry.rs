@@ -24,23 +24,25 @@ fn counters<const N: usize>() -> [AtomicU64; N] {
 
 /// One response code's figures on one edge.
 pub struct CodeStats {
-    pub requests: AtomicU64,
-    /// Per bucket (not cumulative); the last is +Inf.
+    /// Per bucket (not cumulative); the last is +Inf. Their sum is the request count.
     pub buckets: [AtomicU64; BUCKETS],
     pub sum_us: AtomicU64,
 }
 
 impl CodeStats {
     fn new() -> CodeStats {
-        CodeStats { requests: AtomicU64::new(0), buckets: counters(), sum_us: AtomicU64::new(0) }
+        CodeStats { buckets: counters(), sum_us: AtomicU64::new(0) }
     }
 
     fn record(&self, elapsed: Duration) {
         let ms = elapsed.as_secs_f64() * 1000.0;
         let bucket = DURATION_BUCKETS_MS.partition_point(|&le| le < ms);
-        self.requests.fetch_add(1, Ordering::Relaxed);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
     /// Cumulative bucket counts, as Prometheus histograms print them.
@@ -90,7 +92,7 @@ impl Telemetry {
 
     /// Calls that reached `edge`'s destination, every code (for rates).
     pub fn edge_requests(&self, edge: usize) -> u64 {
-        self.edges[edge].codes.iter().map(|c| c.requests.load(Ordering::Relaxed)).sum()
+        self.edges[edge].codes.iter().map(CodeStats::requests).sum()
     }
 
     /// Per-bucket counts over every code of the edges into `destination` (for latency quantiles).
