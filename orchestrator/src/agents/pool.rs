@@ -80,7 +80,12 @@ struct RunSlot {
     generator_suspect: Option<String>,
     error: Option<String>,
     files: Vec<String>,
+    /// When the run was meant to start (Unix ms), until its start has been checked.
+    start_due_unix_ms: Option<u64>,
 }
+
+/// A run that starts further than this from the common start has its windows shifted: say so.
+const START_TOLERANCE_MS: u64 = 200;
 
 impl RunSlot {
     fn done(&self) -> bool {
@@ -269,7 +274,11 @@ impl AgentPool {
         let mut state = self.shared.state();
         for (index, result) in created {
             match result {
-                Ok(run_id) => state.runs.push(RunSlot::new(index, run_id, index as u32, count, 0, None, origin)),
+                Ok(run_id) => {
+                    let mut run = RunSlot::new(index, run_id, index as u32, count, 0, None, origin);
+                    run.start_due_unix_ms = Some(origin_unix_ms);
+                    state.runs.push(run);
+                }
                 Err(e) => {
                     let what = if e.status() == Some(409) { "is busy" } else { "refused the run" };
                     failure.get_or_insert(format!("{} {what}: {}", self.shared.describe(index), preflight::strip(&e)));
@@ -520,6 +529,7 @@ impl RunSlot {
             generator_suspect: None,
             error: None,
             files: Vec::new(),
+            start_due_unix_ms: None,
         }
     }
 }
@@ -694,10 +704,22 @@ async fn poll_once(shared: &Arc<Shared>, started: &Started) {
                         users: status.users,
                         windows_closed: status.windows_closed,
                     };
-                    let mut event = None;
+                    let mut events = Vec::new();
+                    if let (Some(due), Some(started)) = (run.start_due_unix_ms, status.started_at_unix_ms) {
+                        run.start_due_unix_ms = None;
+                        if started.abs_diff(due) > START_TOLERANCE_MS {
+                            events.push(format!(
+                                "{}: started {} ms {} the common start (a late start or its clock is off): its \
+                                 windows are shifted by that much",
+                                shared.describe(run.agent),
+                                started.abs_diff(due),
+                                if started > due { "after" } else { "before" }
+                            ));
+                        }
+                    }
                     if status.health.suspect && run.generator_suspect.is_none() {
                         let reason = status.health.reason.clone().unwrap_or_else(|| "saturated".into());
-                        event = Some(format!(
+                        events.push(format!(
                             "{}: the generator is saturated, its latencies are suspect: {reason}",
                             shared.describe(run.agent)
                         ));
@@ -713,7 +735,7 @@ async fn poll_once(shared: &Arc<Shared>, started: &Started) {
                             newly_lost.push((run.agent, format!("its run ended early: {why}")));
                         }
                     }
-                    if let Some(message) = event {
+                    for message in events {
                         state.events.push(PoolEvent { warning: true, message });
                     }
                 }
@@ -866,7 +888,7 @@ async fn handle_loss(shared: &Arc<Shared>, started: &Started, agent: usize, reas
             Some((survivor, run_id)) => {
                 let name = shared.agents[agent].name.clone();
                 let mut state = shared.state();
-                let slot = RunSlot::new(
+                let mut slot = RunSlot::new(
                     survivor,
                     run_id.clone(),
                     agent_index,
@@ -875,6 +897,7 @@ async fn handle_loss(shared: &Arc<Shared>, started: &Started, agent: usize, reas
                     Some(name),
                     started.origin + Duration::from_secs_f64(from),
                 );
+                slot.start_due_unix_ms = start.start_at_unix_ms;
                 state.runs.push(slot);
                 accounts.push(format!(
                     "users {agent_index} of every {agent_count} moved to {} (run {run_id}) from second {from:.0} \
