@@ -19,7 +19,7 @@ fn in_process(matrix: &Matrix, out: &Path) -> f64 {
         for _ in 0..matrix.max_parallel {
             scope.spawn(|| {
                 while let Some(cell) = matrix.cells.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    run_cell(cell, &out.join(&cell.id)).expect("cell runs");
+                    run_cell(cell, &out.join(&cell.id), None).expect("cell runs");
                 }
             });
         }

@@ -79,5 +79,19 @@ pub trait ClusterBackend {
     fn scale(&mut self, service: usize, replicas: u32);
     /// Runs one second of load; `None` once the scenario has ended.
     fn advance(&mut self) -> Option<SecondMetrics>;
+    /// Moves the backend's clock one second on and pushes the rows of seconds whose measurements are complete,
+    /// oldest first; false once the scenario has ended (rows pushed then are the last). A backend whose
+    /// measurements of a second arrive after it (load agents close a second's window once it is over) hands its
+    /// rows over later, but in order and one per second, while decisions stay on its clock. The default suits
+    /// backends whose rows are complete at once: one [`ClusterBackend::advance`] per tick.
+    fn tick(&mut self, rows: &mut Vec<SecondMetrics>) -> bool {
+        match self.advance() {
+            Some(row) => {
+                rows.push(row);
+                true
+            }
+            None => false,
+        }
+    }
     fn run_latency(&self) -> RunLatency;
 }

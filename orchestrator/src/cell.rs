@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{ClusterBackend, SecondMetrics};
-use crate::matrix::{CellConfig, ResolvedPolicy};
+use crate::emulated::EmulatedRun;
+use crate::matrix::{Backend, CellConfig, ResolvedPolicy};
 use crate::policy::{HpaPolicy, Policy, StaticPolicy};
 use crate::sim::Simulator;
 
@@ -15,6 +16,9 @@ pub struct CellSummary {
     pub policy: String,
     pub scenario: String,
     pub seed: u64,
+    /// The backend the cell ran on (`sim`, `emulated`); summaries written before it existed are `sim`.
+    #[serde(default = "sim")]
+    pub backend: String,
     pub duration_s: u64,
     /// Area under the ready-pod curve, summed over services.
     pub pod_minutes: f64,
@@ -37,6 +41,10 @@ pub struct CellSummary {
     pub mean_achieved_rps: f64,
     /// Changes of a deployment's desired replicas.
     pub scaling_actions: u64,
+}
+
+fn sim() -> String {
+    Backend::Sim.name().to_string()
 }
 
 /// Running totals from which the summary is computed.
@@ -69,22 +77,57 @@ pub fn build_policy(config: &CellConfig) -> Box<dyn Policy> {
     }
 }
 
+/// Runs a cell on the backend its config names; an emulated cell writes its agents' files into `dir` and needs the
+/// run's agent settings.
+pub fn run(
+    id: &str,
+    config: &CellConfig,
+    dir: &std::path::Path,
+    emulated: Option<&EmulatedRun>,
+    on_second: impl FnMut(&SecondMetrics),
+    on_scale: impl FnMut(u64, &str, u32, u32, &str),
+) -> anyhow::Result<CellSummary> {
+    match config.backend {
+        Backend::Sim => Ok(simulate(id, config, on_second, on_scale)),
+        Backend::Emulated => {
+            let run =
+                emulated.ok_or_else(|| anyhow::anyhow!("an emulated cell needs the matrix's emulated settings"))?;
+            crate::emulated::cell::run_cell(id, config, run, dir, on_second, on_scale)
+        }
+    }
+}
+
 /// Runs a cell on the simulator, handing every second to `on_second` and each scaling action to `on_scale`.
 pub fn simulate(
     id: &str,
     config: &CellConfig,
-    mut on_second: impl FnMut(&SecondMetrics),
-    mut on_scale: impl FnMut(u64, &str, u32, u32, &str),
+    on_second: impl FnMut(&SecondMetrics),
+    on_scale: impl FnMut(u64, &str, u32, u32, &str),
 ) -> CellSummary {
     let mut backend = Simulator::new(&config.app, &config.scenario, config.seed);
     let mut policy = build_policy(config);
+    drive(id, config, &mut backend, policy.as_mut(), on_second, on_scale)
+}
+
+/// Runs a cell on `backend`: the policy decides every `interval_s` seconds of the backend's clock, rows arrive
+/// as the backend completes them.
+pub fn drive(
+    id: &str,
+    config: &CellConfig,
+    backend: &mut dyn ClusterBackend,
+    policy: &mut dyn Policy,
+    mut on_second: impl FnMut(&SecondMetrics),
+    mut on_scale: impl FnMut(u64, &str, u32, u32, &str),
+) -> CellSummary {
     backend.reset(&policy.initial_replicas());
     let interval = policy.interval_s();
     let cpu_requests_m: Vec<f64> = config.app.services.iter().map(|s| s.cpu.request_m).collect();
     let mut totals = Totals::default();
     let mut scaling_actions = 0;
+    let mut rows = Vec::new();
+    let mut clock = 0u64;
     loop {
-        let now = totals.seconds;
+        let now = clock;
         if interval != u64::MAX && now.is_multiple_of(interval) {
             let observation = backend.observe();
             for decision in policy.decide(&observation) {
@@ -102,19 +145,25 @@ pub fn simulate(
                 }
             }
         }
-        let Some(second) = backend.advance() else { break };
-        totals.seconds += 1;
-        for (service, request_m) in second.services.iter().zip(&cpu_requests_m) {
-            totals.ready_pod_seconds += service.ready as f64;
-            totals.requested_core_seconds += service.pods as f64 * request_m / 1000.0;
+        let running = backend.tick(&mut rows);
+        for second in rows.drain(..) {
+            totals.seconds += 1;
+            for (service, request_m) in second.services.iter().zip(&cpu_requests_m) {
+                totals.ready_pod_seconds += service.ready as f64;
+                totals.requested_core_seconds += service.pods as f64 * request_m / 1000.0;
+            }
+            totals.violated_seconds += second.slo_violated as u64;
+            totals.slo_requests += second.slo_requests;
+            totals.slo_bad_requests += second.slo_bad_requests;
+            totals.offered += second.offered_rps;
+            totals.achieved += second.achieved_rps;
+            totals.failures += second.failures;
+            on_second(&second);
         }
-        totals.violated_seconds += second.slo_violated as u64;
-        totals.slo_requests += second.slo_requests;
-        totals.slo_bad_requests += second.slo_bad_requests;
-        totals.offered += second.offered_rps;
-        totals.achieved += second.achieved_rps;
-        totals.failures += second.failures;
-        on_second(&second);
+        if !running {
+            break;
+        }
+        clock += 1;
     }
     let latency = backend.run_latency();
     let pct = |part: f64, whole: f64| if whole > 0.0 { 100.0 * part / whole } else { 0.0 };
@@ -125,6 +174,7 @@ pub fn simulate(
         policy: config.policy.name().to_string(),
         scenario: config.scenario.name.clone(),
         seed: config.seed,
+        backend: config.backend.name().to_string(),
         duration_s: totals.seconds,
         pod_minutes: totals.ready_pod_seconds / 60.0,
         cpu_core_hours: totals.requested_core_seconds / 3600.0,

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
+use crate::emulated::EmulatedRun;
 use crate::fault::{Fault, FaultPlan};
 use crate::matrix::{self, Cell};
 use crate::run_folder::{self, CellState, CellStatus, LOG_TAIL_LINES};
@@ -30,7 +31,7 @@ pub const EXIT_CANCELLED: i32 = 130;
 
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a cancelled cell may take to wind down (stop remote load, flush files) before it exits anyway.
-pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
+pub const CANCEL_GRACE: Duration = Duration::from_secs(6);
 
 /// An error worth retrying: the cell itself is fine, something around it failed (a backend that did not answer,
 /// a lost connection). Cell code returns it (inside an anyhow chain) to ask for a retry.
@@ -155,7 +156,8 @@ pub fn run(run_dir: &Path, cell_id: &str, attempt: u32) -> i32 {
             let _ = run_folder::append_event(&dir, "fault_injected", fields);
             inject(fault, attempt, &shared)?;
         }
-        runner::execute_cell(&cell, &dir)
+        let emulated = emulated_run(run_dir, &cell)?;
+        runner::execute_cell(&cell, &dir, emulated.as_ref())
     }));
     let (state, error, code) = match result {
         Ok(Ok(_)) => (CellState::Succeeded, None, EXIT_SUCCEEDED),
@@ -174,6 +176,16 @@ pub fn run(run_dir: &Path, cell_id: &str, attempt: u32) -> i32 {
         }
     };
     if shared.finish(state, error) { code } else { EXIT_CANCELLED }
+}
+
+/// Where an emulated cell gets its load: what `orch run` recorded in the run folder.
+fn emulated_run(run_dir: &Path, cell: &Cell) -> Result<Option<EmulatedRun>> {
+    if cell.config.backend != crate::matrix::Backend::Emulated {
+        return Ok(None);
+    }
+    let file = run_dir.join(crate::emulated::settings::RUN_FILE);
+    let run = run_folder::read_json(&file).context("reading the run's emulated settings")?;
+    Ok(Some(run))
 }
 
 fn load_cell(dir: &Path, cell_id: &str) -> Result<Cell> {

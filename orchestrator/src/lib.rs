@@ -3,14 +3,17 @@
 //! Data flow: [`matrix`] parses and resolves a matrix into cells ([`combinations`] expands include/exclude);
 //! [`runner`] plans them into a run folder ([`run_folder`]) and resumes it; the [`supervisor`] runs each cell as an
 //! `orch cell` process ([`cell_process`]) with timeouts, retries and cancellation; each cell ([`cell`]) drives a
-//! [`backend`] (the embedded [`sim`]ulator) with a [`policy`] and summarises the run.
+//! [`backend`] (the embedded [`sim`]ulator, or the [`emulated`] app under real load from [`agents`]) with a
+//! [`policy`] and summarises the run; [`report`] renders the run folder as HTML.
 
+pub mod agents;
 pub mod app;
 pub mod backend;
 pub mod cell;
 pub mod cell_process;
 pub mod combinations;
 pub mod duration;
+pub mod emulated;
 pub mod fault;
 pub mod inspect;
 pub mod interrupt;

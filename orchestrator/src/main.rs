@@ -60,7 +60,11 @@ enum Command {
         /// Cells run at once [default: the matrix's strategy.max_parallel, else the number of cores].
         #[arg(long)]
         max_parallel: Option<usize>,
+        #[command(flatten)]
+        agents: AgentArgs,
     },
+    /// Serve an app model as the emulated backend does, on its own, until Ctrl-C (for load tests and benchmarks).
+    Emulate(EmulateArgs),
     /// List the cells of a matrix without running them.
     Plan { matrix: PathBuf },
     /// Show where each cell of a run stands: state, attempt, time, heartbeat of running cells, error.
@@ -95,6 +99,44 @@ enum Command {
     Train(orchestrator::rl::cli::TrainArgs),
     /// Evaluate an RL checkpoint in one simulated cell.
     Eval(orchestrator::rl::cli::EvalArgs),
+}
+
+/// Where emulated cells get their load.
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// Load agents for emulated cells, comma-separated base URLs (replaces the matrix's emulated.agents; their
+    /// token comes from the variable emulated.agents.token_env names, ORCH_AGENT_TOKEN by default).
+    #[arg(long, env = "ORCH_AGENTS", value_name = "URL,...")]
+    agents: Option<String>,
+    /// The load-agent binary for local agents [default: ORCH_LOAD_AGENT_BIN, else next to orch].
+    #[arg(long, value_name = "PATH")]
+    load_agent_bin: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct EmulateArgs {
+    /// The app model, e.g. experiments/apps/online-boutique.yaml.
+    app: PathBuf,
+    /// Where the app listens (HTTP, or RESP for a Redis app).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Where the pod-control API and /metrics listen.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    control_listen: std::net::SocketAddr,
+    /// Emulated seconds per wall second of control time (pod start-up, metrics windows).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Requests one pod serves at once.
+    #[arg(long, default_value_t = 1)]
+    pod_concurrency: u32,
+    /// Replicas every deployment starts with: initial (the model's), max, or a number (within each one's bounds).
+    #[arg(long, default_value = "initial")]
+    replicas: orchestrator::emulated::standalone::StartReplicas,
+    /// Seconds a request may take inside the app before it fails with 504.
+    #[arg(long, default_value_t = 10.0)]
+    request_timeout: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 /// Exit code for bad input: nothing was written.
@@ -163,7 +205,8 @@ fn main() -> ExitCode {
         Command::Cell { run_dir, cell, attempt } => {
             std::process::exit(cell_process::run(&run_dir, &cell, attempt));
         }
-        Command::Run { matrix, tag, resume, force, retry_failed, filter, only, logs_dir, max_parallel } => {
+        Command::Emulate(args) => emulate(args),
+        Command::Run { matrix, tag, resume, force, retry_failed, filter, only, logs_dir, max_parallel, agents } => {
             let matrix_file = match (matrix, &resume) {
                 (Some(file), _) => file,
                 (None, Some(tag)) => match run_folder::read_json::<RunInfo>(&logs_dir.join(tag).join(RUN_JSON)) {
@@ -176,6 +219,9 @@ fn main() -> ExitCode {
                 Ok(m) => m,
                 Err(e) => return config_error(e),
             };
+            if let Err(e) = apply_agent_args(&mut matrix, agents) {
+                return config_error(e);
+            }
             match max_parallel {
                 Some(0) => return config_error("--max-parallel must be at least 1"),
                 Some(n) => matrix.max_parallel = n,
@@ -291,6 +337,70 @@ fn rl_exit(result: anyhow::Result<()>) -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+/// Applies --agents / ORCH_AGENTS and --load-agent-bin, then checks remote agents before anything is written.
+fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> {
+    let Some(mut run) = matrix.emulated.take() else {
+        return match (args.agents, args.load_agent_bin) {
+            (None, None) => Ok(()),
+            // ORCH_AGENTS set in the environment is no error for a matrix without emulated cells.
+            _ if std::env::var_os("ORCH_AGENTS").is_some() => Ok(()),
+            _ => Err("--agents and --load-agent-bin are for emulated cells; this matrix has none".into()),
+        };
+    };
+    if let Some(list) = args.agents {
+        run = run.with_agent_urls(orchestrator::emulated::settings::parse_agent_list(&list, "--agents")?);
+    }
+    run.load_agent_bin = args.load_agent_bin;
+    let users = matrix
+        .cells
+        .iter()
+        .filter(|c| c.config.backend == orchestrator::matrix::Backend::Emulated)
+        .map(|c| orchestrator::agents::peak_users(&c.config.scenario.shape))
+        .max()
+        .unwrap_or(0);
+    orchestrator::agents::preflight_remote(&run, users)?;
+    matrix.emulated = Some(run);
+    Ok(())
+}
+
+fn emulate(args: EmulateArgs) -> ExitCode {
+    use orchestrator::emulated::standalone::{Options, load, serve};
+    if !(args.time_scale.is_finite() && args.time_scale >= 1.0) {
+        eprintln!("error: --time-scale must be at least 1");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if args.pod_concurrency == 0 || !(args.request_timeout.is_finite() && args.request_timeout > 0.0) {
+        eprintln!("error: --pod-concurrency and --request-timeout must be positive");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let options = Options {
+        app_file: args.app,
+        listen: args.listen,
+        control_listen: args.control_listen,
+        model: orchestrator::emulated::EmulatedModel {
+            time_scale: args.time_scale,
+            pod_concurrency: args.pod_concurrency,
+        },
+        replicas: args.replicas,
+        request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
+        seed: args.seed,
+    };
+    let app = match load(&options) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match serve(app, options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 use crate::app::{AppModel, check_scenario_routes};
 use crate::combinations::{self, Axis, Origin};
 use crate::duration;
+use crate::emulated::settings::{self as emulated_settings, EmulatedModel, EmulatedRun, EmulatedSection};
 use crate::policy::hpa::{self, HorizontalPodAutoscaler};
 
 /// Bumped whenever the meaning of a resolved cell config changes, so cell ids change with it.
@@ -60,6 +61,9 @@ pub struct MatrixFile {
     pub description: String,
     #[serde(default)]
     pub backend: Option<Value>,
+    /// Settings of emulated cells.
+    #[serde(default)]
+    pub emulated: Option<EmulatedSection>,
     pub seeds: Value,
     pub apps: Value,
     pub scenarios: Value,
@@ -89,12 +93,14 @@ pub struct MatrixFile {
 pub enum Backend {
     #[default]
     Sim,
+    Emulated,
 }
 
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Sim => "sim",
+            Backend::Emulated => "emulated",
         }
     }
 
@@ -260,6 +266,9 @@ impl ResolvedPolicy {
 pub struct CellConfig {
     pub format_version: u32,
     pub backend: Backend,
+    /// The emulator's parameters, for emulated cells (absent for others, so their ids do not change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulated: Option<EmulatedModel>,
     pub seed: u64,
     pub app: AppModel,
     pub scenario: Scenario,
@@ -285,6 +294,8 @@ pub struct Matrix {
     pub baseline: Option<String>,
     /// In plan order: the axes' product in axis order, then cells added by `include`.
     pub cells: Vec<Cell>,
+    /// Where emulated cells get their load from, when any cell is emulated.
+    pub emulated: Option<EmulatedRun>,
 }
 
 impl Matrix {
@@ -421,6 +432,10 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         return Err(err("exclude", "removes every cell: nothing would run".into()));
     }
     let overrides = parse_overrides(path, &file.overrides, &combos)?;
+    let uses_emulated = combos.iter().any(|c| c.values[4] == Backend::Emulated.name());
+    let (emulated_model, emulated_run) =
+        emulated_settings::resolve(file.emulated.as_ref(), uses_emulated, path)?.unzip();
+    let mut emulation_checked: BTreeSet<(String, String)> = BTreeSet::new();
     let baseline = file.report.as_ref().and_then(|r| r.baseline.clone());
     if let Some(name) = &baseline
         && !policies.iter().any(|p| &p.name == name)
@@ -535,9 +550,16 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
                 timeout = t;
             }
         }
+        let backend = Backend::parse(backend).expect("backends are parsed");
+        if backend == Backend::Emulated && emulation_checked.insert(scenario_key.clone()) {
+            let app_file = base.join(&file.paths.apps).join(format!("{app_name}.yaml"));
+            let scenario_file = base.join(&file.paths.scenarios).join(app_name).join(format!("{scenario_name}.yaml"));
+            emulated_settings::check_cell(&app, &app_file, &loaded_scenarios[&scenario_key], &scenario_file)?;
+        }
         let config = CellConfig {
             format_version: CELL_FORMAT_VERSION,
-            backend: Backend::parse(backend).expect("backends are parsed"),
+            backend,
+            emulated: emulated_model.clone().filter(|_| backend == Backend::Emulated),
             seed: seed.parse().map_err(|_| err(&field_of(3), format!("{seed:?} is not a seed")))?,
             app,
             scenario: loaded_scenarios[&scenario_key].clone(),
@@ -549,7 +571,15 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         }
         cells.push(Cell { id, config, timeout });
     }
-    Ok(Matrix { file: path.to_path_buf(), name: file.name, max_parallel, strategy: execution, baseline, cells })
+    Ok(Matrix {
+        file: path.to_path_buf(),
+        name: file.name,
+        max_parallel,
+        strategy: execution,
+        baseline,
+        cells,
+        emulated: emulated_run,
+    })
 }
 
 fn axis(k: usize, values: Vec<String>) -> Axis {

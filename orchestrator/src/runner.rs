@@ -11,7 +11,8 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::SecondMetrics;
-use crate::cell::{CellSummary, simulate};
+use crate::cell::CellSummary;
+use crate::emulated::EmulatedRun;
 use crate::interrupt::Interrupt;
 use crate::matrix::{Cell, Matrix};
 use crate::plan_diff;
@@ -119,6 +120,9 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
     };
     run_folder::write_atomically(&run_dir.join("matrix.yaml"), &matrix_bytes)?;
     run_folder::write_json(&run_dir.join(RUN_JSON), &info)?;
+    if let Some(emulated) = &matrix.emulated {
+        run_folder::write_json(&run_dir.join(crate::emulated::settings::RUN_FILE), emulated)?;
+    }
 
     // Every cell of the plan gets a folder with its config and a status; the selected unfinished ones run.
     let planned = plan_cells(matrix, options, &run_dir)?;
@@ -385,10 +389,11 @@ impl Progress {
     }
 }
 
-/// Runs one cell into `dir`, in this process: config.yaml, run.log, metrics.csv, summary.json.
-pub fn run_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
+/// Runs one cell into `dir`, in this process: config.yaml, run.log, metrics.csv, summary.json (an emulated cell adds
+/// agents/, agents.json and emulator.json; `emulated` says where its load comes from).
+pub fn run_cell(cell: &Cell, dir: &Path, emulated: Option<&EmulatedRun>) -> Result<CellSummary> {
     write_cell_config(cell, dir)?;
-    execute_cell(cell, dir)
+    execute_cell(cell, dir, emulated)
 }
 
 /// Creates the cell folder and writes its resolved config.yaml, the input `orch cell` reads.
@@ -401,7 +406,7 @@ pub fn write_cell_config(cell: &Cell, dir: &Path) -> Result<()> {
 }
 
 /// Runs a cell whose folder exists: run.log, metrics.csv, summary.json.
-pub fn execute_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
+pub fn execute_cell(cell: &Cell, dir: &Path, emulated: Option<&EmulatedRun>) -> Result<CellSummary> {
     crate::rl::prepare::copy_training_csv(&cell.config, dir)?;
     let log = File::create(dir.join("run.log")).context("creating run.log")?;
     let subscriber = tracing_subscriber::fmt()
@@ -419,13 +424,16 @@ pub fn execute_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
     let mut write_error = None;
     let summary = tracing::subscriber::with_default(subscriber, || {
         tracing::info!(cell = %cell.id, app = %cell.config.app.name, policy = %cell.config.policy.name(),
-            scenario = %cell.config.scenario.name, seed = cell.config.seed, "cell started");
+            scenario = %cell.config.scenario.name, seed = cell.config.seed, backend = cell.config.backend.name(),
+            "cell started");
         if let Some(checkpoint) = crate::rl::prepare::rl_config(&cell.config).and_then(|rl| rl.checkpoint.as_ref()) {
             tracing::info!(checkpoint = %checkpoint.display(), "rl policy loaded");
         }
-        let summary = simulate(
+        let summary = crate::cell::run(
             &cell.id,
             &cell.config,
+            dir,
+            emulated,
             |second| {
                 if write_error.is_none()
                     && let Err(e) = write_metrics_row(&mut metrics, second)
@@ -437,6 +445,13 @@ pub fn execute_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
                 tracing::info!(t, service, from, to, reason, "scaled");
             },
         );
+        let summary = match summary {
+            Ok(summary) => summary,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cell failed");
+                return Err(e);
+            }
+        };
         tracing::info!(
             pod_minutes = summary.pod_minutes,
             slo_violation_seconds_pct = summary.slo_violation_seconds_pct,
@@ -444,8 +459,8 @@ pub fn execute_cell(cell: &Cell, dir: &Path) -> Result<CellSummary> {
             scaling_actions = summary.scaling_actions,
             "cell finished"
         );
-        summary
-    });
+        Ok(summary)
+    })?;
     if let Some(e) = write_error {
         return Err(e).context("writing metrics.csv");
     }

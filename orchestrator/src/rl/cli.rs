@@ -188,6 +188,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let config = CellConfig {
         format_version: CELL_FORMAT_VERSION,
         backend: Backend::Sim,
+        emulated: None,
         seed: args.seed,
         app,
         scenario: scenarios.into_iter().next().expect("one scenario"),

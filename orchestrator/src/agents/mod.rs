@@ -1,0 +1,95 @@
+//! Load agents for emulated cells: remote ones named by the matrix (`emulated.agents.urls`), `--agents` or
+//! ORCH_AGENTS, or local `load-agent` processes orch starts on loopback (the default). The pool checks them before
+//! a cell starts, splits the users, starts them at one time, polls their windows every second and merges them
+//! losslessly, handles a lost agent as the matrix says, and downloads their Locust CSVs at the end.
+//!
+//! - [`local`]: starting and stopping local agent processes; finding the binary.
+//! - [`preflight`]: reachable, token, protocol version, busy, user cap — each error naming the agent.
+//! - [`pool`]: runs, polling, loss and redistribution, downloads, agents.json.
+//! - [`takeover`]: the rest of a shape, for the run that takes over a lost agent's users.
+//! - [`merge`]: several agents' windows of one second as one.
+
+pub mod local;
+pub mod merge;
+pub mod pool;
+pub mod preflight;
+pub mod takeover;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use load_agent::client::AgentClient;
+use load_agent::scenario::LoadShape;
+
+use crate::emulated::settings::{AgentSource, EmulatedRun};
+pub use pool::{AgentPool, AgentSpec, AgentsReport};
+
+/// The most users a shape runs at once (open model: its user cap).
+pub fn peak_users(shape: &LoadShape) -> u64 {
+    match shape {
+        LoadShape::Stages(stages) => stages.iter().map(|s| s.users as u64).max().unwrap_or(0),
+        LoadShape::Ramps(ramps) => ramps.iter().map(|r| r.users as u64).max().unwrap_or(0),
+        LoadShape::ArrivalRate(open) => open.max_users as u64,
+        LoadShape::Trace(_) => 0,
+    }
+}
+
+/// The token for remote agents, from the variable the settings name.
+fn token(token_env: &str) -> Option<String> {
+    std::env::var(token_env).ok().filter(|t| !t.is_empty())
+}
+
+/// The agents a cell uses: remote ones as named, or local processes started now (their logs in
+/// `agents_dir/<name>/agent.log`). Also returns the token variable, for pre-flight messages.
+pub fn agents_for(run: &EmulatedRun, agents_dir: &Path) -> Result<(Vec<AgentSpec>, Option<String>)> {
+    match &run.agents {
+        AgentSource::Remote { urls, token_env } => {
+            let token = token(token_env);
+            let specs = urls
+                .iter()
+                .enumerate()
+                .map(|(i, url)| AgentSpec {
+                    name: format!("remote-{i}"),
+                    client: AgentClient::new(url, token.clone()),
+                    local: None,
+                })
+                .collect();
+            Ok((specs, Some(token_env.clone())))
+        }
+        AgentSource::Local { count } => {
+            let bin = local::find_binary(run.load_agent_bin.as_deref())?;
+            let mut specs = Vec::new();
+            for i in 0..*count {
+                let name = format!("local-{i}");
+                let dir = agents_dir.join(&name);
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                let process = local::LocalAgent::spawn(&bin, &dir.join("agent.log"))
+                    .with_context(|| format!("starting local agent {name}"))?;
+                specs.push(AgentSpec { name, client: AgentClient::new(&process.url, None), local: Some(process) });
+            }
+            Ok((specs, None))
+        }
+    }
+}
+
+/// Checks remote agents before a run starts anything (local ones are checked when each cell starts them).
+pub fn preflight_remote(run: &EmulatedRun, users: u64) -> Result<(), String> {
+    let AgentSource::Remote { urls, token_env } = &run.agents else { return Ok(()) };
+    // Multi-threaded: the pool drives its calls through a runtime handle, which a current-thread runtime refuses.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let token = token(token_env);
+    let specs: Vec<AgentSpec> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| AgentSpec {
+            name: format!("remote-{i}"),
+            client: AgentClient::new(url, token.clone()),
+            local: None,
+        })
+        .collect();
+    AgentPool::connect(runtime.handle().clone(), specs, Some(token_env), users, run.on_loss).map(|_| ())
+}

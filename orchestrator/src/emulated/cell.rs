@@ -1,0 +1,187 @@
+//! One emulated cell from start to end: the emulator up, the agents checked and started, the policy driving the
+//! backend second by second, then the agents' CSVs, agents.json and emulator.json in the cell folder.
+//!
+//! Emulated cells of one run take turns (a lock file in the run folder): two of them at once on the same cores
+//! would measure each other. Simulator cells still run alongside.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+
+use super::backend::EmulatedBackend;
+use super::compress::compress;
+use super::server::Emulator;
+use super::settings::EmulatedRun;
+use super::telemetry::CODES;
+use crate::agents::pool::Plan;
+use crate::agents::{self, AgentPool, peak_users};
+use crate::backend::SecondMetrics;
+use crate::cell::{CellSummary, build_policy, drive};
+use crate::matrix::CellConfig;
+use crate::runner::write_atomically;
+
+/// emulator.json: what the app served.
+#[derive(Debug, Serialize)]
+pub struct EmulatorReport {
+    pub format: u32,
+    pub app_url: String,
+    pub control_url: String,
+    pub time_scale: f64,
+    pub pod_concurrency: u32,
+    /// Requests as a client counts them: everything received, less the redirects (a redirect and the request
+    /// that follows it are one request to the client).
+    pub client_requests: u64,
+    pub received: u64,
+    /// Answers by status code; received minus answered were cut off (the client went away).
+    pub answered: std::collections::BTreeMap<String, u64>,
+    pub routes: Vec<RouteReport>,
+    pub services: Vec<ServiceReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteReport {
+    pub name: String,
+    pub received: u64,
+    pub answered: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceReport {
+    pub name: String,
+    pub calls: u64,
+    pub refused: u64,
+    pub cpu_seconds: f64,
+}
+
+fn emulator_report(emulator: &Emulator) -> EmulatorReport {
+    let cluster = &emulator.cluster;
+    let mut answered = std::collections::BTreeMap::new();
+    let mut routes = Vec::new();
+    let mut received = 0;
+    for (route, stats) in cluster.app.routes.iter().zip(&cluster.telemetry.routes) {
+        let mut by_code = std::collections::BTreeMap::new();
+        for (code, count) in CODES.iter().zip(&stats.answered) {
+            let count = count.load(Ordering::Relaxed);
+            if count > 0 {
+                by_code.insert(code.to_string(), count);
+                *answered.entry(code.to_string()).or_insert(0) += count;
+            }
+        }
+        let route_received = stats.received.load(Ordering::Relaxed);
+        received += route_received;
+        routes.push(RouteReport { name: route.name.clone(), received: route_received, answered: by_code });
+    }
+    let redirects = answered.get("302").copied().unwrap_or(0);
+    EmulatorReport {
+        format: 1,
+        app_url: emulator.target_url(),
+        control_url: emulator.control_url(),
+        time_scale: cluster.time_scale,
+        pod_concurrency: cluster.pod_concurrency,
+        client_requests: received - redirects,
+        received,
+        answered,
+        routes,
+        services: cluster
+            .app
+            .services
+            .iter()
+            .zip(&cluster.services)
+            .map(|(spec, runtime)| ServiceReport {
+                name: spec.name.clone(),
+                calls: runtime.calls.load(Ordering::Relaxed),
+                refused: runtime.failures.load(Ordering::Relaxed),
+                cpu_seconds: runtime.admission.busy_cpu_ns() as f64 / 1e9,
+            })
+            .collect(),
+    }
+}
+
+/// Holds the run folder's emulated-cell lock (an flock, released when dropped or when the process dies).
+struct TurnLock(#[allow(dead_code)] File);
+
+fn take_turn(run_dir: &Path) -> Result<TurnLock> {
+    use std::os::fd::AsRawFd;
+    let path = run_dir.join(".emulated.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
+    }
+    Ok(TurnLock(file))
+}
+
+/// Runs an emulated cell into `dir`, handing every second to `on_second` and each scaling action to `on_scale`.
+pub fn run_cell(
+    id: &str,
+    config: &CellConfig,
+    run: &EmulatedRun,
+    dir: &Path,
+    on_second: impl FnMut(&SecondMetrics),
+    on_scale: impl FnMut(u64, &str, u32, u32, &str),
+) -> Result<CellSummary> {
+    let model = config.emulated.as_ref().ok_or_else(|| anyhow!("an emulated cell without emulator settings"))?;
+    let _turn = take_turn(dir.parent().unwrap_or(Path::new(".")))?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores)
+            .thread_name("emulator")
+            .enable_all()
+            .build()
+            .context("starting the emulator's runtime")?,
+    );
+    let timeout = Duration::from_secs_f64(config.scenario.request_timeout_s);
+    let control_listen = "127.0.0.1:0".parse().expect("a socket address");
+    let emulator = runtime
+        .block_on(Emulator::start(&config.app, model, run.listen, control_listen, config.seed, timeout))
+        .context("starting the emulated app")?;
+    tracing::info!(app_url = %emulator.target_url(), control_url = %emulator.control_url(), "emulator listening");
+    let scenario = compress(&config.scenario, model.time_scale);
+    let agents_dir = dir.join("agents");
+    let (specs, token_env) = agents::agents_for(run, &agents_dir)?;
+    let pool = AgentPool::connect(
+        runtime.handle().clone(),
+        specs,
+        token_env.as_deref(),
+        peak_users(&scenario.shape),
+        run.on_loss,
+    )
+    .map_err(|message| anyhow!(message))?;
+    let plan = Plan { scenario, target: emulator.target_url(), seed: config.seed, time_scale: model.time_scale };
+    let mut backend = EmulatedBackend::new(runtime.clone(), emulator, pool, plan, config);
+    let mut policy = build_policy(config);
+    let summary = drive(id, config, &mut backend, policy.as_mut(), on_second, on_scale);
+
+    let report = backend.pool_mut().finish(&agents_dir).context("collecting the agents' files")?;
+    for problem in &report.download_errors {
+        tracing::warn!(%problem, "agent files");
+    }
+    let json = serde_json::to_vec_pretty(&report).context("serializing agents.json")?;
+    write_atomically(&dir.join("agents.json"), &json)?;
+    let served = emulator_report(backend.emulator());
+    tracing::info!(
+        agents_requests = report.requests,
+        app_client_requests = served.client_requests,
+        losses = report.losses.len(),
+        "load finished"
+    );
+    let json = serde_json::to_vec_pretty(&served).context("serializing emulator.json")?;
+    write_atomically(&dir.join("emulator.json"), &json)?;
+    if crate::cell_process::cancel_requested() {
+        return Err(crate::cell_process::Cancelled.into());
+    }
+    if let Some(failure) = backend.failure() {
+        bail!("{failure}");
+    }
+    Ok(summary)
+}
