@@ -362,7 +362,7 @@ fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> 
         .map(|c| orchestrator::agents::peak_users(&c.config.scenario.shape))
         .max()
         .unwrap_or(0);
-    orchestrator::agents::preflight_remote(&run, users)?;
+    orchestrator::agents::preflight(&run, users)?;
     matrix.emulated = Some(run);
     Ok(())
 }

@@ -510,7 +510,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     run_folder::write_atomically(path, bytes)
 }
 
-const SUMMARY_COLUMNS: &str = "cell,app,policy,scenario,seed,duration_s,pod_minutes,cpu_core_hours,\
+const SUMMARY_COLUMNS: &str = "cell,app,policy,scenario,seed,backend,duration_s,pod_minutes,cpu_core_hours,\
 slo_violation_seconds_pct,slo_violation_requests_pct,slo_p50_ms,slo_p95_ms,slo_p99_ms,overall_p50_ms,\
 overall_p95_ms,overall_p99_ms,failure_pct,offered_requests,achieved_requests,mean_offered_rps,mean_achieved_rps,\
 scaling_actions";
@@ -520,12 +520,13 @@ fn write_summary_csv(path: &Path, summaries: &[CellSummary]) -> Result<()> {
     out.push('\n');
     for s in summaries {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{:.3},{:.4},{:.2},{:.2},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.0},{:.0},{:.2},{:.2},{}\n",
+            "{},{},{},{},{},{},{},{:.3},{:.4},{:.2},{:.2},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.0},{:.0},{:.2},{:.2},{}\n",
             s.cell,
             s.app,
             s.policy,
             s.scenario,
             s.seed,
+            s.backend,
             s.duration_s,
             s.pod_minutes,
             s.cpu_core_hours,

@@ -72,9 +72,13 @@ pub fn agents_for(run: &EmulatedRun, agents_dir: &Path) -> Result<(Vec<AgentSpec
     }
 }
 
-/// Checks remote agents before a run starts anything (local ones are checked when each cell starts them).
-pub fn preflight_remote(run: &EmulatedRun, users: u64) -> Result<(), String> {
-    let AgentSource::Remote { urls, token_env } = &run.agents else { return Ok(()) };
+/// Checks the agents before a run starts anything: remote ones answer, take the token and are free; for local ones,
+/// the load-agent binary exists (they start with each cell).
+pub fn preflight(run: &EmulatedRun, users: u64) -> Result<(), String> {
+    let AgentSource::Remote { urls, token_env } = &run.agents else {
+        // Local agents: the binary they run must be there before any cell starts.
+        return local::find_binary(run.load_agent_bin.as_deref()).map(|_| ()).map_err(|e| format!("{e:#}"));
+    };
     // Multi-threaded: the pool drives its calls through a runtime handle, which a current-thread runtime refuses.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
