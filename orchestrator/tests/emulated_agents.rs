@@ -1,6 +1,6 @@
 //! Remote agents under `orch run --agents`: an agent killed mid-run is reported lost and handled as the matrix
 //! says (its users move to the other agent, or the cell fails naming it), and agents that cannot run a cell are
-//! refused before anything is written, each error naming the agent.
+//! refused before anything is written, each error naming the agent; Ctrl-C during a cell stops the agents' runs.
 
 mod common;
 mod emulated_support;
@@ -125,6 +125,38 @@ fn a_killed_agent_fails_the_cell_when_the_matrix_says_so() {
     // The surviving agent was stopped and its files kept.
     assert!(cell.join("agents/remote-0/locust_stats.csv").is_file());
     assert_eq!(agents["runs"][0]["state"], "stopped");
+}
+
+#[test]
+fn sigint_during_a_cell_cancels_it_and_stops_the_agents_run() {
+    let scratch = common::Scratch::new();
+    scratch.write("experiments/scenarios/online-boutique/steady.yaml", STEADY);
+    scratch.write("experiments/loss.yaml", &matrix("fail"));
+    let agent = Agent::start(&[]);
+    let mut orch = spawn_orch(
+        scratch.dir.path(),
+        &["run", "experiments/loss.yaml", "--tag", "t", "--logs-dir", "logs", "--agents", &agent.url()],
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http(&agent.address, "GET", "/v1/runs", None, "").1.contains("\"state\":\"running\"") {
+        assert!(Instant::now() < deadline, "the agent's run never started: {}", stderr_of(scratch.dir.path()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: signalling a child process we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(orch.id() as i32, libc::SIGINT) }, 0);
+    let status = wait_child(&mut orch, Duration::from_secs(60)).expect("orch exits after Ctrl-C");
+    let stderr = stderr_of(scratch.dir.path());
+    assert_eq!(status.code(), Some(130), "{stderr}");
+
+    let cell = cell_dir(&scratch.path("logs/t"), "emulated");
+    let cell_status = json(&cell.join("status.json"));
+    assert_eq!(cell_status["state"], "cancelled", "{cell_status:#}");
+    // The agent's run was stopped, not left to play its 20 s plan to the end.
+    let (_, runs) = http(&agent.address, "GET", "/v1/runs", None, "");
+    assert!(!runs.contains("\"state\":\"running\""), "{runs}");
+    assert!(runs.contains("\"state\":\"stopped\""), "{runs}");
 }
 
 /// A fake agent answering every call with a health and an info of another protocol version.
