@@ -64,6 +64,9 @@ pub struct MatrixFile {
     /// Settings of emulated cells.
     #[serde(default)]
     pub emulated: Option<EmulatedSection>,
+    /// The cluster of kubernetes cells (see [`crate::kubernetes::settings`]).
+    #[serde(default)]
+    pub kubernetes: Option<crate::kubernetes::settings::KubernetesSection>,
     pub seeds: Value,
     pub apps: Value,
     pub scenarios: Value,
@@ -94,6 +97,7 @@ pub enum Backend {
     #[default]
     Sim,
     Emulated,
+    Kubernetes,
 }
 
 impl Backend {
@@ -101,6 +105,7 @@ impl Backend {
         match self {
             Backend::Sim => "sim",
             Backend::Emulated => "emulated",
+            Backend::Kubernetes => "kubernetes",
         }
     }
 
@@ -296,6 +301,8 @@ pub struct Matrix {
     pub cells: Vec<Cell>,
     /// Where emulated cells get their load from, when any cell is emulated.
     pub emulated: Option<EmulatedRun>,
+    /// The cluster and load of kubernetes cells, when any cell runs on one.
+    pub kubernetes: Option<crate::kubernetes::settings::KubernetesRun>,
 }
 
 impl Matrix {
@@ -435,6 +442,8 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
     let uses_emulated = combos.iter().any(|c| c.values[4] == Backend::Emulated.name());
     let (emulated_model, emulated_run) =
         emulated_settings::resolve(file.emulated.as_ref(), uses_emulated, path)?.unzip();
+    let uses_kubernetes = combos.iter().any(|c| c.values[4] == Backend::Kubernetes.name());
+    let kubernetes_run = crate::kubernetes::settings::resolve(file.kubernetes.as_ref(), uses_kubernetes, path)?;
     let mut emulation_checked: BTreeSet<(String, String)> = BTreeSet::new();
     let baseline = file.report.as_ref().and_then(|r| r.baseline.clone());
     if let Some(name) = &baseline
@@ -579,6 +588,7 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         baseline,
         cells,
         emulated: emulated_run,
+        kubernetes: kubernetes_run,
     })
 }
 

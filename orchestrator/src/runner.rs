@@ -123,6 +123,9 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
     if let Some(emulated) = &matrix.emulated {
         run_folder::write_json(&run_dir.join(crate::emulated::settings::RUN_FILE), emulated)?;
     }
+    if let Some(kubernetes) = &matrix.kubernetes {
+        run_folder::write_json(&run_dir.join(crate::kubernetes::settings::RUN_FILE), kubernetes)?;
+    }
 
     // Every cell of the plan gets a folder with its config and a status; the selected unfinished ones run.
     let planned = plan_cells(matrix, options, &run_dir)?;
@@ -407,6 +410,16 @@ pub fn write_cell_config(cell: &Cell, dir: &Path) -> Result<()> {
 
 /// Runs a cell whose folder exists: run.log, metrics.csv, summary.json.
 pub fn execute_cell(cell: &Cell, dir: &Path, emulated: Option<&EmulatedRun>) -> Result<CellSummary> {
+    execute_cell_with(cell, dir, emulated, None)
+}
+
+/// [`execute_cell`] with the cluster settings a kubernetes cell needs.
+pub fn execute_cell_with(
+    cell: &Cell,
+    dir: &Path,
+    emulated: Option<&EmulatedRun>,
+    kubernetes: Option<&crate::kubernetes::settings::KubernetesRun>,
+) -> Result<CellSummary> {
     crate::rl::prepare::copy_training_csv(&cell.config, dir)?;
     let log = File::create(dir.join("run.log")).context("creating run.log")?;
     let subscriber = tracing_subscriber::fmt()
@@ -434,6 +447,7 @@ pub fn execute_cell(cell: &Cell, dir: &Path, emulated: Option<&EmulatedRun>) -> 
             &cell.config,
             dir,
             emulated,
+            kubernetes,
             |second| {
                 if write_error.is_none()
                     && let Err(e) = write_metrics_row(&mut metrics, second)
