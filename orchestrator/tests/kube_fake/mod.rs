@@ -583,7 +583,7 @@ async fn handle(
             }
         }
         (_, ["api", "v1", "namespaces", n, ..]) | (_, ["apis", _, _, "namespaces", n, ..]) if !in_ns(n) => {
-            if method == Method::GET && segments.len() == 5 || segments.len() == 6 && method == Method::GET {
+            if method == Method::GET && (segments.len() == 5 || segments.len() == 6) {
                 list("List", "v1", Vec::new())
             } else {
                 not_found("object", segments.last().unwrap_or(&""))
