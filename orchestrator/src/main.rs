@@ -97,6 +97,17 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         attempt: u32,
     },
+    /// One attempt of a planned cell as a Kubernetes Job (what `orch run` starts per attempt with `executor:
+    /// kubernetes`): creates the ConfigMap and Job, follows the pod, exits with the cell's exit code.
+    #[command(hide = true)]
+    CellJob {
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        cell: String,
+        #[arg(long, default_value_t = 1)]
+        attempt: u32,
+    },
     /// Render the HTML report of a run folder (also done at the end of `orch run`).
     Report(report_cli::ReportArgs),
     /// Train one RL autoscaler on the simulator (outside a matrix).
@@ -208,6 +219,9 @@ fn main() -> ExitCode {
         },
         Command::Cell { run_dir, cell, attempt } => {
             std::process::exit(cell_process::run(&run_dir, &cell, attempt));
+        }
+        Command::CellJob { run_dir, cell, attempt } => {
+            std::process::exit(orchestrator::kubernetes::jobs::run_attempt(&run_dir, &cell, attempt));
         }
         Command::Emulate(args) => emulate(args),
         Command::Run {
@@ -362,8 +376,17 @@ fn rl_exit(result: anyhow::Result<()>) -> ExitCode {
 
 /// `orch run --dry-run`: the kubernetes cells' writes, printed, none made.
 fn kubernetes_dry_run(matrix: &Matrix) -> ExitCode {
+    if let Some(executor) = &matrix.executor
+        && let Err(e) = orchestrator::kubernetes::jobs::print_dry_run(executor, &matrix.name, &matrix.cells)
+    {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let Some(run) = &matrix.kubernetes else {
-        return config_error("--dry-run shows what kubernetes cells would do; this matrix has none");
+        if matrix.executor.is_some() {
+            return ExitCode::SUCCESS;
+        }
+        return config_error("--dry-run shows what kubernetes cells or Jobs would do; this matrix has neither");
     };
     match orchestrator::kubernetes::dry_run::run(matrix, run) {
         Ok(refused) if refused.is_empty() => ExitCode::SUCCESS,

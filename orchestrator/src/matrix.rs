@@ -67,6 +67,9 @@ pub struct MatrixFile {
     /// The cluster of kubernetes cells (see [`crate::kubernetes::settings`]).
     #[serde(default)]
     pub kubernetes: Option<crate::kubernetes::settings::KubernetesSection>,
+    /// Where cells run: local processes (default) or Kubernetes Jobs ([`crate::kubernetes::jobs`]).
+    #[serde(default)]
+    pub executor: Option<crate::kubernetes::jobs::ExecutorSection>,
     pub seeds: Value,
     pub apps: Value,
     pub scenarios: Value,
@@ -303,6 +306,8 @@ pub struct Matrix {
     pub emulated: Option<EmulatedRun>,
     /// The cluster and load of kubernetes cells, when any cell runs on one.
     pub kubernetes: Option<crate::kubernetes::settings::KubernetesRun>,
+    /// `executor: kubernetes`: cells run as Jobs.
+    pub executor: Option<crate::kubernetes::jobs::JobExecutor>,
 }
 
 impl Matrix {
@@ -580,6 +585,8 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         }
         cells.push(Cell { id, config, timeout });
     }
+    let longest = cells.iter().map(|c| c.timeout).max().unwrap_or(default_timeout);
+    let executor = crate::kubernetes::jobs::resolve(file.executor.as_ref(), longest, path)?;
     Ok(Matrix {
         file: path.to_path_buf(),
         name: file.name,
@@ -589,6 +596,7 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         cells,
         emulated: emulated_run,
         kubernetes: kubernetes_run,
+        executor,
     })
 }
 

@@ -126,6 +126,13 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
     if let Some(kubernetes) = &matrix.kubernetes {
         run_folder::write_json(&run_dir.join(crate::kubernetes::settings::RUN_FILE), kubernetes)?;
     }
+    let executor = matrix.executor.clone().map(crate::kubernetes::jobs::JobExecutor::with_environment);
+    if let Some(executor) = &executor {
+        run_folder::write_json(&run_dir.join(crate::kubernetes::jobs::RUN_FILE), executor)?;
+        // No attempt of this invocation runs yet: Jobs of the run still listed (an orch that died, a resume) are
+        // stale and go before any cell starts; this also checks the cluster is reachable.
+        crate::kubernetes::jobs::clean_up_run(executor, &options.tag)?;
+    }
 
     // Every cell of the plan gets a folder with its config and a status; the selected unfinished ones run.
     let planned = plan_cells(matrix, options, &run_dir)?;
@@ -139,8 +146,15 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
         let control = Arc::clone(&control);
         let run_dir = run_dir.clone();
         let ids = ids.clone();
+        let executor = executor.clone();
+        let tag = options.tag.clone();
         options.interrupt.on_hard_stop(Box::new(move || {
             control.hard_stop(&run_dir);
+            if let Some(executor) = &executor
+                && let Err(e) = crate::kubernetes::jobs::clean_up_run(executor, &tag)
+            {
+                eprintln!("error: {e:#}");
+            }
             let _ = write_summary_from_folder(&run_dir, &ids);
         }));
     }
@@ -149,6 +163,7 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
     let supervisor = Supervisor {
         run_dir: &run_dir,
         program: &options.program,
+        cell_command: if executor.is_some() { "cell-job" } else { "cell" },
         strategy: &matrix.strategy,
         max_parallel: matrix.max_parallel,
         interrupt: &options.interrupt,
@@ -158,6 +173,12 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
     };
     let outcomes = supervisor.run(&to_run);
     progress.done();
+    if let Some(executor) = &executor {
+        // Nothing of the run stays in the cluster: every attempt's Job and the cells' ConfigMaps go.
+        if let Err(e) = crate::kubernetes::jobs::clean_up_run(executor, &options.tag) {
+            eprintln!("error: {e:#}");
+        }
+    }
     let interrupted = options.interrupt.requested();
     let budget_spent = Supervisor::budget_spent(&outcomes, &matrix.strategy);
     let mut failed = Vec::new();

@@ -15,6 +15,7 @@ pub mod backend;
 pub mod cell;
 pub mod client;
 pub mod dry_run;
+pub mod jobs;
 pub mod model;
 pub mod observe;
 pub mod prometheus;

@@ -48,6 +48,8 @@ pub struct Options {
     pub hpas: Vec<Value>,
     /// Replicas of the app's deployments before the run (default: the model's initial).
     pub replicas: BTreeMap<String, u32>,
+    /// The kubelet's volumes: PersistentVolumeClaim name -> host folder (Job pods mount it).
+    pub claims: BTreeMap<String, std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
             scaled_objects: None,
             hpas: Vec::new(),
             replicas: BTreeMap::new(),
+            claims: BTreeMap::new(),
         }
     }
 }
@@ -81,6 +84,9 @@ pub struct State_ {
     pub scaled_objects: Option<Vec<Value>>,
     pub jobs: BTreeMap<String, Value>,
     pub config_maps: BTreeMap<String, Value>,
+    /// Pods of Jobs, by name; their processes run on this machine.
+    job_pods: BTreeMap<String, JobPod>,
+    claims: BTreeMap<String, std::path::PathBuf>,
     pub writes: Vec<Write>,
     /// Requests answered 403 when their method and path start like this.
     pub forbidden: Vec<(String, String)>,
@@ -143,6 +149,8 @@ impl FakeCluster {
             scaled_objects: options.scaled_objects,
             jobs: BTreeMap::new(),
             config_maps: BTreeMap::new(),
+            job_pods: BTreeMap::new(),
+            claims: options.claims,
             writes: Vec::new(),
             forbidden: Vec::new(),
             conflicts: Vec::new(),
@@ -225,6 +233,19 @@ impl FakeCluster {
 
     pub fn hpa_names(&self) -> Vec<String> {
         self.state.lock().unwrap().hpas.keys().cloned().collect()
+    }
+
+    pub fn job_names(&self) -> Vec<String> {
+        self.state.lock().unwrap().jobs.keys().cloned().collect()
+    }
+
+    pub fn config_map_names(&self) -> Vec<String> {
+        self.state.lock().unwrap().config_maps.keys().cloned().collect()
+    }
+
+    /// Pods of Jobs still listed (their processes running or not yet reaped).
+    pub fn job_pod_names(&self) -> Vec<String> {
+        self.state.lock().unwrap().job_pods.keys().cloned().collect()
     }
 
     pub fn writes(&self) -> Vec<Write> {
@@ -477,10 +498,25 @@ async fn handle(
         );
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let selector = uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "labelSelector").map(|(_, v)| v.to_string())
+    });
+    if let Some(response) =
+        jobs::handle(&shared, &mut state, &method, &segments, &body, selector.as_deref(), uri.query())
+    {
+        return response;
+    }
     let ns = state.namespace.clone();
     let in_ns = |s: &str| s == ns;
     match (method.as_str(), segments.as_slice()) {
-        ("GET", ["api", "v1", "namespaces", n, "pods"]) if in_ns(n) => list("PodList", "v1", state.pods(&emulator)),
+        ("GET", ["api", "v1", "namespaces", n, "pods"]) if in_ns(n) => {
+            let mut pods = state.pods(&emulator);
+            if let Some(selector) = &selector {
+                let selector = orchestrator::kubernetes::observe::Selector::parse(selector).unwrap();
+                pods.retain(|p| selector.matches(&labels_of(p)));
+            }
+            list("PodList", "v1", pods)
+        }
         ("GET", ["apis", "apps", "v1", "namespaces", n, "deployments"]) if in_ns(n) => {
             let items = state.deployments(&emulator);
             list("DeploymentList", "apps/v1", items)
@@ -665,4 +701,248 @@ fn deployment_json(name: &str, namespace: &str, desired: i64, pods: i64, ready: 
         "status": {"observedGeneration": 1, "replicas": pods, "readyReplicas": ready, "availableReplicas": ready,
                    "updatedReplicas": pods, "unavailableReplicas": pods - ready}
     })
+}
+
+fn labels_of(object: &Value) -> BTreeMap<String, String> {
+    serde_json::from_value(object["metadata"]["labels"].clone()).unwrap_or_default()
+}
+
+/// A Job's pod: the object the API lists, its log, and its process while it runs.
+struct JobPod {
+    object: Value,
+    log: Arc<Mutex<String>>,
+    pid: Option<u32>,
+}
+
+/// Jobs, their pods run as local processes by a minimal kubelet, and ConfigMaps, in any namespace.
+mod jobs {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    pub fn handle(
+        shared: &Shared,
+        state: &mut State_,
+        method: &Method,
+        segments: &[&str],
+        body: &Value,
+        selector: Option<&str>,
+        query: Option<&str>,
+    ) -> Option<Response> {
+        let select = |items: Vec<Value>| -> Vec<Value> {
+            match selector {
+                Some(text) => {
+                    let selector = orchestrator::kubernetes::observe::Selector::parse(text).unwrap();
+                    items.into_iter().filter(|o| selector.matches(&labels_of(o))).collect()
+                }
+                None => items,
+            }
+        };
+        let immediate = query.is_some_and(|q| q.contains("gracePeriodSeconds=0"))
+            || body.get("gracePeriodSeconds").and_then(Value::as_i64) == Some(0);
+        Some(match (method.as_str(), segments) {
+            ("POST", ["api", "v1", "namespaces", _, "configmaps"]) => {
+                let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                if state.config_maps.contains_key(&name) {
+                    return Some(status(
+                        409,
+                        "AlreadyExists",
+                        &format!("configmaps \"{name}\" already exists"),
+                        "configmaps",
+                        &name,
+                    ));
+                }
+                state.config_maps.insert(name, body.clone());
+                (StatusCode::CREATED, axum::Json(body.clone())).into_response()
+            }
+            ("GET", ["api", "v1", "namespaces", _, "configmaps"]) => {
+                list("ConfigMapList", "v1", select(state.config_maps.values().cloned().collect()))
+            }
+            ("PATCH", ["api", "v1", "namespaces", _, "configmaps", name]) => match state.config_maps.get_mut(*name) {
+                Some(object) => {
+                    merge_patch(object, body);
+                    ok(object.clone())
+                }
+                None => not_found("configmaps", name),
+            },
+            ("DELETE", ["api", "v1", "namespaces", _, "configmaps", name]) => match state.config_maps.remove(*name) {
+                Some(object) => ok(object),
+                None => not_found("configmaps", name),
+            },
+            ("POST", ["apis", "batch", "v1", "namespaces", _, "jobs"]) => {
+                let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                if state.jobs.contains_key(&name) {
+                    return Some(status(
+                        409,
+                        "AlreadyExists",
+                        &format!("jobs.batch \"{name}\" already exists"),
+                        "jobs",
+                        &name,
+                    ));
+                }
+                let mut job = body.clone();
+                job["status"] = json!({"active": 1});
+                state.jobs.insert(name.clone(), job.clone());
+                if let Err(message) = start_pod(shared, state, &job) {
+                    return Some(status(422, "Invalid", &message, "jobs", &name));
+                }
+                (StatusCode::CREATED, axum::Json(job)).into_response()
+            }
+            ("GET", ["apis", "batch", "v1", "namespaces", _, "jobs"]) => {
+                list("JobList", "batch/v1", select(state.jobs.values().cloned().collect()))
+            }
+            ("GET", ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => match state.jobs.get(*name) {
+                Some(job) => ok(job.clone()),
+                None => not_found("jobs.batch", name),
+            },
+            ("DELETE", ["apis", "batch", "v1", "namespaces", _, "jobs", name]) => match state.jobs.remove(*name) {
+                Some(job) => {
+                    for pod in state.job_pods.values().filter(|p| p.object["metadata"]["labels"]["job-name"] == *name) {
+                        if let Some(pid) = pod.pid {
+                            stop(
+                                pid,
+                                immediate,
+                                pod.object["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30),
+                            );
+                        }
+                    }
+                    // Pods whose process already ended go with their Job.
+                    state
+                        .job_pods
+                        .retain(|_, p| p.object["metadata"]["labels"]["job-name"] != *name || p.pid.is_some());
+                    ok(job)
+                }
+                None => not_found("jobs.batch", name),
+            },
+            // A Job's pods, in any namespace (the app's pods are listed by the caller).
+            ("GET", ["api", "v1", "namespaces", n, "pods"])
+                if *n != state.namespace || selector.is_some_and(|s| s.contains("job-name")) =>
+            {
+                list("PodList", "v1", select(state.job_pods.values().map(|p| p.object.clone()).collect()))
+            }
+            ("GET", ["api", "v1", "namespaces", _, "pods", name, "log"]) => match state.job_pods.get(*name) {
+                Some(pod) => (StatusCode::OK, pod.log.lock().unwrap().clone()).into_response(),
+                None => not_found("pods", name),
+            },
+            _ => return None,
+        })
+    }
+
+    fn stop(pid: u32, immediate: bool, grace_s: u64) {
+        unsafe { libc::kill(pid as i32, if immediate { libc::SIGKILL } else { libc::SIGTERM }) };
+        if !immediate {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(grace_s));
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            });
+        }
+    }
+
+    /// The kubelet: the init container's copy of the ConfigMap into the claim, then the `cell` container as a
+    /// local process (`orch` is this build's binary, the mount path the claim's host folder).
+    fn start_pod(shared: &Shared, state: &mut State_, job: &Value) -> Result<(), String> {
+        let job_name = job["metadata"]["name"].as_str().unwrap().to_string();
+        let spec = &job["spec"]["template"]["spec"];
+        let claim = spec["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+            .ok_or("the fake kubelet runs pods with a results claim only")?;
+        let config_map = spec["volumes"].as_array().into_iter().flatten().find_map(|v| v["configMap"]["name"].as_str());
+        let container = &spec["containers"][0];
+        let mount = &container["volumeMounts"][0];
+        let host = state
+            .claims
+            .get(claim)
+            .ok_or(format!("no PersistentVolumeClaim {claim:?}"))?
+            .join(mount["subPath"].as_str().unwrap_or_default());
+        let mount_path = mount["mountPath"].as_str().unwrap().to_string();
+        let mut command: Vec<String> =
+            container["command"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        let cell = command.iter().position(|a| a == "--cell").map(|i| command[i + 1].clone()).ok_or("no --cell")?;
+        if let Some(map) = config_map.and_then(|m| state.config_maps.get(m)) {
+            let dir = host.join(&cell);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            for (file, text) in map["data"].as_object().unwrap() {
+                std::fs::write(dir.join(file), text.as_str().unwrap()).map_err(|e| e.to_string())?;
+            }
+        }
+        assert_eq!(command[0], "orch", "the image's entry point");
+        command[0] = env!("CARGO_BIN_EXE_orch").to_string();
+        for arg in command.iter_mut() {
+            if *arg == mount_path {
+                *arg = host.display().to_string();
+            }
+        }
+        let mut process = Command::new(&command[0]);
+        process.args(&command[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for var in container["env"].as_array().into_iter().flatten() {
+            process.env(var["name"].as_str().unwrap(), var["value"].as_str().unwrap_or_default());
+        }
+        let mut child = process.spawn().map_err(|e| e.to_string())?;
+        let pod_name = format!("{job_name}-x{}", state.resource_version);
+        state.resource_version += 1;
+        let mut labels = job["spec"]["template"]["metadata"]["labels"].clone();
+        labels["job-name"] = job_name.clone().into();
+        labels["batch.kubernetes.io/job-name"] = job_name.clone().into();
+        let image = container["image"].clone();
+        let container_status = move |state: Value| {
+            json!([{"name": "cell", "image": image, "imageID": "",
+            "ready": false, "restartCount": 0, "state": state}])
+        };
+        let object = json!({
+            "metadata": {"name": pod_name, "namespace": job["metadata"]["namespace"], "labels": labels},
+            "spec": {"containers": [{"name": "cell", "image": container["image"]}],
+                     "terminationGracePeriodSeconds": spec["terminationGracePeriodSeconds"]},
+            "status": {"phase": "Running", "containerStatuses": container_status(json!({"running": {}}))}
+        });
+        let log = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    log.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+                }
+            });
+        }
+        state.job_pods.insert(pod_name.clone(), JobPod { object, log, pid: Some(child.id()) });
+        let shared = Arc::clone(shared);
+        std::thread::spawn(move || {
+            use std::os::unix::process::ExitStatusExt;
+            let status = child.wait().unwrap();
+            let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
+            let mut state = shared.lock().unwrap();
+            let job_exists = state.jobs.contains_key(&job_name);
+            if let Some(pod) = state.job_pods.get_mut(&pod_name) {
+                pod.pid = None;
+                pod.object["status"]["phase"] = if code == 0 { "Succeeded" } else { "Failed" }.into();
+                pod.object["status"]["containerStatuses"] = container_status(json!({"terminated": {
+                    "exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}}));
+            }
+            if !job_exists {
+                // Deleted while running: the pod goes once its process has stopped.
+                state.job_pods.remove(&pod_name);
+            } else if let Some(job) = state.jobs.get_mut(&job_name) {
+                let condition = if code == 0 { "Complete" } else { "Failed" };
+                job["status"] = json!({"conditions": [{"type": condition, "status": "True",
+                    "reason": if code == 0 { "Completed" } else { "BackoffLimitExceeded" },
+                    "message": if code == 0 { "" } else { "Job has reached the specified backoff limit" }}],
+                    if code == 0 { "succeeded" } else { "failed" }: 1});
+            }
+        });
+        Ok(())
+    }
 }
