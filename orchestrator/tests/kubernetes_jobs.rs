@@ -1,6 +1,6 @@
 //! `executor: kubernetes` through the real binary against the fake API server, whose minimal kubelet runs each
 //! Job's `orch cell` as a local process on the results claim (a host folder: the run's logs directory): every
-//! cell's results land in logs/<run-tag>/, a transient failure is retried as a new Job, Ctrl-C and a timeout delete
+//! cell's results land in logs/<run-tag>/, a transient failure and an evicted pod are retried as a new Job, Ctrl-C and a timeout delete
 //! the running Job, a resume deletes the Jobs a killed `orch run` left running, and no Job or ConfigMap of the run
 //! is left in the cluster. The fake cannot run containers: its kubelet executes this build's `orch cell` with the
 //! Job's command, on the ConfigMap's files copied to the claim as the init container would.
@@ -231,4 +231,41 @@ fn dry_run_prints_each_cells_config_map_and_job_and_creates_nothing() {
     assert!(stdout.contains(r#""command":["orch","cell","--run-dir","/run/orch","--cell""#), "{stdout}");
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
     assert!(!dir.path().join("logs").exists(), "a dry run writes no run folder");
+}
+
+#[test]
+fn an_evicted_pod_is_a_transient_failure_retried_as_a_new_job() {
+    let (fake, dir) = setup("[1]", "5m");
+    let mut child =
+        spawn_orch(dir.path(), &["run", "experiments/j.yaml", "--tag", "e"], &[("ORCH_FAULT_INJECT", "*=sleep:1500")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.job_pod_names().is_empty() {
+        assert!(Instant::now() < deadline, "no Job pod started: {}", stderr_of(dir.path()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fake.evict_job_pods(), 1);
+    let status = wait_child(&mut child, Duration::from_secs(90));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", stderr_of(dir.path()));
+    let cell = the_only_cell(&dir.path().join("logs/e"));
+    let status = status_of(&cell);
+    assert_eq!((status["state"].as_str(), status["attempt"].as_u64()), (Some("succeeded"), Some(2)), "{status}");
+    let events = std::fs::read_to_string(cell.join("events.jsonl")).unwrap();
+    let retry = events.lines().find(|l| l.contains("\"retry\"")).unwrap_or_else(|| panic!("{events}"));
+    assert!(retry.contains("evicted"), "{retry}");
+    assert!(fake.job_names().is_empty() && fake.config_map_names().is_empty());
+    wait_until_no_job_pods(&fake);
+}
+
+#[test]
+fn a_job_the_identity_may_not_create_fails_the_cell_naming_it_and_leaves_nothing() {
+    let (fake, dir) = setup("[1]", "5m");
+    fake.state.lock().unwrap().forbidden.push(("POST".into(), "/apis/batch/v1/namespaces/orch-runs/jobs".into()));
+    let mut child = spawn_orch(dir.path(), &["run", "experiments/j.yaml", "--tag", "f"], &[]);
+    let status = wait_child(&mut child, Duration::from_secs(60));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{}", stderr_of(dir.path()));
+    let status = status_of(&the_only_cell(&dir.path().join("logs/f")));
+    assert_eq!(status["state"], "failed", "{status}");
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains("creating Job orch-runs/orch-f-") && error.contains("403 Forbidden"), "{error}");
+    assert!(fake.job_names().is_empty() && fake.config_map_names().is_empty(), "{:?}", fake.config_map_names());
 }

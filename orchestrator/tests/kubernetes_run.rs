@@ -136,6 +136,7 @@ fn hpa_static_and_rl_cells_run_against_the_fake_cluster_and_leave_it_as_found() 
 
     assert_eq!(fake.replicas(), before, "replicas restored");
     assert!(fake.hpa_names().is_empty(), "no HPA left: {:?}", fake.hpa_names());
+    assert!(fake.job_names().is_empty() && fake.config_map_names().is_empty(), "no Job or ConfigMap left");
     let writes = fake.writes();
     assert!(writes.iter().all(|w| !w.path.contains(UNRELATED)), "the unrelated deployment was written");
     let created: Vec<_> = writes.iter().filter(|w| w.method == "POST").collect();

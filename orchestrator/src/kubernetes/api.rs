@@ -273,7 +273,7 @@ pub fn explain(error: kube::Error, verb: &str, what: &str) -> anyhow::Error {
                 ),
                 403 => format!(
                     "{verb} {what}: 403 Forbidden: the kubeconfig's identity lacks the RBAC permission \
-                     (see experiments/k8s/README): {detail}"
+                     (see experiments/k8s/rbac.yaml): {detail}"
                 ),
                 404 => format!("{verb} {what}: 404 Not Found: it does not exist: {detail}"),
                 409 => {

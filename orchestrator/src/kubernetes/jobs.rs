@@ -319,6 +319,7 @@ pub fn run_attempt(run_dir: &Path, cell_id: &str, attempt: u32) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            record_failure(&run_folder::cell_dir(run_dir, cell_id), attempt, &format!("{e:#}"));
             let transient = e.chain().any(|c| c.is::<crate::cell_process::TransientError>());
             if transient { EXIT_TRANSIENT } else { EXIT_FAILED }
         }
@@ -361,18 +362,21 @@ fn attempt_inner(run_dir: &Path, cell_id: &str, attempt: u32) -> Result<i32> {
         jobs.create(&PostParams::default(), &job).await.map_err(|e| explain(e, "creating", &what))?;
         eprintln!("job {name} created on {server} in namespace {}", exec.namespace);
         let outcome = follow(&jobs, &pods, &name, &cancel).await;
-        if let Ok((_, Some(pod))) = &outcome {
+        if let Ok(Ended { pod: Some(pod), .. }) = &outcome {
             let params = LogParams { container: Some("cell".into()), ..LogParams::default() };
             if let Ok(log) = pods.logs(pod, &params).await {
                 eprint!("{log}");
             }
         }
+        if let Ok(Ended { why: Some(why), .. }) = &outcome {
+            eprintln!("error: {why}");
+            record_failure(&cell_dir, attempt, why);
+        }
         // The attempt is over (or cancelled): its Job goes, so nothing of it keeps running.
         let params =
             DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
         let _ = jobs.delete(&name, &params).await;
-        let (code, _) = outcome?;
-        Ok(code)
+        Ok(outcome?.code)
     })
 }
 
@@ -407,9 +411,35 @@ async fn delete_earlier_attempts(jobs: &Api<Job>, tag: &str, cell_id: &str) -> R
     }
 }
 
+/// How an attempt's Job ended.
+struct Ended {
+    /// The exit code for the supervisor, as `orch cell`'s.
+    code: i32,
+    /// The pod, if one ran (its log is the cell's stderr).
+    pod: Option<String>,
+    /// Why it ended, when the cell could not record that itself (evicted, OOM-killed, lost, the Job failed).
+    why: Option<String>,
+}
+
+/// Records a failure the cell could not record itself in its status.json, where the supervisor reads it.
+fn record_failure(cell_dir: &Path, attempt: u32, message: &str) {
+    let Ok(mut status) = run_folder::read_status(cell_dir) else { return };
+    if status.attempt == attempt && status.state == crate::run_folder::CellState::Running {
+        status.finish(
+            crate::run_folder::CellState::Failed,
+            Some(message.to_string()),
+            Vec::new(),
+            run_folder::now_unix_s(),
+        );
+        if let Err(e) = run_folder::write_status(cell_dir, &status) {
+            eprintln!("error: recording the failure in status.json: {e:#}");
+        }
+    }
+}
+
 /// Follows the Job's pod until it ends; SIGTERM deletes the Job (foreground: the kubelet stops the cell with its
 /// grace). Returns the exit code and the pod's name.
-async fn follow(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, cancel: &AtomicBool) -> Result<(i32, Option<String>)> {
+async fn follow(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, cancel: &AtomicBool) -> Result<Ended> {
     let selector = ListParams::default().labels(&format!("job-name={name}"));
     let mut seen: Option<String> = None;
     let mut cancelled_at: Option<Instant> = None;
@@ -426,16 +456,14 @@ async fn follow(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, cancel: &AtomicBoo
                 Some(pod) => {
                     seen = pod.metadata.name.clone();
                     if let Some((code, reason)) = pod_outcome(pod) {
-                        if code == EXIT_TRANSIENT {
-                            eprintln!("{reason}");
-                        }
-                        return Ok((code, seen));
+                        let why = (code == EXIT_TRANSIENT).then_some(reason);
+                        return Ok(Ended { code, pod: seen, why });
                     }
                 }
-                None if cancelled_at.is_some() => return Ok((EXIT_CANCELLED, seen)),
+                None if cancelled_at.is_some() => return Ok(Ended { code: EXIT_CANCELLED, pod: seen, why: None }),
                 None if seen.is_some() => {
-                    eprintln!("the pod of Job {name} disappeared before it finished (node lost?)");
-                    return Ok((EXIT_TRANSIENT, seen));
+                    let why = format!("the pod of Job {name} disappeared before it finished (node lost?)");
+                    return Ok(Ended { code: EXIT_TRANSIENT, pod: None, why: Some(why) });
                 }
                 None => {}
             },
@@ -450,12 +478,11 @@ async fn follow(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, cancel: &AtomicBoo
                 .into_iter()
                 .find(|c| c.type_ == "Failed" && c.status == "True")
         {
-            let why = failed.message.or(failed.reason).unwrap_or_default();
-            eprintln!("error: Job {name} failed: {why}");
-            return Ok((EXIT_FAILED, seen));
+            let why = format!("Job {name} failed: {}", failed.message.or(failed.reason).unwrap_or_default());
+            return Ok(Ended { code: EXIT_FAILED, pod: seen, why: Some(why) });
         }
         if cancelled_at.is_some_and(|t| t.elapsed() > CANCEL_GRACE + Duration::from_secs(2)) {
-            return Ok((EXIT_CANCELLED, seen));
+            return Ok(Ended { code: EXIT_CANCELLED, pod: seen, why: None });
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

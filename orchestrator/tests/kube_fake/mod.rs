@@ -243,6 +243,19 @@ impl FakeCluster {
         self.state.lock().unwrap().config_maps.keys().cloned().collect()
     }
 
+    /// Evicts the running pods of Jobs, as a node drain would: the process is killed and the pod fails with a
+    /// DisruptionTarget condition. Returns how many.
+    pub fn evict_job_pods(&self) -> usize {
+        let mut state = self.state.lock().unwrap();
+        let mut evicted = 0;
+        for pod in state.job_pods.values_mut().filter(|p| p.pid.is_some()) {
+            pod.evicted = true;
+            unsafe { libc::kill(pod.pid.unwrap() as i32, libc::SIGKILL) };
+            evicted += 1;
+        }
+        evicted
+    }
+
     /// Pods of Jobs still listed (their processes running or not yet reaped).
     pub fn job_pod_names(&self) -> Vec<String> {
         self.state.lock().unwrap().job_pods.keys().cloned().collect()
@@ -712,6 +725,8 @@ struct JobPod {
     object: Value,
     log: Arc<Mutex<String>>,
     pid: Option<u32>,
+    /// Killed by [`FakeCluster::evict_job_pods`].
+    evicted: bool,
 }
 
 /// Jobs, their pods run as local processes by a minimal kubelet, and ConfigMaps, in any namespace.
@@ -918,7 +933,7 @@ mod jobs {
                 }
             });
         }
-        state.job_pods.insert(pod_name.clone(), JobPod { object, log, pid: Some(child.id()) });
+        state.job_pods.insert(pod_name.clone(), JobPod { object, log, pid: Some(child.id()), evicted: false });
         let shared = Arc::clone(shared);
         std::thread::spawn(move || {
             use std::os::unix::process::ExitStatusExt;
@@ -931,6 +946,12 @@ mod jobs {
                 pod.object["status"]["phase"] = if code == 0 { "Succeeded" } else { "Failed" }.into();
                 pod.object["status"]["containerStatuses"] = container_status(json!({"terminated": {
                     "exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}}));
+                if pod.evicted {
+                    pod.object["status"]["reason"] = "Evicted".into();
+                    pod.object["status"]["message"] = "The node was low on resource: memory.".into();
+                    pod.object["status"]["conditions"] = json!([{"type": "DisruptionTarget", "status": "True",
+                        "reason": "TerminationByKubelet", "message": "The node was low on resource: memory."}]);
+                }
             }
             if !job_exists {
                 // Deleted while running: the pod goes once its process has stopped.
