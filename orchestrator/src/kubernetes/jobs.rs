@@ -478,6 +478,14 @@ async fn follow(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, cancel: &AtomicBoo
                 .into_iter()
                 .find(|c| c.type_ == "Failed" && c.status == "True")
         {
+            // The pod may have ended since it was listed: its exit code, when it has one, says more.
+            if let Ok(list) = pods.list(&selector).await
+                && let Some(pod) = list.items.first()
+                && let Some((code, reason)) = pod_outcome(pod)
+            {
+                let why = (code == EXIT_TRANSIENT).then_some(reason);
+                return Ok(Ended { code, pod: pod.metadata.name.clone(), why });
+            }
             let why = format!("Job {name} failed: {}", failed.message.or(failed.reason).unwrap_or_default());
             return Ok(Ended { code: EXIT_FAILED, pod: seen, why: Some(why) });
         }
