@@ -269,3 +269,20 @@ fn a_job_the_identity_may_not_create_fails_the_cell_naming_it_and_leaves_nothing
     assert!(error.contains("creating Job orch-runs/orch-f-") && error.contains("403 Forbidden"), "{error}");
     assert!(fake.job_names().is_empty() && fake.config_map_names().is_empty(), "{:?}", fake.config_map_names());
 }
+
+#[test]
+fn an_image_that_cannot_be_pulled_fails_the_cell_naming_it_after_its_retries() {
+    let (fake, dir) = setup("[1]", "5m");
+    let matrix = dir.path().join("experiments/j.yaml");
+    let text = std::fs::read_to_string(&matrix).unwrap().replace("image: orch:test", "image: orch:missing");
+    std::fs::write(&matrix, text).unwrap();
+    let mut child = spawn_orch(dir.path(), &["run", "experiments/j.yaml", "--tag", "i"], &[]);
+    let status = wait_child(&mut child, Duration::from_secs(60));
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{}", stderr_of(dir.path()));
+    let status = status_of(&the_only_cell(&dir.path().join("logs/i")));
+    assert_eq!((status["state"].as_str(), status["attempt"].as_u64()), (Some("failed"), Some(2)), "{status}");
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains("ImagePullBackOff") && error.contains("orch:missing"), "{error}");
+    assert!(fake.job_names().is_empty() && fake.config_map_names().is_empty());
+    assert!(fake.job_pod_names().is_empty(), "{:?}", fake.job_pod_names());
+}

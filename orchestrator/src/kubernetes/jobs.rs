@@ -295,22 +295,46 @@ pub fn job(exec: &JobExecutor, tag: &str, cell_id: &str, attempt: u32) -> Result
     serde_json::from_value(value).context("building the Job")
 }
 
-/// How the attempt's pod ended, if it has.
-fn pod_outcome(pod: &Pod) -> Option<(i32, String)> {
+/// Why a container waits when waiting will not help: the image cannot be pulled (worth another attempt: a
+/// registry can fail for a moment) or the pod's spec is wrong (not worth one).
+fn stuck(reason: &str) -> Option<i32> {
+    match reason {
+        "ErrImagePull" | "ImagePullBackOff" => Some(EXIT_TRANSIENT),
+        "InvalidImageName" | "ErrImageNeverPull" | "CreateContainerConfigError" => Some(EXIT_FAILED),
+        _ => None,
+    }
+}
+
+/// How the attempt's pod ended, if it has: the exit code, and why when the cell could not record it itself.
+fn pod_outcome(pod: &Pod) -> Option<(i32, Option<String>)> {
     let status = pod.status.as_ref()?;
     let disrupted = status.conditions.iter().flatten().any(|c| c.type_ == "DisruptionTarget" && c.status == "True");
     if status.phase.as_deref() == Some("Failed") && (disrupted || status.reason.as_deref() == Some("Evicted")) {
         let why = status.message.clone().or(status.reason.clone()).unwrap_or_else(|| "disrupted".into());
-        return Some((EXIT_TRANSIENT, format!("the cell's pod was evicted or preempted: {why}")));
+        return Some((EXIT_TRANSIENT, Some(format!("the cell's pod was evicted or preempted: {why}"))));
+    }
+    let containers = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+    for container in containers {
+        if let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref())
+            && let Some(reason) = waiting.reason.as_deref()
+            && let Some(code) = stuck(reason)
+        {
+            let message = waiting.message.as_deref().unwrap_or_default();
+            let why = format!(
+                "container {} ({}) of the cell's pod cannot start: {reason}: {message}",
+                container.name, container.image
+            );
+            return Some((code, Some(why)));
+        }
     }
     let cell = status.container_statuses.iter().flatten().find(|c| c.name == "cell")?;
     let terminated = cell.state.as_ref()?.terminated.as_ref()?;
     let code = terminated.exit_code;
     let reason = terminated.reason.clone().unwrap_or_default();
     if reason == "OOMKilled" || code == 137 {
-        return Some((EXIT_TRANSIENT, format!("the cell's container was killed ({reason}, exit code {code})")));
+        return Some((EXIT_TRANSIENT, Some(format!("the cell's container was killed ({reason}, exit code {code})"))));
     }
-    Some((code, reason))
+    Some((code, None))
 }
 
 /// `orch cell-job`: one attempt of a cell as a Job; returns the exit code for the supervisor.
@@ -455,8 +479,7 @@ async fn follow(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, cancel: &AtomicBoo
             Ok(list) => match list.items.first() {
                 Some(pod) => {
                     seen = pod.metadata.name.clone();
-                    if let Some((code, reason)) = pod_outcome(pod) {
-                        let why = (code == EXIT_TRANSIENT).then_some(reason);
+                    if let Some((code, why)) = pod_outcome(pod) {
                         return Ok(Ended { code, pod: seen, why });
                     }
                 }
@@ -481,9 +504,8 @@ async fn follow(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, cancel: &AtomicBoo
             // The pod may have ended since it was listed: its exit code, when it has one, says more.
             if let Ok(list) = pods.list(&selector).await
                 && let Some(pod) = list.items.first()
-                && let Some((code, reason)) = pod_outcome(pod)
+                && let Some((code, why)) = pod_outcome(pod)
             {
-                let why = (code == EXIT_TRANSIENT).then_some(reason);
                 return Ok(Ended { code, pod: pod.metadata.name.clone(), why });
             }
             let why = format!("Job {name} failed: {}", failed.message.or(failed.reason).unwrap_or_default());

@@ -874,6 +874,29 @@ mod jobs {
             .ok_or(format!("no PersistentVolumeClaim {claim:?}"))?
             .join(mount["subPath"].as_str().unwrap_or_default());
         let mount_path = mount["mountPath"].as_str().unwrap().to_string();
+        let image = container["image"].as_str().unwrap_or_default().to_string();
+        if image.ends_with(":missing") {
+            // The registry has no such image: the init container waits to be pulled, nothing runs.
+            let pod_name = format!("{job_name}-x{}", state.resource_version);
+            state.resource_version += 1;
+            let mut labels = job["spec"]["template"]["metadata"]["labels"].clone();
+            labels["job-name"] = job_name.clone().into();
+            let waiting = |name: &str, reason: &str, message: &str| {
+                json!({"name": name, "image": image, "imageID": "", "ready": false, "restartCount": 0,
+                       "state": {"waiting": {"reason": reason, "message": message}}})
+            };
+            let pull = format!("Back-off pulling image \"{image}\"");
+            let object = json!({
+                "metadata": {"name": pod_name, "namespace": job["metadata"]["namespace"], "labels": labels},
+                "spec": {"containers": [{"name": "cell", "image": image}]},
+                "status": {"phase": "Pending",
+                           "initContainerStatuses": [waiting("config", "ImagePullBackOff", &pull)],
+                           "containerStatuses": [waiting("cell", "PodInitializing", "")]}
+            });
+            let log = Arc::new(Mutex::new(String::new()));
+            state.job_pods.insert(pod_name, JobPod { object, log, pid: None, evicted: false });
+            return Ok(());
+        }
         let mut command: Vec<String> =
             container["command"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
         let cell = command.iter().position(|a| a == "--cell").map(|i| command[i + 1].clone()).ok_or("no --cell")?;
