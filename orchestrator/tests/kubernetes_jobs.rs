@@ -286,3 +286,40 @@ fn an_image_that_cannot_be_pulled_fails_the_cell_naming_it_after_its_retries() {
     assert!(fake.job_names().is_empty() && fake.config_map_names().is_empty());
     assert!(fake.job_pod_names().is_empty(), "{:?}", fake.job_pod_names());
 }
+
+#[test]
+fn a_second_ctrl_c_kills_the_jobs_at_once_and_leaves_nothing() {
+    let (fake, dir) = setup("[1, 2]", "5m");
+    let mut child =
+        spawn_orch(dir.path(), &["run", "experiments/j.yaml", "--tag", "h"], &[("ORCH_FAULT_INJECT", "*=hang")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.job_pod_names().len() < 2 {
+        assert!(Instant::now() < deadline, "two Job pods did not start: {}", stderr_of(dir.path()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let running: std::collections::BTreeSet<String> = fake.job_pod_names().into_iter().collect();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(200));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = wait_child(&mut child, Duration::from_secs(40));
+    assert_eq!(status.and_then(|s| s.code()), Some(130), "{}", stderr_of(dir.path()));
+    assert!(fake.job_names().is_empty(), "{:?}", fake.job_names());
+    assert!(fake.config_map_names().is_empty());
+    // `hang` ignores SIGTERM, and the kubelet would wait out the pods' grace; orch deleted them with grace 0 and
+    // waited until the API no longer listed them.
+    assert!(fake.job_pod_names().is_empty(), "{:?}", fake.job_pod_names());
+    let deleted: std::collections::BTreeSet<String> = fake
+        .writes()
+        .iter()
+        .filter(|w| w.method == "DELETE" && w.path.contains("/pods/"))
+        .map(|w| w.path.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(deleted, running);
+    for entry in std::fs::read_dir(dir.path().join("logs/h")).unwrap() {
+        let cell = entry.unwrap().path();
+        if cell.join("config.yaml").is_file() {
+            assert_eq!(status_of(&cell)["state"], "cancelled", "{}", cell.display());
+        }
+    }
+}

@@ -518,16 +518,18 @@ async fn follow(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, cancel: &AtomicBoo
     }
 }
 
-/// Deletes every Job and ConfigMap of the run and waits (bounded) until the API lists none. Called when no attempt
-/// of this `orch run` is alive (before the first, after the last, on a second Ctrl-C), so whatever is still running
-/// is stale and is killed at once (grace 0): it cannot overwrite the state its cell's folder records.
+/// Deletes every Job, pod and ConfigMap of the run and waits (bounded) until the API lists none. Called when no
+/// attempt of this `orch run` is alive (before the first, after the last, on a second Ctrl-C), so whatever is still
+/// running is stale and is killed at once: its pods are deleted with grace 0 too (the garbage collector would give
+/// a deleted Job's pods their full grace), so it cannot overwrite the state its cell's folder records.
 pub fn clean_up_run(exec: &JobExecutor, tag: &str) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime
         .block_on(async {
             let (client, _) = super::client::connect_to(exec.kubeconfig.as_deref(), exec.context.as_deref()).await?;
             let jobs: Api<Job> = Api::namespaced(client.clone(), &exec.namespace);
-            let maps: Api<ConfigMap> = Api::namespaced(client, &exec.namespace);
+            let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &exec.namespace);
+            let pods: Api<Pod> = Api::namespaced(client, &exec.namespace);
             let selector = ListParams::default().labels(&run_selector(tag));
             let params = DeleteParams {
                 propagation_policy: Some(PropagationPolicy::Background),
@@ -540,18 +542,24 @@ pub fn clean_up_run(exec: &JobExecutor, tag: &str) -> Result<()> {
                     jobs.list(&selector).await.map_err(|e| explain(e, "listing", "the run's Jobs"))?.items;
                 let listed_maps =
                     maps.list(&selector).await.map_err(|e| explain(e, "listing", "the run's ConfigMaps"))?.items;
-                if listed_jobs.is_empty() && listed_maps.is_empty() {
+                let listed_pods =
+                    pods.list(&selector).await.map_err(|e| explain(e, "listing", "the run's pods"))?.items;
+                if listed_jobs.is_empty() && listed_maps.is_empty() && listed_pods.is_empty() {
                     return Ok(());
                 }
                 if Instant::now() > deadline {
                     bail!(
-                        "{} Jobs and {} ConfigMaps of run {tag} still listed after 30 s",
+                        "{} Jobs, {} pods and {} ConfigMaps of run {tag} still listed after 30 s",
                         listed_jobs.len(),
+                        listed_pods.len(),
                         listed_maps.len()
                     );
                 }
                 for job in &listed_jobs {
                     let _ = jobs.delete(job.metadata.name.as_deref().unwrap_or_default(), &params).await;
+                }
+                for pod in &listed_pods {
+                    let _ = pods.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await;
                 }
                 for map in &listed_maps {
                     let _ = maps.delete(map.metadata.name.as_deref().unwrap_or_default(), &params).await;

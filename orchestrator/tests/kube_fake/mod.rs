@@ -727,6 +727,8 @@ struct JobPod {
     pid: Option<u32>,
     /// Killed by [`FakeCluster::evict_job_pods`].
     evicted: bool,
+    /// Deleted through the API: it goes once its process has stopped.
+    deleted: bool,
 }
 
 /// Jobs, their pods run as local processes by a minimal kubelet, and ConfigMaps, in any namespace.
@@ -836,6 +838,20 @@ mod jobs {
             {
                 list("PodList", "v1", select(state.job_pods.values().map(|p| p.object.clone()).collect()))
             }
+            ("DELETE", ["api", "v1", "namespaces", _, "pods", name]) if state.job_pods.contains_key(*name) => {
+                let pod = state.job_pods.get_mut(*name).unwrap();
+                let object = pod.object.clone();
+                match pod.pid {
+                    Some(pid) => {
+                        pod.deleted = true;
+                        stop(pid, immediate, object["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30));
+                    }
+                    None => {
+                        state.job_pods.remove(*name);
+                    }
+                }
+                ok(object)
+            }
             ("GET", ["api", "v1", "namespaces", _, "pods", name, "log"]) => match state.job_pods.get(*name) {
                 Some(pod) => (StatusCode::OK, pod.log.lock().unwrap().clone()).into_response(),
                 None => not_found("pods", name),
@@ -894,7 +910,7 @@ mod jobs {
                            "containerStatuses": [waiting("cell", "PodInitializing", "")]}
             });
             let log = Arc::new(Mutex::new(String::new()));
-            state.job_pods.insert(pod_name, JobPod { object, log, pid: None, evicted: false });
+            state.job_pods.insert(pod_name, JobPod { object, log, pid: None, evicted: false, deleted: false });
             return Ok(());
         }
         let mut command: Vec<String> =
@@ -956,14 +972,17 @@ mod jobs {
                 }
             });
         }
-        state.job_pods.insert(pod_name.clone(), JobPod { object, log, pid: Some(child.id()), evicted: false });
+        state
+            .job_pods
+            .insert(pod_name.clone(), JobPod { object, log, pid: Some(child.id()), evicted: false, deleted: false });
         let shared = Arc::clone(shared);
         std::thread::spawn(move || {
             use std::os::unix::process::ExitStatusExt;
             let status = child.wait().unwrap();
             let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
             let mut state = shared.lock().unwrap();
-            let job_exists = state.jobs.contains_key(&job_name);
+            let job_exists =
+                state.jobs.contains_key(&job_name) && !state.job_pods.get(&pod_name).is_some_and(|p| p.deleted);
             if let Some(pod) = state.job_pods.get_mut(&pod_name) {
                 pod.pid = None;
                 pod.object["status"]["phase"] = if code == 0 { "Succeeded" } else { "Failed" }.into();
