@@ -278,6 +278,7 @@ fn the_roles_grant_what_the_backend_and_the_job_executor_call() {
         ("", "configmaps", "patch"),
         ("", "configmaps", "delete"),
         ("", "pods", "list"),
+        ("", "pods", "delete"),
         ("", "pods/log", "get"),
     ] {
         assert!(allows(jobs_ns, group, resource, verb), "{verb} {group}/{resource} in {jobs_ns}");
