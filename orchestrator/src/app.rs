@@ -23,6 +23,9 @@ pub struct AppModel {
     pub services: Vec<Service>,
     /// HTTP or Redis entry points and the calls each makes.
     pub routes: Vec<Route>,
+    /// How the services are found and observed in a cluster (deployment names, selectors, query templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<crate::kubernetes::model::KubernetesApp>,
 }
 
 fn default_namespace() -> String {
@@ -298,6 +301,7 @@ impl AppModel {
         if let Some(cycle) = self.find_cycle() {
             return err("routes".into(), format!("the call graph has a cycle: {}", cycle.join(" -> ")));
         }
+        crate::kubernetes::model::validate(self)?;
         if self.route_index(&self.slo.route).is_none() {
             return err("slo.route".into(), format!("unknown route {:?}", self.slo.route));
         }

@@ -84,6 +84,7 @@ pub fn run(
     config: &CellConfig,
     dir: &std::path::Path,
     emulated: Option<&EmulatedRun>,
+    kubernetes: Option<&crate::kubernetes::settings::KubernetesRun>,
     on_second: impl FnMut(&SecondMetrics),
     on_scale: impl FnMut(u64, &str, u32, u32, &str),
 ) -> anyhow::Result<CellSummary> {
@@ -93,6 +94,11 @@ pub fn run(
             let run =
                 emulated.ok_or_else(|| anyhow::anyhow!("an emulated cell needs the matrix's emulated settings"))?;
             crate::emulated::cell::run_cell(id, config, run, dir, on_second, on_scale)
+        }
+        Backend::Kubernetes => {
+            let run = kubernetes
+                .ok_or_else(|| anyhow::anyhow!("a kubernetes cell needs the matrix's kubernetes settings"))?;
+            crate::kubernetes::cell::run_cell(id, config, run, dir, on_second, on_scale)
         }
     }
 }

@@ -157,7 +157,8 @@ pub fn run(run_dir: &Path, cell_id: &str, attempt: u32) -> i32 {
             inject(fault, attempt, &shared)?;
         }
         let emulated = emulated_run(run_dir, &cell)?;
-        runner::execute_cell(&cell, &dir, emulated.as_ref())
+        let kubernetes = kubernetes_run(run_dir, &cell)?;
+        runner::execute_cell_with(&cell, &dir, emulated.as_ref(), kubernetes.as_ref())
     }));
     let (state, error, code) = match result {
         Ok(Ok(_)) => (CellState::Succeeded, None, EXIT_SUCCEEDED),
@@ -185,6 +186,16 @@ fn emulated_run(run_dir: &Path, cell: &Cell) -> Result<Option<EmulatedRun>> {
     }
     let file = run_dir.join(crate::emulated::settings::RUN_FILE);
     let run = run_folder::read_json(&file).context("reading the run's emulated settings")?;
+    Ok(Some(run))
+}
+
+/// Which cluster a kubernetes cell runs on and where its load comes from: what `orch run` recorded.
+fn kubernetes_run(run_dir: &Path, cell: &Cell) -> Result<Option<crate::kubernetes::settings::KubernetesRun>> {
+    if cell.config.backend != crate::matrix::Backend::Kubernetes {
+        return Ok(None);
+    }
+    let file = run_dir.join(crate::kubernetes::settings::RUN_FILE);
+    let run = run_folder::read_json(&file).context("reading the run's kubernetes settings")?;
     Ok(Some(run))
 }
 

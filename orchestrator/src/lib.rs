@@ -3,7 +3,8 @@
 //! Data flow: [`matrix`] parses and resolves a matrix into cells ([`combinations`] expands include/exclude);
 //! [`runner`] plans them into a run folder ([`run_folder`]) and resumes it; the [`supervisor`] runs each cell as an
 //! `orch cell` process ([`cell_process`]) with timeouts, retries and cancellation; each cell ([`cell`]) drives a
-//! [`backend`] (the embedded [`sim`]ulator, or the [`emulated`] app under real load from [`agents`]) with a
+//! [`backend`] (the embedded [`sim`]ulator, the [`emulated`] app or a real cluster through [`kubernetes`], under
+//! real load from [`agents`]) with a
 //! [`policy`] and summarises the run; [`report`] renders the run folder as HTML.
 
 pub mod agents;
@@ -17,6 +18,7 @@ pub mod emulated;
 pub mod fault;
 pub mod inspect;
 pub mod interrupt;
+pub mod kubernetes;
 pub mod matrix;
 pub mod plan_diff;
 pub mod policy;

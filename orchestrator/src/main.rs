@@ -62,6 +62,10 @@ enum Command {
         max_parallel: Option<usize>,
         #[command(flatten)]
         agents: AgentArgs,
+        /// Print the API calls kubernetes cells would make to change the cluster (method, path, body) and make
+        /// none of them; reads still reach the cluster. Nothing is written under the logs directory.
+        #[arg(long, conflicts_with = "resume")]
+        dry_run: bool,
     },
     /// Serve an app model as the emulated backend does, on its own, until Ctrl-C (for load tests and benchmarks).
     Emulate(EmulateArgs),
@@ -86,6 +90,17 @@ enum Command {
     /// Run one planned cell of a run folder in this process (what `orch run` starts for each cell, and what a
     /// Kubernetes Job runs). Exit codes: 0 succeeded, 1 failed, 75 transient failure, 101 panic, 130 cancelled.
     Cell {
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        cell: String,
+        #[arg(long, default_value_t = 1)]
+        attempt: u32,
+    },
+    /// One attempt of a planned cell as a Kubernetes Job (what `orch run` starts per attempt with `executor:
+    /// kubernetes`): creates the ConfigMap and Job, follows the pod, exits with the cell's exit code.
+    #[command(hide = true)]
+    CellJob {
         #[arg(long)]
         run_dir: PathBuf,
         #[arg(long)]
@@ -205,8 +220,23 @@ fn main() -> ExitCode {
         Command::Cell { run_dir, cell, attempt } => {
             std::process::exit(cell_process::run(&run_dir, &cell, attempt));
         }
+        Command::CellJob { run_dir, cell, attempt } => {
+            std::process::exit(orchestrator::kubernetes::jobs::run_attempt(&run_dir, &cell, attempt));
+        }
         Command::Emulate(args) => emulate(args),
-        Command::Run { matrix, tag, resume, force, retry_failed, filter, only, logs_dir, max_parallel, agents } => {
+        Command::Run {
+            matrix,
+            tag,
+            resume,
+            force,
+            retry_failed,
+            filter,
+            only,
+            logs_dir,
+            max_parallel,
+            agents,
+            dry_run,
+        } => {
             let matrix_file = match (matrix, &resume) {
                 (Some(file), _) => file,
                 (None, Some(tag)) => match run_folder::read_json::<RunInfo>(&logs_dir.join(tag).join(RUN_JSON)) {
@@ -219,6 +249,9 @@ fn main() -> ExitCode {
                 Ok(m) => m,
                 Err(e) => return config_error(e),
             };
+            if dry_run {
+                return kubernetes_dry_run(&matrix);
+            }
             if let Err(e) = apply_agent_args(&mut matrix, agents) {
                 return config_error(e);
             }
@@ -341,9 +374,55 @@ fn rl_exit(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// `orch run --dry-run`: the kubernetes cells' writes, printed, none made.
+fn kubernetes_dry_run(matrix: &Matrix) -> ExitCode {
+    if let Some(executor) = &matrix.executor
+        && let Err(e) = orchestrator::kubernetes::jobs::print_dry_run(executor, &matrix.name, &matrix.cells)
+    {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let Some(run) = &matrix.kubernetes else {
+        if matrix.executor.is_some() {
+            return ExitCode::SUCCESS;
+        }
+        return config_error("--dry-run shows what kubernetes cells or Jobs would do; this matrix has neither");
+    };
+    match orchestrator::kubernetes::dry_run::run(matrix, run) {
+        Ok(refused) if refused.is_empty() => ExitCode::SUCCESS,
+        Ok(refused) => {
+            eprintln!("{} cells would be refused", refused.len());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Applies --agents / ORCH_AGENTS and --load-agent-bin, then checks remote agents before anything is written.
 fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> {
+    if let Some(run) = matrix.kubernetes.as_mut() {
+        if let Some(list) = &args.agents {
+            let urls = orchestrator::emulated::settings::parse_agent_list(list, "--agents")?;
+            let agents = run.agent_run().with_agent_urls(urls);
+            run.agents = agents.agents;
+        }
+        run.load_agent_bin = args.load_agent_bin.clone();
+        let users = matrix
+            .cells
+            .iter()
+            .filter(|c| c.config.backend == orchestrator::matrix::Backend::Kubernetes)
+            .map(|c| orchestrator::agents::peak_users(&c.config.scenario.shape))
+            .max()
+            .unwrap_or(0);
+        orchestrator::agents::preflight_remote(&run.agent_run(), users)?;
+    }
     let Some(mut run) = matrix.emulated.take() else {
+        if matrix.kubernetes.is_some() {
+            return Ok(());
+        }
         return match (args.agents, args.load_agent_bin) {
             (None, None) => Ok(()),
             // ORCH_AGENTS set in the environment is no error for a matrix without emulated cells.

@@ -64,6 +64,12 @@ pub struct MatrixFile {
     /// Settings of emulated cells.
     #[serde(default)]
     pub emulated: Option<EmulatedSection>,
+    /// The cluster of kubernetes cells (see [`crate::kubernetes::settings`]).
+    #[serde(default)]
+    pub kubernetes: Option<crate::kubernetes::settings::KubernetesSection>,
+    /// Where cells run: local processes (default) or Kubernetes Jobs ([`crate::kubernetes::jobs`]).
+    #[serde(default)]
+    pub executor: Option<crate::kubernetes::jobs::ExecutorSection>,
     pub seeds: Value,
     pub apps: Value,
     pub scenarios: Value,
@@ -94,6 +100,7 @@ pub enum Backend {
     #[default]
     Sim,
     Emulated,
+    Kubernetes,
 }
 
 impl Backend {
@@ -101,6 +108,7 @@ impl Backend {
         match self {
             Backend::Sim => "sim",
             Backend::Emulated => "emulated",
+            Backend::Kubernetes => "kubernetes",
         }
     }
 
@@ -296,6 +304,10 @@ pub struct Matrix {
     pub cells: Vec<Cell>,
     /// Where emulated cells get their load from, when any cell is emulated.
     pub emulated: Option<EmulatedRun>,
+    /// The cluster and load of kubernetes cells, when any cell runs on one.
+    pub kubernetes: Option<crate::kubernetes::settings::KubernetesRun>,
+    /// `executor: kubernetes`: cells run as Jobs.
+    pub executor: Option<crate::kubernetes::jobs::JobExecutor>,
 }
 
 impl Matrix {
@@ -435,6 +447,8 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
     let uses_emulated = combos.iter().any(|c| c.values[4] == Backend::Emulated.name());
     let (emulated_model, emulated_run) =
         emulated_settings::resolve(file.emulated.as_ref(), uses_emulated, path)?.unzip();
+    let uses_kubernetes = combos.iter().any(|c| c.values[4] == Backend::Kubernetes.name());
+    let kubernetes_run = crate::kubernetes::settings::resolve(file.kubernetes.as_ref(), uses_kubernetes, path)?;
     let mut emulation_checked: BTreeSet<(String, String)> = BTreeSet::new();
     let baseline = file.report.as_ref().and_then(|r| r.baseline.clone());
     if let Some(name) = &baseline
@@ -571,6 +585,8 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         }
         cells.push(Cell { id, config, timeout });
     }
+    let longest = cells.iter().map(|c| c.timeout).max().unwrap_or(default_timeout);
+    let executor = crate::kubernetes::jobs::resolve(file.executor.as_ref(), longest, path)?;
     Ok(Matrix {
         file: path.to_path_buf(),
         name: file.name,
@@ -579,6 +595,8 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         baseline,
         cells,
         emulated: emulated_run,
+        kubernetes: kubernetes_run,
+        executor,
     })
 }
 

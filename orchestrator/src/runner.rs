@@ -123,6 +123,16 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
     if let Some(emulated) = &matrix.emulated {
         run_folder::write_json(&run_dir.join(crate::emulated::settings::RUN_FILE), emulated)?;
     }
+    if let Some(kubernetes) = &matrix.kubernetes {
+        run_folder::write_json(&run_dir.join(crate::kubernetes::settings::RUN_FILE), kubernetes)?;
+    }
+    let executor = matrix.executor.clone().map(crate::kubernetes::jobs::JobExecutor::with_environment);
+    if let Some(executor) = &executor {
+        run_folder::write_json(&run_dir.join(crate::kubernetes::jobs::RUN_FILE), executor)?;
+        // No attempt of this invocation runs yet: Jobs of the run still listed (an orch that died, a resume) are
+        // stale and go before any cell starts; this also checks the cluster is reachable.
+        crate::kubernetes::jobs::clean_up_run(executor, &options.tag)?;
+    }
 
     // Every cell of the plan gets a folder with its config and a status; the selected unfinished ones run.
     let planned = plan_cells(matrix, options, &run_dir)?;
@@ -136,8 +146,15 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
         let control = Arc::clone(&control);
         let run_dir = run_dir.clone();
         let ids = ids.clone();
+        let executor = executor.clone();
+        let tag = options.tag.clone();
         options.interrupt.on_hard_stop(Box::new(move || {
             control.hard_stop(&run_dir);
+            if let Some(executor) = &executor
+                && let Err(e) = crate::kubernetes::jobs::clean_up_run(executor, &tag)
+            {
+                eprintln!("error: {e:#}");
+            }
             let _ = write_summary_from_folder(&run_dir, &ids);
         }));
     }
@@ -146,6 +163,7 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
     let supervisor = Supervisor {
         run_dir: &run_dir,
         program: &options.program,
+        cell_command: if executor.is_some() { "cell-job" } else { "cell" },
         strategy: &matrix.strategy,
         max_parallel: matrix.max_parallel,
         interrupt: &options.interrupt,
@@ -155,6 +173,12 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
     };
     let outcomes = supervisor.run(&to_run);
     progress.done();
+    if let Some(executor) = &executor {
+        // Nothing of the run stays in the cluster: every attempt's Job and the cells' ConfigMaps go.
+        if let Err(e) = crate::kubernetes::jobs::clean_up_run(executor, &options.tag) {
+            eprintln!("error: {e:#}");
+        }
+    }
     let interrupted = options.interrupt.requested();
     let budget_spent = Supervisor::budget_spent(&outcomes, &matrix.strategy);
     let mut failed = Vec::new();
@@ -407,6 +431,16 @@ pub fn write_cell_config(cell: &Cell, dir: &Path) -> Result<()> {
 
 /// Runs a cell whose folder exists: run.log, metrics.csv, summary.json.
 pub fn execute_cell(cell: &Cell, dir: &Path, emulated: Option<&EmulatedRun>) -> Result<CellSummary> {
+    execute_cell_with(cell, dir, emulated, None)
+}
+
+/// [`execute_cell`] with the cluster settings a kubernetes cell needs.
+pub fn execute_cell_with(
+    cell: &Cell,
+    dir: &Path,
+    emulated: Option<&EmulatedRun>,
+    kubernetes: Option<&crate::kubernetes::settings::KubernetesRun>,
+) -> Result<CellSummary> {
     crate::rl::prepare::copy_training_csv(&cell.config, dir)?;
     let log = File::create(dir.join("run.log")).context("creating run.log")?;
     let subscriber = tracing_subscriber::fmt()
@@ -434,6 +468,7 @@ pub fn execute_cell(cell: &Cell, dir: &Path, emulated: Option<&EmulatedRun>) -> 
             &cell.config,
             dir,
             emulated,
+            kubernetes,
             |second| {
                 if write_error.is_none()
                     && let Err(e) = write_metrics_row(&mut metrics, second)

@@ -122,6 +122,8 @@ pub struct Supervisor<'a> {
     pub run_dir: &'a Path,
     /// The `orch` binary to start as `orch cell`.
     pub program: &'a Path,
+    /// Its subcommand for one attempt: `cell` (in this machine), or `cell-job` (as a Kubernetes Job).
+    pub cell_command: &'a str,
     pub strategy: &'a ExecutionStrategy,
     pub max_parallel: usize,
     pub interrupt: &'a Interrupt,
@@ -340,7 +342,7 @@ impl Supervisor<'_> {
         let stdout = stderr.try_clone().context("sharing stderr.log")?;
         let mut command = Command::new(self.program);
         command
-            .arg("cell")
+            .arg(self.cell_command)
             .arg("--run-dir")
             .arg(self.run_dir)
             .arg("--cell")
@@ -382,7 +384,13 @@ impl Supervisor<'_> {
             }
             let elapsed = started.elapsed();
             if exit.is_none() && elapsed >= cell.timeout {
-                signal_cell(pid, libc::SIGKILL);
+                if self.cell_command == "cell" {
+                    signal_cell(pid, libc::SIGKILL);
+                } else {
+                    // `orch cell-job` needs its grace to delete the Job, else the cell runs on in the cluster.
+                    signal_cell(pid, libc::SIGTERM);
+                    terminated_at = Some(Instant::now());
+                }
                 exit = Some(Exit::TimedOut);
             } else if exit.is_none() && self.stopping(state) {
                 signal_cell(pid, libc::SIGTERM);

@@ -59,23 +59,7 @@ impl EmulatedBackend {
         config: &CellConfig,
     ) -> EmulatedBackend {
         let app = &config.app;
-        let slo_route = app.route_index(&app.slo.route).expect("validated SLO route");
-        // The stats names (method, name) the agents file the SLO route's requests under.
-        let mut slo_names = Vec::new();
-        for user in &config.scenario.users {
-            for request in user.on_start.iter().chain(user.tasks.iter().flat_map(|t| &t.requests)) {
-                if app.route_for(&config.scenario, request.kind()) == Some(slo_route) {
-                    let method = match request.kind() {
-                        load_agent::scenario::RequestKind::Http { method, .. } => method.to_string(),
-                        load_agent::scenario::RequestKind::Redis { .. } => "REDIS".to_string(),
-                    };
-                    let key = (method, request.stats_name());
-                    if !slo_names.contains(&key) {
-                        slo_names.push(key);
-                    }
-                }
-            }
-        }
+        let slo_names = slo_stats_names(config);
         let time_scale = plan.time_scale;
         EmulatedBackend {
             pool,
@@ -189,6 +173,28 @@ impl EmulatedBackend {
             services: pending.services,
         }
     }
+}
+
+/// The stats names (method, name) the agents file the SLO route's requests under.
+pub fn slo_stats_names(config: &CellConfig) -> Vec<(String, String)> {
+    let app = &config.app;
+    let slo_route = app.route_index(&app.slo.route).expect("validated SLO route");
+    let mut slo_names = Vec::new();
+    for user in &config.scenario.users {
+        for request in user.on_start.iter().chain(user.tasks.iter().flat_map(|t| &t.requests)) {
+            if app.route_for(&config.scenario, request.kind()) == Some(slo_route) {
+                let method = match request.kind() {
+                    load_agent::scenario::RequestKind::Http { method, .. } => method.to_string(),
+                    load_agent::scenario::RequestKind::Redis { .. } => "REDIS".to_string(),
+                };
+                let key = (method, request.stats_name());
+                if !slo_names.contains(&key) {
+                    slo_names.push(key);
+                }
+            }
+        }
+    }
+    slo_names
 }
 
 fn sleep_until(due: Instant) {

@@ -153,52 +153,60 @@ pub fn resolve(
             format!("{listen_text:?}: give the address agents reach the app on, not an unspecified one"),
         ));
     }
-    let agents = section.agents.clone().unwrap_or_default();
+    let (source, on_loss) = resolve_agents(section.agents.as_ref(), file, "emulated.agents")?;
+    Ok(Some((
+        EmulatedModel { time_scale, pod_concurrency },
+        EmulatedRun { agents: source, on_loss, listen, load_agent_bin: None },
+    )))
+}
+
+/// Resolves an `agents:` block (of `emulated:` or `kubernetes:`); `at` is its field path for errors.
+pub fn resolve_agents(
+    agents: Option<&AgentsSection>,
+    file: &Path,
+    at: &str,
+) -> Result<(AgentSource, OnLoss), ConfigError> {
+    let err = |field: &str, message: String| ConfigError::new(file, field, message);
+    let agents = agents.cloned().unwrap_or_default();
     let on_loss = agents.on_loss.unwrap_or_default();
     let source = match (agents.local, agents.urls) {
         (Some(_), Some(_)) => {
-            return Err(err(
-                "emulated.agents",
-                "give local (agents orch starts) or urls (running agents), not both".into(),
-            ));
+            return Err(err(at, "give local (agents orch starts) or urls (running agents), not both".into()));
         }
         (_, Some(urls)) => {
             if urls.is_empty() {
-                return Err(err("emulated.agents.urls", "needs at least one URL".into()));
+                return Err(err(&format!("{at}.urls"), "needs at least one URL".into()));
             }
             for (i, url) in urls.iter().enumerate() {
-                check_agent_url(url).map_err(|m| err(&format!("emulated.agents.urls[{i}]"), m))?;
+                check_agent_url(url).map_err(|m| err(&format!("{at}.urls[{i}]"), m))?;
             }
             if let Some(i) = (1..urls.len()).find(|&i| urls[..i].contains(&urls[i])) {
-                return Err(err(&format!("emulated.agents.urls[{i}]"), format!("duplicate agent {:?}", urls[i])));
+                return Err(err(&format!("{at}.urls[{i}]"), format!("duplicate agent {:?}", urls[i])));
             }
             let token_env = agents.token_env.unwrap_or_else(|| DEFAULT_TOKEN_ENV.to_string());
             if token_env.is_empty() || !token_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(err("emulated.agents.token_env", format!("{token_env:?} is not a variable name")));
+                return Err(err(&format!("{at}.token_env"), format!("{token_env:?} is not a variable name")));
             }
             AgentSource::Remote { urls, token_env }
         }
         (local, None) => {
             if agents.token_env.is_some() {
                 return Err(err(
-                    "emulated.agents.token_env",
+                    &format!("{at}.token_env"),
                     "local agents listen on loopback and need no token".into(),
                 ));
             }
             let count = local.unwrap_or(DEFAULT_LOCAL_AGENTS);
             if !(1..=MAX_LOCAL_AGENTS).contains(&count) {
                 return Err(err(
-                    "emulated.agents.local",
+                    &format!("{at}.local"),
                     format!("must be between 1 and {MAX_LOCAL_AGENTS}, got {count}"),
                 ));
             }
             AgentSource::Local { count }
         }
     };
-    Ok(Some((
-        EmulatedModel { time_scale, pod_concurrency },
-        EmulatedRun { agents: source, on_loss, listen, load_agent_bin: None },
-    )))
+    Ok((source, on_loss))
 }
 
 /// Checks an agent's base URL: `http://host:port` (the agents' control API speaks plain HTTP).
