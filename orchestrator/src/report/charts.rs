@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::format::{escape, fmt_tick};
 
 /// Okabe & Ito (2008), ordered so that the first colours contrast best on white; yellow last.
-pub const PALETTE: [&str; 8] = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"];
+pub const PALETTE: [&str; 8] = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000", "#F0E442"];
 const DASHES: [&str; 3] = ["", "6 3", "2 2"];
 
 /// The stroke of series number `index`: a colour, then a dash pattern once the colours run out.
@@ -22,20 +22,57 @@ const DASHES: [&str; 3] = ["", "6 3", "2 2"];
 pub struct Style {
     pub color: &'static str,
     pub dash: &'static str,
+    index: usize,
+}
+
+impl Style {
+    /// The classes that draw this style (style.css): `c0`..`c7` set the colour that strokes, borders and dots
+    /// take (`currentColor`), `d1` and `d2` the dash pattern. One class is shorter than its colour written out
+    /// on every series and legend swatch.
+    pub fn class(&self) -> String {
+        let dash = (self.index / PALETTE.len()) % DASHES.len();
+        let color = self.index % PALETTE.len();
+        if dash == 0 { format!("c{color}") } else { format!("c{color} d{dash}") }
+    }
 }
 
 pub fn style(index: usize) -> Style {
-    Style { color: PALETTE[index % PALETTE.len()], dash: DASHES[(index / PALETTE.len()) % DASHES.len()] }
+    Style {
+        color: PALETTE[index % PALETTE.len()],
+        dash: DASHES[(index / PALETTE.len()) % DASHES.len()],
+        index: index % (PALETTE.len() * DASHES.len()),
+    }
 }
 
 /// One legend entry, rendered by the template as a swatch and a label.
 #[derive(Debug, Clone, Serialize)]
 pub struct LegendEntry {
     pub label: String,
-    pub color: &'static str,
-    pub dash: &'static str,
-    /// "line", "dot" or "band".
-    pub mark: &'static str,
+    /// The swatch's classes: its shape (`fw` a faint wide line, `dot`, none for a line) and its style's.
+    pub class: String,
+    /// An inline style, for a swatch in a colour outside the palette.
+    pub style: String,
+}
+
+impl LegendEntry {
+    /// A line swatch; `faint` for a wide, light reference line.
+    pub fn line(label: &str, style: Style, faint: bool) -> LegendEntry {
+        let class = if faint { format!("fw {}", style.class()) } else { style.class() };
+        LegendEntry { label: label.into(), class, style: String::new() }
+    }
+
+    pub fn dot(label: &str, style: Style) -> LegendEntry {
+        LegendEntry { label: label.into(), class: format!("dot {}", style.class()), style: String::new() }
+    }
+
+    /// A dashed line swatch in `color`.
+    pub fn dashed(label: &str, color: &str) -> LegendEntry {
+        LegendEntry {
+            label: label.into(),
+            class: String::new(),
+            style: format!("border-color:{color};border-top-style:dashed"),
+        }
+    }
 }
 
 pub type Legend = Vec<LegendEntry>;
@@ -51,6 +88,43 @@ pub struct Figure {
     pub wide: bool,
 }
 
+/// Markup that the charts of one page draw alike, written once. The time charts of a cell page share their
+/// x axis (and often a y axis): the first chart writes such a fragment as a group with an id, later charts a
+/// `<use>` of it. Inline SVGs of one HTML document can refer to each other's elements, so the page stays
+/// self-contained.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Whether fragments get ids and are reused; off for a chart standing alone.
+    reuse: bool,
+    written: Vec<String>,
+}
+
+impl Shared {
+    /// Fragments are reused across every chart rendered with this registry; one registry per page, since the
+    /// ids (`u1`, `u2`...) are unique only within it.
+    pub fn page() -> Shared {
+        Shared { reuse: true, written: Vec::new() }
+    }
+
+    /// Writes `<g class="{class}">{body}</g>`, or a `<use>` of the same group written before.
+    fn place(&mut self, svg: &mut String, class: &str, body: &str) {
+        if !self.reuse {
+            let _ = write!(svg, "<g class={class}>{body}</g>");
+            return;
+        }
+        let key = format!("{class} {body}");
+        match self.written.iter().position(|w| *w == key) {
+            Some(i) => {
+                let _ = write!(svg, "<use href=#u{} />", i + 1);
+            }
+            None => {
+                self.written.push(key);
+                let _ = write!(svg, "<g id=u{} class={class}>{body}</g>", self.written.len());
+            }
+        }
+    }
+}
+
 /// Matches the width a figure is shown at (max 600 px), so that 12-unit text reads as 12 px.
 const WIDTH: f64 = 560.0;
 const MARGIN_LEFT: f64 = 64.0;
@@ -60,7 +134,7 @@ const MARGIN_BOTTOM: f64 = 42.0;
 /// Plot pixels per kept point of a downsampled series.
 const PIXELS_PER_POINT: f64 = 5.0;
 /// Points closer than this to the line through their neighbours are dropped (Ramer-Douglas-Peucker).
-const SIMPLIFY_PX: f64 = 0.6;
+const SIMPLIFY_PX: f64 = 1.0;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Scale {
@@ -141,16 +215,17 @@ impl LineChart {
         self.series
             .iter()
             .filter(|s| !s.label.is_empty())
-            .map(|s| LegendEntry {
-                label: s.label.clone(),
-                color: s.style.color,
-                dash: s.style.dash,
-                mark: if s.faint { "wide" } else { "line" },
-            })
+            .map(|s| LegendEntry::line(&s.label, s.style, s.faint))
             .collect()
     }
 
+    /// The chart as a standalone SVG.
     pub fn render(&self) -> String {
+        self.render_in(&mut Shared::default())
+    }
+
+    /// The chart as SVG, reusing the axes other charts of the page wrote in `shared`.
+    pub fn render_in(&self, shared: &mut Shared) -> String {
         let usable = |y: f64| y.is_finite() && (self.y_scale == Scale::Linear || y > 0.0);
         let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
         let xs = xs.chain(self.bands.iter().flat_map(|b| b.points.iter().map(|p| p.0)));
@@ -174,18 +249,19 @@ impl LineChart {
             }
         };
         let mut svg = plot.open();
-        plot.grid_and_axes(&mut svg, &x_axis, &y_axis, &self.x_label, &self.y_label);
+        plot.grid_and_axes(&mut svg, shared, &x_axis, &y_axis, &self.x_label, &self.y_label);
         for band in &self.bands {
             let upper: Vec<(f64, f64)> = band.points.iter().map(|p| (p.0, p.2)).collect();
             let lower: Vec<(f64, f64)> = band.points.iter().rev().map(|p| (p.0, p.1)).collect();
             let outline: Vec<(f64, f64)> =
                 upper.into_iter().chain(lower).map(|(x, y)| plot.map(&x_axis, &y_axis, x, y)).collect();
             if outline.len() >= 3 {
-                let _ =
-                    write!(svg, "<path fill=\"{}\" fill-opacity=\".18\" d=\"{}Z\"/>", band.color, path_data(&outline));
+                let _ = write!(svg, "<path fill={} fill-opacity=.18 d=\"{}Z\"/>", band.color, path_data(&outline));
             }
         }
-        // Faint reference lines first, so the others are drawn over them.
+        // Faint reference lines first, so the others are drawn over them; the others in one group that sets
+        // their width (see the `s` and `f` rules of style.css).
+        let mut lines = String::new();
         let ordered = self.series.iter().filter(|s| s.faint).chain(self.series.iter().filter(|s| !s.faint));
         for series in ordered {
             let points: Vec<(f64, f64)> =
@@ -194,8 +270,8 @@ impl LineChart {
                 continue;
             }
             // Many series share the chart's budget of points, one per PIXELS_PER_POINT for a single series.
-            let lines = self.series.len().max(1) as f64;
-            let budget = ((plot.width() / PIXELS_PER_POINT / lines.sqrt()) as usize).max(40);
+            let count = self.series.len().max(1) as f64;
+            let budget = ((plot.width() / PIXELS_PER_POINT / count.sqrt()) as usize).max(40);
             let mapped: Vec<(f64, f64)> = match series.shape {
                 Shape::Line => lttb(&drop_flat_runs(&points), budget),
                 Shape::Step => step_corners(&points),
@@ -205,29 +281,19 @@ impl LineChart {
             .collect();
             // What the eye cannot see at this size need not be written down.
             let mapped = if series.shape == Shape::Line { simplify(&mapped, SIMPLIFY_PX) } else { mapped };
-            let class = if series.faint { "f" } else { "s" };
-            let dash = if series.style.dash.is_empty() {
-                String::new()
-            } else {
-                format!(" stroke-dasharray=\"{}\"", series.style.dash)
-            };
+            let target = if series.faint { &mut svg } else { &mut lines };
+            let class = if series.faint { format!("f {}", series.style.class()) } else { series.style.class() };
+            // Attribute values without spaces go unquoted, as HTML allows: two bytes each, hundreds a page.
+            let class = if class.contains(' ') { format!("\"{class}\"") } else { class };
             if mapped.len() == 1 {
                 let (x, y) = mapped[0];
-                let _ = write!(
-                    svg,
-                    "<circle cx=\"{}\" cy=\"{}\" r=\"2.5\" fill=\"{}\"/>",
-                    num(x),
-                    num(y),
-                    series.style.color
-                );
+                let _ = write!(target, "<circle class={class} cx={} cy={} r=2.5 fill=currentColor />", num(x), num(y));
                 continue;
             }
-            let _ = write!(
-                svg,
-                "<path class=\"{class}\" stroke=\"{}\"{dash} d=\"{}\"/>",
-                series.style.color,
-                path_data(&mapped)
-            );
+            let _ = write!(target, "<path class={class} d=\"{}\"/>", path_data(&mapped));
+        }
+        if !lines.is_empty() {
+            let _ = write!(svg, "<g class=s>{lines}</g>");
         }
         for line in &self.ref_lines {
             if !usable(line.y) {
@@ -236,7 +302,7 @@ impl LineChart {
             let (_, y) = plot.map(&x_axis, &y_axis, x_min, line.y);
             let _ = write!(
                 svg,
-                "<path class=\"ref\" d=\"M{} {}H{}\"/><text class=\"rl\" x=\"{}\" y=\"{}\">{}</text>",
+                "<path class=ref d=\"M{} {}H{}\"/><text class=rl x={} y={}>{}</text>",
                 num(plot.left()),
                 num(y),
                 num(plot.right()),
@@ -282,25 +348,22 @@ pub fn scatter(points: &[ScatterPoint], x_label: &str, y_label: &str) -> String 
     let x_axis = Axis::linear(x_min - pad, x_max + pad, false);
     let y_axis = Axis::linear(0.0, if y_max > 0.0 { y_max * 1.05 } else { 1.0 }, true);
     let mut svg = plot.open();
-    plot.grid_and_axes(&mut svg, &x_axis, &y_axis, x_label, y_label);
+    plot.grid_and_axes(&mut svg, &mut Shared::default(), &x_axis, &y_axis, x_label, y_label);
     let map = |x: f64, y: f64| plot.map(&x_axis, &y_axis, x, y);
     let mut front: Vec<(f64, f64)> = points.iter().filter(|p| p.pareto).map(|p| (p.x, p.y)).collect();
     front.sort_by(|a, b| a.0.total_cmp(&b.0));
     if front.len() >= 2 {
         let corners: Vec<(f64, f64)> = step_corners(&front).into_iter().map(|(x, y)| map(x, y)).collect();
-        let _ = write!(svg, "<path class=\"front\" d=\"{}\"/>", path_data(&corners));
+        let _ = write!(svg, "<path class=front d=\"{}\"/>", path_data(&corners));
     }
-    for p in points {
+    // A policy's single seeds as rings in one group that says their style once.
+    for p in points.iter().filter(|p| !p.runs.is_empty()) {
+        let _ = write!(svg, "<g fill=none stroke={} stroke-opacity=.6>", p.style.color);
         for &(x, y) in &p.runs {
             let (cx, cy) = map(x, y);
-            let _ = write!(
-                svg,
-                "<circle cx=\"{}\" cy=\"{}\" r=\"2.2\" fill=\"none\" stroke=\"{}\" stroke-opacity=\".6\"/>",
-                num(cx),
-                num(cy),
-                p.style.color
-            );
+            let _ = write!(svg, "<circle cx={} cy={} r=2.2 />", num(cx), num(cy));
         }
+        svg.push_str("</g>");
     }
     for p in points {
         let (cx, cy) = map(p.x, p.y);
@@ -309,7 +372,7 @@ pub fn scatter(points: &[ScatterPoint], x_label: &str, y_label: &str) -> String 
             let (b, _) = map(high, p.y);
             let _ = write!(
                 svg,
-                "<path stroke=\"{}\" stroke-width=\"1.5\" d=\"M{} {}H{}\"/>",
+                "<path stroke={} stroke-width=1.5 d=\"M{} {}H{}\"/>",
                 p.style.color,
                 num(a),
                 num(cy),
@@ -321,7 +384,7 @@ pub fn scatter(points: &[ScatterPoint], x_label: &str, y_label: &str) -> String 
             let (_, b) = map(p.x, high);
             let _ = write!(
                 svg,
-                "<path stroke=\"{}\" stroke-width=\"1.5\" d=\"M{} {}V{}\"/>",
+                "<path stroke={} stroke-width=1.5 d=\"M{} {}V{}\"/>",
                 p.style.color,
                 num(cx),
                 num(a),
@@ -332,7 +395,7 @@ pub fn scatter(points: &[ScatterPoint], x_label: &str, y_label: &str) -> String 
         let (lx, anchor) = if cx > plot.right() - 110.0 { (cx - 7.0, "end") } else { (cx + 7.0, "start") };
         let _ = write!(
             svg,
-            "<circle cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\" stroke=\"#fff\"/><text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" class=\"pl\">{}</text>",
+            "<circle cx={} cy={} r=5 fill={} stroke=#fff /><text x={} y={} text-anchor={anchor} class=pl>{}</text>",
             num(cx),
             num(cy),
             p.style.color,
@@ -380,38 +443,50 @@ impl Plot {
     /// The SVG element; the figure's caption names it for assistive technology.
     fn open(&self) -> String {
         let mut svg = String::with_capacity(4096);
-        let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {}\" role=\"img\">", self.height);
+        let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {}\" role=img>", self.height);
         svg
     }
 
-    fn grid_and_axes(&self, svg: &mut String, x_axis: &Axis, y_axis: &Axis, x_label: &str, y_label: &str) {
-        // Tick labels grouped so that anchor and style are said once (see the `ya`/`xa` rules of style.css).
+    /// The y axis (gridlines, tick labels, title), then the x axis (axis line, tick labels, title), each a
+    /// group that `shared` may already hold. Anchors and text styles are said once, by the groups' classes
+    /// (`ya`, `xa`, `t` in style.css).
+    fn grid_and_axes(
+        &self,
+        svg: &mut String,
+        shared: &mut Shared,
+        x_axis: &Axis,
+        y_axis: &Axis,
+        x_label: &str,
+        y_label: &str,
+    ) {
+        let (left, right) = (num(self.left()), num(self.right()));
         let mut grid = String::new();
-        svg.push_str("<g class=\"ya\">");
+        let mut labels = String::new();
         for &(value, ref label) in &y_axis.ticks {
             let y = self.bottom() - y_axis.fraction(value) * (self.bottom() - self.top());
-            let _ = write!(grid, "M{} {}H{}", num(self.left()), y.round(), num(self.right()));
-            let _ = write!(svg, "<text x=\"{}\" y=\"{}\">{label}</text>", num(self.left() - 6.0), (y + 4.0).round());
+            let _ = write!(grid, "M{left} {}H{right}", y.round());
+            let _ = write!(labels, "<text x={} y={}>{label}</text>", num(self.left() - 6.0), (y + 4.0).round());
         }
-        let _ = write!(svg, "</g><g class=\"xa\">");
+        let y_group = format!(
+            "<path class=gl d=\"{grid}\"/>{labels}<text class=t transform=translate(14,{})rotate(-90)>{}</text>",
+            num((self.top() + self.bottom()) / 2.0),
+            escape(y_label)
+        );
+        shared.place(svg, "ya", &y_group);
+        let mut x_group =
+            format!("<path class=axis d=\"M{left} {}V{}H{right}\"/>", num(self.top()), num(self.bottom()));
         for &(value, ref label) in &x_axis.ticks {
             let x = self.left() + x_axis.fraction(value) * self.width();
-            let _ = write!(svg, "<text x=\"{}\" y=\"{}\">{label}</text>", x.round(), num(self.bottom() + 17.0));
+            let _ = write!(x_group, "<text x={} y={}>{label}</text>", x.round(), num(self.bottom() + 17.0));
         }
-        let _ = write!(svg, "</g><path class=\"gl\" d=\"{grid}\"/>");
         let _ = write!(
-            svg,
-            "<path class=\"axis\" d=\"M{l} {t}V{b}H{r}\"/><g class=\"t\"><text x=\"{cx}\" y=\"{xy}\">{xl}</text><text transform=\"translate(14 {cy})rotate(-90)\">{yl}</text></g>",
-            l = num(self.left()),
-            t = num(self.top()),
-            b = num(self.bottom()),
-            r = num(self.right()),
-            cx = num(self.left() + self.width() / 2.0),
-            xy = num(self.height - 6.0),
-            xl = escape(x_label),
-            cy = num((self.top() + self.bottom()) / 2.0),
-            yl = escape(y_label),
+            x_group,
+            "<text class=t x={} y={}>{}</text>",
+            num(self.left() + self.width() / 2.0),
+            num(self.height - 6.0),
+            escape(x_label)
         );
+        shared.place(svg, "xa", &x_group);
     }
 }
 
