@@ -26,8 +26,8 @@ pub struct Style {
 }
 
 impl Style {
-    /// The classes that draw this style (style.css): `c0`..`c7` set the colour that strokes, borders and dots
-    /// take (`currentColor`), `d1` and `d2` the dash pattern. One class is shorter than its colour written out
+    /// The classes that draw this style (style.css): `c0`..`c7` set the colour (`--c`) that strokes, legend
+    /// swatches and dots take, `d1` and `d2` the dash pattern. One class is shorter than its colour written out
     /// on every series and legend swatch.
     pub fn class(&self) -> String {
         let dash = (self.index / PALETTE.len()) % DASHES.len();
@@ -67,11 +67,7 @@ impl LegendEntry {
 
     /// A dashed line swatch in `color`.
     pub fn dashed(label: &str, color: &str) -> LegendEntry {
-        LegendEntry {
-            label: label.into(),
-            class: String::new(),
-            style: format!("border-color:{color};border-top-style:dashed"),
-        }
+        LegendEntry { label: label.into(), class: "d1".into(), style: format!("--c:{color}") }
     }
 }
 
@@ -106,20 +102,22 @@ impl Shared {
         Shared { reuse: true, written: Vec::new() }
     }
 
-    /// Writes `<g class="{class}">{body}</g>`, or a `<use>` of the same group written before.
-    fn place(&mut self, svg: &mut String, class: &str, body: &str) {
+    /// Writes `element` (one element, e.g. `<g class=ya>...</g>`), or a `<use>` of the same element written
+    /// before.
+    fn place(&mut self, svg: &mut String, element: &str) {
         if !self.reuse {
-            let _ = write!(svg, "<g class={class}>{body}</g>");
+            svg.push_str(element);
             return;
         }
-        let key = format!("{class} {body}");
-        match self.written.iter().position(|w| *w == key) {
+        match self.written.iter().position(|w| w == element) {
             Some(i) => {
                 let _ = write!(svg, "<use href=#u{} />", i + 1);
             }
             None => {
-                self.written.push(key);
-                let _ = write!(svg, "<g id=u{} class={class}>{body}</g>", self.written.len());
+                self.written.push(element.to_string());
+                // The id goes right after the element's name.
+                let name_end = element.find([' ', '>']).unwrap_or(element.len());
+                let _ = write!(svg, "{} id=u{}{}", &element[..name_end], self.written.len(), &element[name_end..]);
             }
         }
     }
@@ -287,7 +285,7 @@ impl LineChart {
             let class = if class.contains(' ') { format!("\"{class}\"") } else { class };
             if mapped.len() == 1 {
                 let (x, y) = mapped[0];
-                let _ = write!(target, "<circle class={class} cx={} cy={} r=2.5 fill=currentColor />", num(x), num(y));
+                let _ = write!(target, "<circle class={class} cx={} cy={} r=2.5 />", num(x), num(y));
                 continue;
             }
             let _ = write!(target, "<path class={class} d=\"{}\"/>", path_data(&mapped));
@@ -467,26 +465,30 @@ impl Plot {
             let _ = write!(grid, "M{left} {}H{right}", y.round());
             let _ = write!(labels, "<text x={} y={}>{label}</text>", num(self.left() - 6.0), (y + 4.0).round());
         }
-        let y_group = format!(
-            "<path class=gl d=\"{grid}\"/>{labels}<text class=t transform=translate(14,{})rotate(-90)>{}</text>",
-            num((self.top() + self.bottom()) / 2.0),
-            escape(y_label)
+        // Gridlines apart from labels: charts with as many ticks share them even where the labels differ.
+        shared.place(svg, &format!("<path class=gl d=\"{grid}\"/>"));
+        shared.place(
+            svg,
+            &format!(
+                "<g class=ya>{labels}<text class=t transform=translate(14,{})rotate(-90)>{}</text></g>",
+                num((self.top() + self.bottom()) / 2.0),
+                escape(y_label)
+            ),
         );
-        shared.place(svg, "ya", &y_group);
         let mut x_group =
-            format!("<path class=axis d=\"M{left} {}V{}H{right}\"/>", num(self.top()), num(self.bottom()));
+            format!("<g class=xa><path class=axis d=\"M{left} {}V{}H{right}\"/>", num(self.top()), num(self.bottom()));
         for &(value, ref label) in &x_axis.ticks {
             let x = self.left() + x_axis.fraction(value) * self.width();
             let _ = write!(x_group, "<text x={} y={}>{label}</text>", x.round(), num(self.bottom() + 17.0));
         }
         let _ = write!(
             x_group,
-            "<text class=t x={} y={}>{}</text>",
+            "<text class=t x={} y={}>{}</text></g>",
             num(self.left() + self.width() / 2.0),
             num(self.height - 6.0),
             escape(x_label)
         );
-        shared.place(svg, "xa", &x_group);
+        shared.place(svg, &x_group);
     }
 }
 
