@@ -216,7 +216,7 @@ fn zip_holds_the_report_the_exports_and_the_logs() {
     assert_eq!(log, fs::read(run.join(&id).join("run.log")).unwrap());
     let mut page = String::new();
     archive.by_name(&format!("z/cells/{id}.html")).unwrap().read_to_string(&mut page).unwrap();
-    assert!(page.contains(&format!("href=\"../logs/{id}/config.yaml\"")));
+    assert!(page.contains(&format!("href=\"../logs/{id}/\"")), "the cell page links its folder");
     // The report on disk links to the run folder where it is.
     let disk = fs::read_to_string(scratch.path("reports/z/index.html")).unwrap();
     assert!(disk.contains(&format!("href=\"../../logs/z/{id}/run.log\"")));

@@ -3,8 +3,9 @@
 //! Every chart has labelled axes with units, gridlines at round numbers, and series drawn in the Okabe-Ito
 //! palette (safe for the common colour-vision deficiencies), cycling dash patterns past eight series. Legends are
 //! HTML next to the SVG (see [`Legend`]), so they wrap at any width. Long series are downsampled to about one
-//! point per three pixels (largest-triangle-three-buckets, which keeps peaks) and step series keep only their
-//! changes, so a 900-second cell stays a few kilobytes. All text is escaped here; the templates insert the SVG
+//! point per eight pixels of plot width, fewer per series where many share a chart (largest-triangle-three-buckets,
+//! which keeps peaks), step series keep only their changes, and a line drawn exactly over another is written
+//! once, so a 900-second cell stays a few kilobytes. All text is escaped here; the templates insert the SVG
 //! as is.
 
 use std::fmt::Write as _;
@@ -130,9 +131,9 @@ const MARGIN_RIGHT: f64 = 18.0;
 const MARGIN_TOP: f64 = 12.0;
 const MARGIN_BOTTOM: f64 = 42.0;
 /// Plot pixels per kept point of a downsampled series.
-const PIXELS_PER_POINT: f64 = 5.0;
+const PIXELS_PER_POINT: f64 = 8.0;
 /// Points closer than this to the line through their neighbours are dropped (Ramer-Douglas-Peucker).
-const SIMPLIFY_PX: f64 = 1.0;
+const SIMPLIFY_PX: f64 = 1.5;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Scale {
@@ -260,6 +261,7 @@ impl LineChart {
         // Faint reference lines first, so the others are drawn over them; the others in one group that sets
         // their width (see the `s` and `f` rules of style.css).
         let mut lines = String::new();
+        let mut drawn: Vec<(bool, String, String)> = Vec::new();
         let ordered = self.series.iter().filter(|s| s.faint).chain(self.series.iter().filter(|s| !s.faint));
         for series in ordered {
             let points: Vec<(f64, f64)> =
@@ -269,7 +271,7 @@ impl LineChart {
             }
             // Many series share the chart's budget of points, one per PIXELS_PER_POINT for a single series.
             let count = self.series.len().max(1) as f64;
-            let budget = ((plot.width() / PIXELS_PER_POINT / count.sqrt()) as usize).max(40);
+            let budget = ((plot.width() / PIXELS_PER_POINT / count.sqrt()) as usize).max(20);
             let mapped: Vec<(f64, f64)> = match series.shape {
                 Shape::Line => lttb(&drop_flat_runs(&points), budget),
                 Shape::Step => step_corners(&points),
@@ -279,16 +281,29 @@ impl LineChart {
             .collect();
             // What the eye cannot see at this size need not be written down.
             let mapped = if series.shape == Shape::Line { simplify(&mapped, SIMPLIFY_PX) } else { mapped };
-            let target = if series.faint { &mut svg } else { &mut lines };
             let class = if series.faint { format!("f {}", series.style.class()) } else { series.style.class() };
             // Attribute values without spaces go unquoted, as HTML allows: two bytes each, hundreds a page.
             let class = if class.contains(' ') { format!("\"{class}\"") } else { class };
-            if mapped.len() == 1 {
+            let (shape, element) = if mapped.len() == 1 {
                 let (x, y) = mapped[0];
-                let _ = write!(target, "<circle class={class} cx={} cy={} r=2.5 />", num(x), num(y));
+                (
+                    format!("{} {}", num(x), num(y)),
+                    format!("<circle class={class} cx={} cy={} r=2.5 />", num(x), num(y)),
+                )
+            } else {
+                let d = path_data(&mapped);
+                let element = format!("<path class={class} d=\"{d}\"/>");
+                (d, element)
+            };
+            drawn.push((series.faint, shape, element));
+        }
+        // A line drawn exactly over an earlier one hides it (five idle services all at one replica): only the
+        // top one is written; the legend still names every series.
+        for (i, (faint, shape, element)) in drawn.iter().enumerate() {
+            if drawn[i + 1..].iter().any(|(f, s, _)| f == faint && s == shape) {
                 continue;
             }
-            let _ = write!(target, "<path class={class} d=\"{}\"/>", path_data(&mapped));
+            if *faint { svg.push_str(element) } else { lines.push_str(element) }
         }
         if !lines.is_empty() {
             let _ = write!(svg, "<g class=s>{lines}</g>");
@@ -470,8 +485,9 @@ impl Plot {
         shared.place(
             svg,
             &format!(
-                "<g class=ya>{labels}<text class=t transform=translate(14,{})rotate(-90)>{}</text></g>",
-                num((self.top() + self.bottom()) / 2.0),
+                // Turned by the stylesheet (`.ya .t`): (-y, 14) turned a quarter anticlockwise is (14, y).
+                "<g class=ya>{labels}<text class=t x={} y=14>{}</text></g>",
+                num(-(self.top() + self.bottom()) / 2.0),
                 escape(y_label)
             ),
         );
@@ -813,5 +829,23 @@ mod tests {
         assert!(!svg.contains("<script>"), "{svg}");
         assert!(svg.contains("&lt;script&gt;"));
         assert!(svg.contains("&quot;x&quot; &amp; &lt;y&gt;"));
+    }
+
+    #[test]
+    fn a_line_hidden_under_an_identical_one_is_not_written() {
+        let step = |label: &str, index: usize, top: f64| Series {
+            label: label.into(),
+            points: vec![(0.0, 1.0), (300.0, 1.0), (600.0, top), (900.0, top)],
+            shape: Shape::Step,
+            style: style(index),
+            faint: false,
+        };
+        let mut chart = LineChart::time("ready pods");
+        chart.series = vec![step("idle-a", 0, 1.0), step("busy", 1, 4.0), step("idle-b", 2, 1.0)];
+        let svg = chart.render();
+        assert_eq!(svg.matches("<path class=c").count(), 2, "{svg}");
+        assert!(!svg.contains("class=c0 "), "idle-a lies under idle-b: {svg}");
+        assert!(svg.contains("class=c2 ") && svg.contains("class=c1 "), "{svg}");
+        assert_eq!(chart.legend().len(), 3, "the legend still names every series");
     }
 }

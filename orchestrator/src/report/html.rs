@@ -400,7 +400,7 @@ fn scatter_figure(table: &ScenarioTable, styles: &BTreeMap<String, charts::Style
         });
     }
     let mut legend: Vec<LegendEntry> = points.iter().map(|p| LegendEntry::dot(&p.label, p.style)).collect();
-    legend.push(LegendEntry::dashed("Pareto front", "#59636e"));
+    legend.push(LegendEntry::dashed("Pareto front", "#666"));
     Figure {
         title: "Cost against SLO violation".into(),
         svg: charts::scatter(&points, "cost (pod-minutes)", "SLO violated (% of seconds)"),
@@ -501,9 +501,11 @@ pub fn index_view(run: &RunFolder, analysis: &Analysis, exports: Vec<(String, St
                                 log: c.files.iter().any(|f| f == "run.log").then(|| href(&[&c.id, "run.log"])),
                                 state: c.state.label(),
                                 symbol: state_symbol(c.state),
-                                // Row, column and caption say which cell it is; the cell's page names it.
+                                // Row, column and caption say which cell it is; the cell's page names it. A
+                                // tick needs no tooltip; any other state says its reason on hover.
                                 title: match &c.reason {
                                     Some(reason) => format!("{}: {reason}", c.state.label()),
+                                    None if c.state == CellState::Succeeded => String::new(),
                                     None => c.state.label().to_string(),
                                 },
                             })
@@ -970,13 +972,11 @@ pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) 
         }
     }
 
-    let mut files: Vec<(String, String)> = cell.files.iter().map(|f| (f.clone(), href(&[&cell.id, f]))).collect();
-    for agent in &cell.agents {
-        for name in ["locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv"] {
-            if cell.dir.join("agents").join(agent).join(name).is_file() {
-                files.push((format!("agents/{agent}/{name}"), href(&[&cell.id, "agents", agent, name])));
-            }
-        }
+    // The cell's folder holds every file it wrote (config, metrics, summary, events, the agents' stats); only
+    // its log gets a link of its own. A link per file costs a hundred bytes each on every page.
+    let mut files = vec![("cell folder".to_string(), format!("{}/", href(&[&cell.id])))];
+    if cell.files.iter().any(|f| f == "run.log") {
+        files.push(("run.log".into(), href(&[&cell.id, "run.log"])));
     }
 
     let summary = cell_summary_rows(cell);
@@ -990,8 +990,7 @@ pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) 
                 None => cell.policy.clone(),
             },
         ),
-        ("scenario".to_string(), cell.scenario.clone()),
-        ("seed".to_string(), cell.seed.map_or("unknown".into(), |s| s.to_string())),
+        // Scenario and seed are in the page's heading.
         ("backend".to_string(), cell.backend.clone()),
     ];
     if let Some(slo) = &cell.slo {
