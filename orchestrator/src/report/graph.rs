@@ -37,9 +37,13 @@ pub fn topology(config: &Yaml) -> Result<Topology, String> {
     if app.routes.is_empty() {
         return Err("config.yaml app has no routes".into());
     }
+    // Through a JSON tree, as load_agent::yaml reads scenario files: serde_yaml wants an enum such as
+    // `wait: {constant_throughput: 1}` tagged (`!constant_throughput 1`), so every such scenario would look
+    // unreadable.
     let scenario: Option<Scenario> = config
         .get("scenario")
-        .and_then(|s| serde_yaml::from_value::<Scenario>(s.clone()).ok())
+        .and_then(|s| serde_json::to_value(s).ok())
+        .and_then(|json| serde_json::from_value::<Scenario>(json).ok())
         .filter(|s| s.validate().is_ok());
     let shares = scenario.as_ref().and_then(|s| route_shares(&app, s));
     let mix_known = shares.is_some();
@@ -366,6 +370,28 @@ mod tests {
         // A cycle ends, bounded by the number of services.
         let cyclic = layers(2, &[edge(0, 1), edge(1, 0)]);
         assert!(cyclic.iter().all(|&l| l < 2));
+    }
+
+    #[test]
+    fn the_request_mix_of_a_scenario_with_a_wait_map_is_read() {
+        let config = format!(
+            "app:\n{}\nscenario:\n{}",
+            indent(include_str!("../../../experiments/apps/online-boutique.yaml")),
+            indent(include_str!("../../../experiments/scenarios/online-boutique/peak.yaml"))
+        );
+        let config: Yaml = serde_yaml::from_str(&config).unwrap();
+        let topology = topology(&config).unwrap();
+        assert!(topology.mix_known, "peak.yaml's mix is read");
+        // Only GET /cart is requested: the frontend calls the cart service once per request.
+        let index = |name: &str| topology.services.iter().position(|s| s == name).unwrap();
+        let cart = topology.edges.iter().find(|e| e.from == index("frontend") && e.to == index("cartservice")).unwrap();
+        assert!(cart.calls_per_request > 0.0, "{cart:?}");
+        let ads = topology.edges.iter().find(|e| e.to == index("adservice")).unwrap();
+        assert_eq!(ads.calls_per_request, 0.0, "no request of peak.yaml reaches the ad service: {ads:?}");
+    }
+
+    fn indent(text: &str) -> String {
+        text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
     }
 
     #[test]
