@@ -3,8 +3,9 @@
 //! Every chart has labelled axes with units, gridlines at round numbers, and series drawn in the Okabe-Ito
 //! palette (safe for the common colour-vision deficiencies), cycling dash patterns past eight series. Legends are
 //! HTML next to the SVG (see [`Legend`]), so they wrap at any width. Long series are downsampled to about one
-//! point per three pixels (largest-triangle-three-buckets, which keeps peaks) and step series keep only their
-//! changes, so a 900-second cell stays a few kilobytes. All text is escaped here; the templates insert the SVG
+//! point per eight pixels of plot width, fewer per series where many share a chart (largest-triangle-three-buckets,
+//! which keeps peaks), step series keep only their changes, and a line drawn exactly over another is written
+//! once, so a 900-second cell stays a few kilobytes. All text is escaped here; the templates insert the SVG
 //! as is.
 
 use std::fmt::Write as _;
@@ -14,7 +15,7 @@ use serde::Serialize;
 use super::format::{escape, fmt_tick};
 
 /// Okabe & Ito (2008), ordered so that the first colours contrast best on white; yellow last.
-pub const PALETTE: [&str; 8] = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"];
+pub const PALETTE: [&str; 8] = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000", "#F0E442"];
 const DASHES: [&str; 3] = ["", "6 3", "2 2"];
 
 /// The stroke of series number `index`: a colour, then a dash pattern once the colours run out.
@@ -22,20 +23,53 @@ const DASHES: [&str; 3] = ["", "6 3", "2 2"];
 pub struct Style {
     pub color: &'static str,
     pub dash: &'static str,
+    index: usize,
+}
+
+impl Style {
+    /// The classes that draw this style (style.css): `c0`..`c7` set the colour (`--c`) that strokes, legend
+    /// swatches and dots take, `d1` and `d2` the dash pattern. One class is shorter than its colour written out
+    /// on every series and legend swatch.
+    pub fn class(&self) -> String {
+        let dash = (self.index / PALETTE.len()) % DASHES.len();
+        let color = self.index % PALETTE.len();
+        if dash == 0 { format!("c{color}") } else { format!("c{color} d{dash}") }
+    }
 }
 
 pub fn style(index: usize) -> Style {
-    Style { color: PALETTE[index % PALETTE.len()], dash: DASHES[(index / PALETTE.len()) % DASHES.len()] }
+    Style {
+        color: PALETTE[index % PALETTE.len()],
+        dash: DASHES[(index / PALETTE.len()) % DASHES.len()],
+        index: index % (PALETTE.len() * DASHES.len()),
+    }
 }
 
 /// One legend entry, rendered by the template as a swatch and a label.
 #[derive(Debug, Clone, Serialize)]
 pub struct LegendEntry {
     pub label: String,
-    pub color: &'static str,
-    pub dash: &'static str,
-    /// "line", "dot" or "band".
-    pub mark: &'static str,
+    /// The swatch's classes: its shape (`fw` a faint wide line, `dot`, none for a line) and its style's.
+    pub class: String,
+    /// An inline style, for a swatch in a colour outside the palette.
+    pub style: String,
+}
+
+impl LegendEntry {
+    /// A line swatch; `faint` for a wide, light reference line.
+    pub fn line(label: &str, style: Style, faint: bool) -> LegendEntry {
+        let class = if faint { format!("fw {}", style.class()) } else { style.class() };
+        LegendEntry { label: label.into(), class, style: String::new() }
+    }
+
+    pub fn dot(label: &str, style: Style) -> LegendEntry {
+        LegendEntry { label: label.into(), class: format!("dot {}", style.class()), style: String::new() }
+    }
+
+    /// A dashed line swatch in `color`.
+    pub fn dashed(label: &str, color: &str) -> LegendEntry {
+        LegendEntry { label: label.into(), class: "d1".into(), style: format!("--c:{color}") }
+    }
 }
 
 pub type Legend = Vec<LegendEntry>;
@@ -51,6 +85,45 @@ pub struct Figure {
     pub wide: bool,
 }
 
+/// Markup that the charts of one page draw alike, written once. The time charts of a cell page share their
+/// x axis (and often a y axis): the first chart writes such a fragment as a group with an id, later charts a
+/// `<use>` of it. Inline SVGs of one HTML document can refer to each other's elements, so the page stays
+/// self-contained.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Whether fragments get ids and are reused; off for a chart standing alone.
+    reuse: bool,
+    written: Vec<String>,
+}
+
+impl Shared {
+    /// Fragments are reused across every chart rendered with this registry; one registry per page, since the
+    /// ids (`u1`, `u2`...) are unique only within it.
+    pub fn page() -> Shared {
+        Shared { reuse: true, written: Vec::new() }
+    }
+
+    /// Writes `element` (one element, e.g. `<g class=ya>...</g>`), or a `<use>` of the same element written
+    /// before.
+    fn place(&mut self, svg: &mut String, element: &str) {
+        if !self.reuse {
+            svg.push_str(element);
+            return;
+        }
+        match self.written.iter().position(|w| w == element) {
+            Some(i) => {
+                let _ = write!(svg, "<use href=#u{} />", i + 1);
+            }
+            None => {
+                self.written.push(element.to_string());
+                // The id goes right after the element's name.
+                let name_end = element.find([' ', '>']).unwrap_or(element.len());
+                let _ = write!(svg, "{} id=u{}{}", &element[..name_end], self.written.len(), &element[name_end..]);
+            }
+        }
+    }
+}
+
 /// Matches the width a figure is shown at (max 600 px), so that 12-unit text reads as 12 px.
 const WIDTH: f64 = 560.0;
 const MARGIN_LEFT: f64 = 64.0;
@@ -58,9 +131,9 @@ const MARGIN_RIGHT: f64 = 18.0;
 const MARGIN_TOP: f64 = 12.0;
 const MARGIN_BOTTOM: f64 = 42.0;
 /// Plot pixels per kept point of a downsampled series.
-const PIXELS_PER_POINT: f64 = 5.0;
+const PIXELS_PER_POINT: f64 = 8.0;
 /// Points closer than this to the line through their neighbours are dropped (Ramer-Douglas-Peucker).
-const SIMPLIFY_PX: f64 = 0.6;
+const SIMPLIFY_PX: f64 = 1.5;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Scale {
@@ -141,16 +214,17 @@ impl LineChart {
         self.series
             .iter()
             .filter(|s| !s.label.is_empty())
-            .map(|s| LegendEntry {
-                label: s.label.clone(),
-                color: s.style.color,
-                dash: s.style.dash,
-                mark: if s.faint { "wide" } else { "line" },
-            })
+            .map(|s| LegendEntry::line(&s.label, s.style, s.faint))
             .collect()
     }
 
+    /// The chart as a standalone SVG.
     pub fn render(&self) -> String {
+        self.render_in(&mut Shared::default())
+    }
+
+    /// The chart as SVG, reusing the axes other charts of the page wrote in `shared`.
+    pub fn render_in(&self, shared: &mut Shared) -> String {
         let usable = |y: f64| y.is_finite() && (self.y_scale == Scale::Linear || y > 0.0);
         let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
         let xs = xs.chain(self.bands.iter().flat_map(|b| b.points.iter().map(|p| p.0)));
@@ -174,18 +248,20 @@ impl LineChart {
             }
         };
         let mut svg = plot.open();
-        plot.grid_and_axes(&mut svg, &x_axis, &y_axis, &self.x_label, &self.y_label);
+        plot.grid_and_axes(&mut svg, shared, &x_axis, &y_axis, &self.x_label, &self.y_label);
         for band in &self.bands {
             let upper: Vec<(f64, f64)> = band.points.iter().map(|p| (p.0, p.2)).collect();
             let lower: Vec<(f64, f64)> = band.points.iter().rev().map(|p| (p.0, p.1)).collect();
             let outline: Vec<(f64, f64)> =
                 upper.into_iter().chain(lower).map(|(x, y)| plot.map(&x_axis, &y_axis, x, y)).collect();
             if outline.len() >= 3 {
-                let _ =
-                    write!(svg, "<path fill=\"{}\" fill-opacity=\".18\" d=\"{}Z\"/>", band.color, path_data(&outline));
+                let _ = write!(svg, "<path fill={} fill-opacity=.18 d=\"{}Z\"/>", band.color, path_data(&outline));
             }
         }
-        // Faint reference lines first, so the others are drawn over them.
+        // Faint reference lines first, so the others are drawn over them; the others in one group that sets
+        // their width (see the `s` and `f` rules of style.css).
+        let mut lines = String::new();
+        let mut drawn: Vec<(bool, String, String)> = Vec::new();
         let ordered = self.series.iter().filter(|s| s.faint).chain(self.series.iter().filter(|s| !s.faint));
         for series in ordered {
             let points: Vec<(f64, f64)> =
@@ -194,8 +270,8 @@ impl LineChart {
                 continue;
             }
             // Many series share the chart's budget of points, one per PIXELS_PER_POINT for a single series.
-            let lines = self.series.len().max(1) as f64;
-            let budget = ((plot.width() / PIXELS_PER_POINT / lines.sqrt()) as usize).max(40);
+            let count = self.series.len().max(1) as f64;
+            let budget = ((plot.width() / PIXELS_PER_POINT / count.sqrt()) as usize).max(20);
             let mapped: Vec<(f64, f64)> = match series.shape {
                 Shape::Line => lttb(&drop_flat_runs(&points), budget),
                 Shape::Step => step_corners(&points),
@@ -205,29 +281,32 @@ impl LineChart {
             .collect();
             // What the eye cannot see at this size need not be written down.
             let mapped = if series.shape == Shape::Line { simplify(&mapped, SIMPLIFY_PX) } else { mapped };
-            let class = if series.faint { "f" } else { "s" };
-            let dash = if series.style.dash.is_empty() {
-                String::new()
-            } else {
-                format!(" stroke-dasharray=\"{}\"", series.style.dash)
-            };
-            if mapped.len() == 1 {
+            let class = if series.faint { format!("f {}", series.style.class()) } else { series.style.class() };
+            // Attribute values without spaces go unquoted, as HTML allows: two bytes each, hundreds a page.
+            let class = if class.contains(' ') { format!("\"{class}\"") } else { class };
+            let (shape, element) = if mapped.len() == 1 {
                 let (x, y) = mapped[0];
-                let _ = write!(
-                    svg,
-                    "<circle cx=\"{}\" cy=\"{}\" r=\"2.5\" fill=\"{}\"/>",
-                    num(x),
-                    num(y),
-                    series.style.color
-                );
+                (
+                    format!("{} {}", num(x), num(y)),
+                    format!("<circle class={class} cx={} cy={} r=2.5 />", num(x), num(y)),
+                )
+            } else {
+                let d = path_data(&mapped);
+                let element = format!("<path class={class} d=\"{d}\"/>");
+                (d, element)
+            };
+            drawn.push((series.faint, shape, element));
+        }
+        // A line drawn exactly over an earlier one hides it (five idle services all at one replica): only the
+        // top one is written; the legend still names every series.
+        for (i, (faint, shape, element)) in drawn.iter().enumerate() {
+            if drawn[i + 1..].iter().any(|(f, s, _)| f == faint && s == shape) {
                 continue;
             }
-            let _ = write!(
-                svg,
-                "<path class=\"{class}\" stroke=\"{}\"{dash} d=\"{}\"/>",
-                series.style.color,
-                path_data(&mapped)
-            );
+            if *faint { svg.push_str(element) } else { lines.push_str(element) }
+        }
+        if !lines.is_empty() {
+            let _ = write!(svg, "<g class=s>{lines}</g>");
         }
         for line in &self.ref_lines {
             if !usable(line.y) {
@@ -236,7 +315,7 @@ impl LineChart {
             let (_, y) = plot.map(&x_axis, &y_axis, x_min, line.y);
             let _ = write!(
                 svg,
-                "<path class=\"ref\" d=\"M{} {}H{}\"/><text class=\"rl\" x=\"{}\" y=\"{}\">{}</text>",
+                "<path class=ref d=\"M{} {}H{}\"/><text class=rl x={} y={}>{}</text>",
                 num(plot.left()),
                 num(y),
                 num(plot.right()),
@@ -282,25 +361,22 @@ pub fn scatter(points: &[ScatterPoint], x_label: &str, y_label: &str) -> String 
     let x_axis = Axis::linear(x_min - pad, x_max + pad, false);
     let y_axis = Axis::linear(0.0, if y_max > 0.0 { y_max * 1.05 } else { 1.0 }, true);
     let mut svg = plot.open();
-    plot.grid_and_axes(&mut svg, &x_axis, &y_axis, x_label, y_label);
+    plot.grid_and_axes(&mut svg, &mut Shared::default(), &x_axis, &y_axis, x_label, y_label);
     let map = |x: f64, y: f64| plot.map(&x_axis, &y_axis, x, y);
     let mut front: Vec<(f64, f64)> = points.iter().filter(|p| p.pareto).map(|p| (p.x, p.y)).collect();
     front.sort_by(|a, b| a.0.total_cmp(&b.0));
     if front.len() >= 2 {
         let corners: Vec<(f64, f64)> = step_corners(&front).into_iter().map(|(x, y)| map(x, y)).collect();
-        let _ = write!(svg, "<path class=\"front\" d=\"{}\"/>", path_data(&corners));
+        let _ = write!(svg, "<path class=front d=\"{}\"/>", path_data(&corners));
     }
-    for p in points {
+    // A policy's single seeds as rings in one group that says their style once.
+    for p in points.iter().filter(|p| !p.runs.is_empty()) {
+        let _ = write!(svg, "<g fill=none stroke={} stroke-opacity=.6>", p.style.color);
         for &(x, y) in &p.runs {
             let (cx, cy) = map(x, y);
-            let _ = write!(
-                svg,
-                "<circle cx=\"{}\" cy=\"{}\" r=\"2.2\" fill=\"none\" stroke=\"{}\" stroke-opacity=\".6\"/>",
-                num(cx),
-                num(cy),
-                p.style.color
-            );
+            let _ = write!(svg, "<circle cx={} cy={} r=2.2 />", num(cx), num(cy));
         }
+        svg.push_str("</g>");
     }
     for p in points {
         let (cx, cy) = map(p.x, p.y);
@@ -309,7 +385,7 @@ pub fn scatter(points: &[ScatterPoint], x_label: &str, y_label: &str) -> String 
             let (b, _) = map(high, p.y);
             let _ = write!(
                 svg,
-                "<path stroke=\"{}\" stroke-width=\"1.5\" d=\"M{} {}H{}\"/>",
+                "<path stroke={} stroke-width=1.5 d=\"M{} {}H{}\"/>",
                 p.style.color,
                 num(a),
                 num(cy),
@@ -321,7 +397,7 @@ pub fn scatter(points: &[ScatterPoint], x_label: &str, y_label: &str) -> String 
             let (_, b) = map(p.x, high);
             let _ = write!(
                 svg,
-                "<path stroke=\"{}\" stroke-width=\"1.5\" d=\"M{} {}V{}\"/>",
+                "<path stroke={} stroke-width=1.5 d=\"M{} {}V{}\"/>",
                 p.style.color,
                 num(cx),
                 num(a),
@@ -332,7 +408,7 @@ pub fn scatter(points: &[ScatterPoint], x_label: &str, y_label: &str) -> String 
         let (lx, anchor) = if cx > plot.right() - 110.0 { (cx - 7.0, "end") } else { (cx + 7.0, "start") };
         let _ = write!(
             svg,
-            "<circle cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\" stroke=\"#fff\"/><text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" class=\"pl\">{}</text>",
+            "<circle cx={} cy={} r=5 fill={} stroke=#fff /><text x={} y={} text-anchor={anchor} class=pl>{}</text>",
             num(cx),
             num(cy),
             p.style.color,
@@ -380,38 +456,55 @@ impl Plot {
     /// The SVG element; the figure's caption names it for assistive technology.
     fn open(&self) -> String {
         let mut svg = String::with_capacity(4096);
-        let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {}\" role=\"img\">", self.height);
+        let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {}\" role=img>", self.height);
         svg
     }
 
-    fn grid_and_axes(&self, svg: &mut String, x_axis: &Axis, y_axis: &Axis, x_label: &str, y_label: &str) {
-        // Tick labels grouped so that anchor and style are said once (see the `ya`/`xa` rules of style.css).
+    /// The y axis (gridlines, tick labels, title), then the x axis (axis line, tick labels, title), each a
+    /// group that `shared` may already hold. Anchors and text styles are said once, by the groups' classes
+    /// (`ya`, `xa`, `t` in style.css).
+    fn grid_and_axes(
+        &self,
+        svg: &mut String,
+        shared: &mut Shared,
+        x_axis: &Axis,
+        y_axis: &Axis,
+        x_label: &str,
+        y_label: &str,
+    ) {
+        let (left, right) = (num(self.left()), num(self.right()));
         let mut grid = String::new();
-        svg.push_str("<g class=\"ya\">");
+        let mut labels = String::new();
         for &(value, ref label) in &y_axis.ticks {
             let y = self.bottom() - y_axis.fraction(value) * (self.bottom() - self.top());
-            let _ = write!(grid, "M{} {}H{}", num(self.left()), y.round(), num(self.right()));
-            let _ = write!(svg, "<text x=\"{}\" y=\"{}\">{label}</text>", num(self.left() - 6.0), (y + 4.0).round());
+            let _ = write!(grid, "M{left} {}H{right}", y.round());
+            let _ = write!(labels, "<text x={} y={}>{label}</text>", num(self.left() - 6.0), (y + 4.0).round());
         }
-        let _ = write!(svg, "</g><g class=\"xa\">");
+        // Gridlines apart from labels: charts with as many ticks share them even where the labels differ.
+        shared.place(svg, &format!("<path class=gl d=\"{grid}\"/>"));
+        shared.place(
+            svg,
+            &format!(
+                // Turned by the stylesheet (`.ya .t`): (-y, 14) turned a quarter anticlockwise is (14, y).
+                "<g class=ya>{labels}<text class=t x={} y=14>{}</text></g>",
+                num(-(self.top() + self.bottom()) / 2.0),
+                escape(y_label)
+            ),
+        );
+        let mut x_group =
+            format!("<g class=xa><path class=axis d=\"M{left} {}V{}H{right}\"/>", num(self.top()), num(self.bottom()));
         for &(value, ref label) in &x_axis.ticks {
             let x = self.left() + x_axis.fraction(value) * self.width();
-            let _ = write!(svg, "<text x=\"{}\" y=\"{}\">{label}</text>", x.round(), num(self.bottom() + 17.0));
+            let _ = write!(x_group, "<text x={} y={}>{label}</text>", x.round(), num(self.bottom() + 17.0));
         }
-        let _ = write!(svg, "</g><path class=\"gl\" d=\"{grid}\"/>");
         let _ = write!(
-            svg,
-            "<path class=\"axis\" d=\"M{l} {t}V{b}H{r}\"/><g class=\"t\"><text x=\"{cx}\" y=\"{xy}\">{xl}</text><text transform=\"translate(14 {cy})rotate(-90)\">{yl}</text></g>",
-            l = num(self.left()),
-            t = num(self.top()),
-            b = num(self.bottom()),
-            r = num(self.right()),
-            cx = num(self.left() + self.width() / 2.0),
-            xy = num(self.height - 6.0),
-            xl = escape(x_label),
-            cy = num((self.top() + self.bottom()) / 2.0),
-            yl = escape(y_label),
+            x_group,
+            "<text class=t x={} y={}>{}</text></g>",
+            num(self.left() + self.width() / 2.0),
+            num(self.height - 6.0),
+            escape(x_label)
         );
+        shared.place(svg, &x_group);
     }
 }
 
@@ -736,5 +829,23 @@ mod tests {
         assert!(!svg.contains("<script>"), "{svg}");
         assert!(svg.contains("&lt;script&gt;"));
         assert!(svg.contains("&quot;x&quot; &amp; &lt;y&gt;"));
+    }
+
+    #[test]
+    fn a_line_hidden_under_an_identical_one_is_not_written() {
+        let step = |label: &str, index: usize, top: f64| Series {
+            label: label.into(),
+            points: vec![(0.0, 1.0), (300.0, 1.0), (600.0, top), (900.0, top)],
+            shape: Shape::Step,
+            style: style(index),
+            faint: false,
+        };
+        let mut chart = LineChart::time("ready pods");
+        chart.series = vec![step("idle-a", 0, 1.0), step("busy", 1, 4.0), step("idle-b", 2, 1.0)];
+        let svg = chart.render();
+        assert_eq!(svg.matches("<path class=c").count(), 2, "{svg}");
+        assert!(!svg.contains("class=c0 "), "idle-a lies under idle-b: {svg}");
+        assert!(svg.contains("class=c2 ") && svg.contains("class=c1 "), "{svg}");
+        assert_eq!(chart.legend().len(), 3, "the legend still names every series");
     }
 }

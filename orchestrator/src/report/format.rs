@@ -35,14 +35,17 @@ pub fn href(segments: &[&str]) -> String {
     segments.iter().map(|s| if *s == ".." { s.to_string() } else { url_segment(s) }).collect::<Vec<_>>().join("/")
 }
 
+/// Below this magnitude a figure is floating-point dust (e.g. 7.6e-15 % failures, what `1 - ok / total` leaves):
+/// it is read, compared and shown as zero. No metric of a cell is meaningful that small in its unit.
+pub const DUST: f64 = 5e-7;
+
 /// A figure with about three significant digits, thousands separated: 2,610 · 513 · 42.7 · 4.78 · 0.961.
 pub fn fmt_num(value: f64) -> String {
     if !value.is_finite() {
         return "—".into();
     }
     let magnitude = value.abs();
-    if magnitude < 5e-7 {
-        // Floating-point dust (e.g. 7.6e-15 % failures) reads as zero.
+    if magnitude < DUST {
         return "0".into();
     }
     let decimals = if magnitude == 0.0 || magnitude >= 100.0 {

@@ -37,9 +37,13 @@ pub fn topology(config: &Yaml) -> Result<Topology, String> {
     if app.routes.is_empty() {
         return Err("config.yaml app has no routes".into());
     }
+    // Through a JSON tree, as load_agent::yaml reads scenario files: serde_yaml wants an enum such as
+    // `wait: {constant_throughput: 1}` tagged (`!constant_throughput 1`), so every such scenario would look
+    // unreadable.
     let scenario: Option<Scenario> = config
         .get("scenario")
-        .and_then(|s| serde_yaml::from_value::<Scenario>(s.clone()).ok())
+        .and_then(|s| serde_json::to_value(s).ok())
+        .and_then(|json| serde_json::from_value::<Scenario>(json).ok())
         .filter(|s| s.validate().is_ok());
     let shares = scenario.as_ref().and_then(|s| route_shares(&app, s));
     let mix_known = shares.is_some();
@@ -111,6 +115,9 @@ const NODE_SLOT: f64 = 46.0;
 /// Vertical room of an edge passing through a column (a virtual node).
 const PASS_SLOT: f64 = 14.0;
 const TOP: f64 = 10.0;
+/// The legend's colour bar, right of its caption.
+const LEGEND_BAR_X: i64 = 214;
+const LEGEND_BAR_W: i64 = 200;
 
 /// An item of a column: a service, or an edge passing through on its way to a later column.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -187,13 +194,22 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
 
     let legend_y = TOP + graph_h + 14.0;
     let height = legend_y + 40.0;
-    let mut svg = String::with_capacity(8192);
-    let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {height:.0}\" role=\"img\">");
+    let mut svg = String::with_capacity(4096);
+    let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {height:.0}\" role=img>");
+    // The node box, drawn once and placed per service; the legend's colour bar is the heat scale itself.
+    let _ =
+        write!(svg, "<defs><rect id=gn width={node_w:.0} height={NODE_H} rx=5 stroke=#555 /><linearGradient id=gh>");
+    for (i, (r, g, b)) in HEAT.iter().enumerate() {
+        let offset = 100 * i / (HEAT.len() - 1);
+        let _ = write!(svg, "<stop offset={offset}% stop-color=#{r:02x}{g:02x}{b:02x} />");
+    }
+    svg.push_str("</linearGradient></defs>");
     let max_rate = topology.edges.iter().map(|e| e.calls_per_request * entry_rps).fold(0.0, f64::max);
+    // Edges in five classes of width and darkness (style.css e1..e5): legible steps, and short markup.
+    let mut by_level: BTreeMap<usize, String> = BTreeMap::new();
     for (index, edge) in topology.edges.iter().enumerate() {
         let rate = edge.calls_per_request * entry_rps;
         let weight = if max_rate > 0.0 { (rate / max_rate).sqrt() } else { 0.0 };
-        // Five classes of width and darkness (style.css e1..e5): legible steps, and short markup.
         let level = 1 + (weight * 4.0).round() as usize;
         let (from_c, to_c) = (layer[edge.from], layer[edge.to]);
         // Waypoints: out of the caller's right side, straight through each pass slot, into the callee's left.
@@ -207,36 +223,41 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
         let end = if backwards {
             (box_left(to_c) + node_w, service_y[edge.to] + 6.0)
         } else {
-            (box_left(to_c) - 7.0, service_y[edge.to])
+            (box_left(to_c) - 1.0, service_y[edge.to])
         };
         points.push(end);
-        let mut d = format!("M{:.0} {:.0}", points[0].0, points[0].1);
+        let points: Vec<(i64, i64)> = points.iter().map(|&(x, y)| (x.round() as i64, y.round() as i64)).collect();
+        // Relative moves from the start: a straight run, or a curve leaving and entering horizontally.
+        let mut d = format!("M{} {}", points[0].0, points[0].1);
         for pair in points.windows(2) {
-            let ((x1, y1), (x2, y2)) = (pair[0], pair[1]);
-            if (y1 - y2).abs() < 0.5 && x2 > x1 {
-                let _ = write!(d, "H{x2:.0}");
+            let (dx, dy) = (pair[1].0 - pair[0].0, pair[1].1 - pair[0].1);
+            if dy == 0 && dx > 0 {
+                let _ = write!(d, "h{dx}");
             } else {
-                let bend = ((x2 - x1).abs() / 2.0).max(if backwards { 60.0 } else { 20.0 });
-                let c2 = if backwards { x2 + bend } else { x2 - bend };
-                let _ = write!(d, "C{:.0} {y1:.0} {c2:.0} {y2:.0} {x2:.0} {y2:.0}", x1 + bend);
+                let bend = (dx.abs() / 2).max(if backwards { 60 } else { 20 });
+                let second = if backwards { dx + bend } else { dx - bend };
+                let _ = write!(d, "c{}", numbers(&[bend, 0, second, dy, dx, dy]));
             }
         }
         // The arrowhead is an open chevron at the end of the same path: one element per edge.
         if !backwards {
-            let (x2, _) = end;
-            let _ = write!(d, "H{:.0}m-6-4l6 4-6 4", x2 + 6.0);
+            d.push_str("m-6-4l6 4-6 4");
         }
+        by_level.entry(level).or_default().push_str(&d);
+    }
+    // The edges of one class are the subpaths of one path: they share every attribute.
+    for (level, d) in by_level {
         let _ = write!(svg, "<path class=\"e e{level}\" d=\"{d}\"/>");
     }
-    svg.push_str("<g class=\"g\">");
+    svg.push_str("<g class=g>");
     for (s, name) in topology.services.iter().enumerate() {
         let (x, y) = (box_left(layer[s]), service_y[s] - NODE_H / 2.0);
         let utilization = utilization_pct.get(s).copied().flatten();
         let (fill, dark) = utilization.map_or(("#eeeeee".to_string(), false), heat);
-        let class = if dark { " class=\"d\"" } else { "" };
+        let class = if dark { " class=d" } else { "" };
         // About 6.4 units per character at 11 px: squeeze only a name that would overflow its box.
         let squeeze = if name.chars().count() as f64 * 6.4 > node_w - 8.0 {
-            format!(" textLength=\"{:.0}\" lengthAdjust=\"spacingAndGlyphs\"", node_w - 8.0)
+            format!(" textLength={:.0} lengthAdjust=spacingAndGlyphs", node_w - 8.0)
         } else {
             String::new()
         };
@@ -244,10 +265,10 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
         let cx = x + node_w / 2.0;
         let _ = write!(
             svg,
-            "<rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{node_w:.0}\" height=\"{NODE_H}\" rx=\"5\" fill=\"{fill}\"/><text x=\"{cx:.0}\" y=\"{:.0}\"{class}{squeeze}>{}</text><text class=\"u{}\" x=\"{cx:.0}\" y=\"{:.0}\">{}</text>",
+            "<use href=#gn x={x:.0} y={y:.0} fill={fill} /><text x={cx:.0} y={:.0}{class}{squeeze}>{}</text><text class={} x={cx:.0} y={:.0}>{}</text>",
             y + 14.0,
             escape(name),
-            if dark { " d" } else { "" },
+            if dark { "\"u d\"" } else { "u" },
             y + 27.0,
             match utilization {
                 Some(u) if calls_in > 0.0 => format!("{} % CPU · {}/s", fmt_num(u), fmt_num(calls_in)),
@@ -257,31 +278,36 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
         );
     }
     svg.push_str("</g>");
-    // Legend: the colour scale and what an edge's width means.
+    // Legend: the colour scale, ticked at 0, 25, 50, 75 and 100 %, and what an edge's width means.
+    let (bar_x, bar_w) = (LEGEND_BAR_X, LEGEND_BAR_W);
     let _ = write!(
         svg,
-        "<g class=\"k\"><text x=\"0\" y=\"{:.0}\">mean CPU utilization of requests:</text>",
-        legend_y + 12.0
+        "<g class=k><text x=0 y={y:.0}>mean CPU utilization of requests:</text><rect x={bar_x} y={:.0} width={bar_w} height=12 fill=url(#gh) /><g class=t>",
+        legend_y + 2.0,
+        y = legend_y + 12.0,
     );
-    for (i, pct) in [0.0, 25.0, 50.0, 75.0, 100.0].iter().enumerate() {
-        let (fill, _) = heat(*pct);
-        let x = 196 + i * 48;
-        let _ = write!(
-            svg,
-            "<rect x=\"{x}\" y=\"{:.0}\" width=\"46\" height=\"12\" fill=\"{fill}\"/><text x=\"{}\" y=\"{:.0}\" class=\"t\">{}</text>",
-            legend_y + 2.0,
-            x + 23,
-            legend_y + 27.0,
-            if *pct >= 100.0 { "≥100 %".to_string() } else { format!("{pct:.0} %") }
-        );
+    for (i, label) in ["0 %", "25 %", "50 %", "75 %", "≥100 %"].iter().enumerate() {
+        let _ = write!(svg, "<text x={} y={:.0}>{label}</text>", bar_x + i as i64 * bar_w / 4, legend_y + 27.0);
     }
     let _ = write!(
         svg,
-        "<text x=\"{}\" y=\"{:.0}\">edges: wider and darker with more calls/s</text></g></svg>",
-        196 + 5 * 48 + 14,
+        "</g><text x={} y={:.0}>edges: wider and darker with more calls/s</text></g></svg>",
+        bar_x + bar_w + 24,
         legend_y + 12.0
     );
     svg
+}
+
+/// Integers of a path command, separated only where a sign does not separate them already.
+fn numbers(values: &[i64]) -> String {
+    let mut out = String::new();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 && *v >= 0 {
+            out.push(' ');
+        }
+        let _ = write!(out, "{v}");
+    }
+    out
 }
 
 /// The items in column `neighbour` an item of column `c` connects to.
@@ -344,6 +370,28 @@ mod tests {
         // A cycle ends, bounded by the number of services.
         let cyclic = layers(2, &[edge(0, 1), edge(1, 0)]);
         assert!(cyclic.iter().all(|&l| l < 2));
+    }
+
+    #[test]
+    fn the_request_mix_of_a_scenario_with_a_wait_map_is_read() {
+        let config = format!(
+            "app:\n{}\nscenario:\n{}",
+            indent(include_str!("../../../experiments/apps/online-boutique.yaml")),
+            indent(include_str!("../../../experiments/scenarios/online-boutique/peak.yaml"))
+        );
+        let config: Yaml = serde_yaml::from_str(&config).unwrap();
+        let topology = topology(&config).unwrap();
+        assert!(topology.mix_known, "peak.yaml's mix is read");
+        // Only GET /cart is requested: the frontend calls the cart service once per request.
+        let index = |name: &str| topology.services.iter().position(|s| s == name).unwrap();
+        let cart = topology.edges.iter().find(|e| e.from == index("frontend") && e.to == index("cartservice")).unwrap();
+        assert!(cart.calls_per_request > 0.0, "{cart:?}");
+        let ads = topology.edges.iter().find(|e| e.to == index("adservice")).unwrap();
+        assert_eq!(ads.calls_per_request, 0.0, "no request of peak.yaml reaches the ad service: {ads:?}");
+    }
+
+    fn indent(text: &str) -> String {
+        text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
     }
 
     #[test]

@@ -13,8 +13,8 @@ use serde::Serialize;
 use tera::{Context, Tera};
 
 use super::analysis::{Analysis, AppAggregate, Comparison, MetricResult, RELATIVE_COST, ScenarioTable, metric_def};
-use super::charts::{self, Band, Figure, LegendEntry, LineChart, RefLine, Scale, ScatterPoint, Series, Shape};
-use super::format::{fmt_duration, fmt_num, fmt_plain, fmt_time, href, url_segment};
+use super::charts::{self, Band, Figure, LegendEntry, LineChart, RefLine, Scale, ScatterPoint, Series, Shape, Shared};
+use super::format::{escape, fmt_duration, fmt_num, fmt_plain, fmt_time, href, url_segment};
 use super::graph;
 use super::load::{BaselineFrom, CellRecord, CellState, RunFolder, TimesFrom};
 use super::series::{self, CellSeries};
@@ -38,15 +38,19 @@ impl Renderer {
             ("compare.html", include_str!("../../templates/compare.html")),
         ])
         .context("loading the report templates")?;
+        // Tera's own escaping also writes `/` as `&#x2F;`; HTML needs only & < > " ' escaped.
+        tera.set_escape_fn(escape);
         Ok(Renderer { tera })
     }
 
-    /// Renders `template` with `view`; `logs` is the link prefix of the run folder as seen from the page.
+    /// Renders `template` with `view`; `logs` is the link prefix of the run folder as seen from the page. The
+    /// page's inline stylesheet keeps only the rules its markup can match.
     pub fn render(&self, template: &str, view: &impl Serialize, logs: &str) -> Result<String> {
         let mut context = Context::from_serialize(view).context("building the template context")?;
         context.insert("logs", logs);
         context.insert("version", env!("CARGO_PKG_VERSION"));
-        self.tera.render(template, &context).with_context(|| format!("rendering {template}"))
+        let page = self.tera.render(template, &context).with_context(|| format!("rendering {template}"))?;
+        Ok(super::css::prune_page(&page))
     }
 }
 
@@ -281,7 +285,8 @@ pub fn table_cell(result: &MetricResult, baseline: Option<&str>, show_seeds: boo
         .iter()
         .map(|r| format!("{}{}", r.seed.map_or(String::new(), |s| format!("s{s} ")), fmt_num(r.value)))
         .collect::<Vec<_>>()
-        .join(" · ");
+        // Not a comma: the figures have thousands separators.
+        .join("; ");
     // Inline, the values alone (in seed order, as the row's heading lists the seeds); the tooltip names them.
     let seeds = if !show_seeds || runs == 0 {
         String::new()
@@ -394,11 +399,8 @@ fn scatter_figure(table: &ScenarioTable, styles: &BTreeMap<String, charts::Style
             pareto: table.pareto.contains(&row.policy),
         });
     }
-    let mut legend: Vec<LegendEntry> = points
-        .iter()
-        .map(|p| LegendEntry { label: p.label.clone(), color: p.style.color, dash: "", mark: "dot" })
-        .collect();
-    legend.push(LegendEntry { label: "Pareto front".into(), color: "#59636e", dash: "4 3", mark: "line" });
+    let mut legend: Vec<LegendEntry> = points.iter().map(|p| LegendEntry::dot(&p.label, p.style)).collect();
+    legend.push(LegendEntry::dashed("Pareto front", "#666"));
     Figure {
         title: "Cost against SLO violation".into(),
         svg: charts::scatter(&points, "cost (pod-minutes)", "SLO violated (% of seconds)"),
@@ -499,9 +501,12 @@ pub fn index_view(run: &RunFolder, analysis: &Analysis, exports: Vec<(String, St
                                 log: c.files.iter().any(|f| f == "run.log").then(|| href(&[&c.id, "run.log"])),
                                 state: c.state.label(),
                                 symbol: state_symbol(c.state),
+                                // Row, column and caption say which cell it is; the cell's page names it. A
+                                // tick needs no tooltip; any other state says its reason on hover.
                                 title: match &c.reason {
-                                    Some(reason) => format!("{}: {} ({reason})", c.id, c.state.label()),
-                                    None => format!("{}: {}", c.id, c.state.label()),
+                                    Some(reason) => format!("{}: {reason}", c.state.label()),
+                                    None if c.state == CellState::Succeeded => String::new(),
+                                    None => c.state.label().to_string(),
                                 },
                             })
                             .collect()
@@ -673,19 +678,20 @@ fn line(label: &str, t: &[f64], values: &[f64], index: usize) -> Series {
     }
 }
 
-fn figure(title: &str, chart: LineChart, note: String) -> Figure {
+/// A figure of a cell page, drawn with the axes the page's other charts share.
+fn figure(shared: &mut Shared, title: &str, chart: LineChart, note: String) -> Figure {
     let legend = if chart.series.len() > 1 { chart.legend() } else { Vec::new() };
-    Figure { title: title.into(), svg: chart.render(), legend, note, wide: false }
+    Figure { title: title.into(), svg: chart.render_in(shared), legend, note, wide: false }
 }
 
 /// The cell's time series: load, latency against the SLO, replicas and CPU per service.
-fn time_figures(series: &CellSeries, cell: &CellRecord) -> Vec<Figure> {
+fn time_figures(shared: &mut Shared, series: &CellSeries, cell: &CellRecord) -> Vec<Figure> {
     let t = &series.t;
     let mut figures = Vec::new();
     if let Some(users) = &series.users {
         let mut chart = LineChart::time("users");
         chart.series.push(line("users", t, users, 0));
-        figures.push(figure("Users", chart, String::new()));
+        figures.push(figure(shared, "Users", chart, String::new()));
     }
     if series.offered_rps.is_some() || series.achieved_rps.is_some() {
         let mut chart = LineChart::time("requests/s");
@@ -711,7 +717,7 @@ fn time_figures(series: &CellSeries, cell: &CellRecord) -> Vec<Figure> {
         {
             chart.series.push(line("failed", t, failures, 2));
         }
-        figures.push(figure("Requests per second", chart, note));
+        figures.push(figure(shared, "Requests per second", chart, note));
     }
     if let Some(p95) = &series.slo_p95_ms {
         let mut chart = LineChart::time("p95 latency (ms, log scale)");
@@ -727,7 +733,7 @@ fn time_figures(series: &CellSeries, cell: &CellRecord) -> Vec<Figure> {
             note = format!("p95 above {} ms in {over} of {} seconds.", fmt_plain(slo.threshold_ms), p95.len());
         }
         let route = cell.slo.as_ref().map_or("the SLO route".to_string(), |s| format!("route {}", s.route));
-        figures.push(figure(&format!("p95 latency of {route}, per second"), chart, note));
+        figures.push(figure(shared, &format!("p95 latency of {route}, per second"), chart, note));
     }
     let with =
         |f: fn(&series::ServiceSeries) -> Option<&Vec<f64>>| series.services.iter().filter(|s| f(s).is_some()).count();
@@ -738,7 +744,7 @@ fn time_figures(series: &CellSeries, cell: &CellRecord) -> Vec<Figure> {
                 chart.series.push(Series { shape: Shape::Step, ..line(&service.name, t, ready, i) });
             }
         }
-        figures.push(figure("Ready replicas per service", chart, String::new()));
+        figures.push(figure(shared, "Ready replicas per service", chart, String::new()));
     }
     if with(|s| s.cpu_util_pct.as_ref()) > 0 {
         let mut chart = LineChart::time("CPU utilization (% of request)");
@@ -747,7 +753,7 @@ fn time_figures(series: &CellSeries, cell: &CellRecord) -> Vec<Figure> {
                 chart.series.push(line(&service.name, t, cpu, i));
             }
         }
-        let mut cpu = figure("CPU utilization per service, as metrics-server reports it", chart, String::new());
+        let mut cpu = figure(shared, "CPU utilization per service, as metrics-server reports it", chart, String::new());
         if with(|s| s.ready.as_ref()) > 0 {
             // The same services in the same colours as the replicas chart: one legend serves both.
             cpu.legend.clear();
@@ -758,7 +764,7 @@ fn time_figures(series: &CellSeries, cell: &CellRecord) -> Vec<Figure> {
     figures
 }
 
-fn training_figures(path: &Path) -> (Vec<Figure>, Vec<String>) {
+fn training_figures(shared: &mut Shared, path: &Path) -> (Vec<Figure>, Vec<String>) {
     let training = match series::read_training(path) {
         Ok(t) => t,
         Err(e) => return (Vec::new(), vec![format!("{e:#}")]),
@@ -778,7 +784,7 @@ fn training_figures(path: &Path) -> (Vec<Figure>, Vec<String>) {
             let mut chart = LineChart::new(x_label, y_label);
             chart.height = 200.0;
             chart.series.push(line(column, &training.x, values, 0));
-            figures.push(figure(title, chart, String::new()));
+            figures.push(figure(shared, title, chart, String::new()));
         }
     }
     if let Some(speed) = training.column("env_steps_per_s").filter(|s| !s.is_empty()) {
@@ -804,7 +810,7 @@ fn total_ready(series: &CellSeries) -> Option<Vec<f64>> {
     any.then_some(total)
 }
 
-fn twin_view(cell: &CellRecord, twin: &CellRecord, mine: Option<&CellSeries>) -> TwinView {
+fn twin_view(shared: &mut Shared, cell: &CellRecord, twin: &CellRecord, mine: Option<&CellSeries>) -> TwinView {
     let mut rows = Vec::new();
     for m in super::analysis::METRICS.iter() {
         let (Some(a), Some(b)) = (cell.metric(m.key), twin.metric(m.key)) else { continue };
@@ -838,17 +844,17 @@ fn twin_view(cell: &CellRecord, twin: &CellRecord, mine: Option<&CellSeries>) ->
                 .ref_lines
                 .push(RefLine { y: slo.threshold_ms, label: format!("SLO {} ms", fmt_plain(slo.threshold_ms)) });
         }
-        figures.push(figure("p95 latency of the SLO route", latency, String::new()));
+        figures.push(figure(shared, "p95 latency of the SLO route", latency, String::new()));
         let mut pods = LineChart::time("ready pods, all services");
         let (ra, rb) = (total_ready(a), total_ready(b));
         pods.series = pair("ready pods", ra.as_ref(), rb.as_ref())
             .into_iter()
             .map(|s| Series { shape: Shape::Step, ..s })
             .collect();
-        figures.push(figure("Ready pods", pods, String::new()));
+        figures.push(figure(shared, "Ready pods", pods, String::new()));
         let mut rps = LineChart::time("requests/s");
         rps.series = pair("achieved", a.achieved_rps.as_ref(), b.achieved_rps.as_ref());
-        figures.push(figure("Achieved requests per second", rps, String::new()));
+        figures.push(figure(shared, "Achieved requests per second", rps, String::new()));
     }
     let name = |backend: &str| match backend {
         "sim" => "Simulator".to_string(),
@@ -916,7 +922,9 @@ pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) 
     } else {
         None
     };
-    let figures = metrics.as_ref().map(|s| time_figures(s, cell)).unwrap_or_default();
+    // One registry for the page, its charts filled in page order: a shared axis is written before its uses.
+    let mut shared = Shared::page();
+    let figures = metrics.as_ref().map(|s| time_figures(&mut shared, s, cell)).unwrap_or_default();
 
     let graph = match &cell.topology {
         Some(Ok(topology)) => Some(topology),
@@ -947,7 +955,7 @@ pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) 
         });
 
     let (training, training_warnings) = if cell.files.iter().any(|f| f == "training.csv") {
-        training_figures(&cell.dir.join("training.csv"))
+        training_figures(&mut shared, &cell.dir.join("training.csv"))
     } else {
         (Vec::new(), Vec::new())
     };
@@ -964,13 +972,11 @@ pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) 
         }
     }
 
-    let mut files: Vec<(String, String)> = cell.files.iter().map(|f| (f.clone(), href(&[&cell.id, f]))).collect();
-    for agent in &cell.agents {
-        for name in ["locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv"] {
-            if cell.dir.join("agents").join(agent).join(name).is_file() {
-                files.push((format!("agents/{agent}/{name}"), href(&[&cell.id, "agents", agent, name])));
-            }
-        }
+    // The cell's folder holds every file it wrote (config, metrics, summary, events, the agents' stats); only
+    // its log gets a link of its own. A link per file costs a hundred bytes each on every page.
+    let mut files = vec![("cell folder".to_string(), format!("{}/", href(&[&cell.id])))];
+    if cell.files.iter().any(|f| f == "run.log") {
+        files.push(("run.log".into(), href(&[&cell.id, "run.log"])));
     }
 
     let summary = cell_summary_rows(cell);
@@ -984,8 +990,7 @@ pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) 
                 None => cell.policy.clone(),
             },
         ),
-        ("scenario".to_string(), cell.scenario.clone()),
-        ("seed".to_string(), cell.seed.map_or("unknown".into(), |s| s.to_string())),
+        // Scenario and seed are in the page's heading.
         ("backend".to_string(), cell.backend.clone()),
     ];
     if let Some(slo) = &cell.slo {
@@ -1016,6 +1021,6 @@ pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) 
         graph,
         training,
         requests,
-        twin: twin.map(|t| twin_view(cell, t, metrics.as_ref())),
+        twin: twin.map(|t| twin_view(&mut shared, cell, t, metrics.as_ref())),
     }
 }

@@ -148,8 +148,11 @@ impl CellRecord {
         self.state == CellState::Succeeded && self.summary.is_some()
     }
 
+    /// A figure of summary.json; dust counts as zero, so that 1e-15 % failures against 0 % is a tie, not a
+    /// verdict.
     pub fn metric(&self, key: &str) -> Option<f64> {
-        self.summary.as_ref()?.get(key).copied().filter(|v| v.is_finite())
+        let value = self.summary.as_ref()?.get(key).copied().filter(|v| v.is_finite())?;
+        Some(if value.abs() < super::format::DUST { 0.0 } else { value })
     }
 
     /// What identifies a cell up to its backend: a sim cell and its emulated twin share it.
@@ -612,6 +615,22 @@ mod tests {
         let cell = read_cell(dir.path(), "a.b.c.s1-00000000");
         assert_eq!(cell.state, CellState::Incomplete);
         assert!(cell.reason.unwrap().contains("`cpu_core_hours`"));
+    }
+
+    #[test]
+    fn floating_point_dust_in_a_summary_reads_as_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut summary: serde_json::Map<String, Json> =
+            REQUIRED_SUMMARY_FIELDS.iter().map(|f| (f.to_string(), Json::from(1.0))).collect();
+        summary.insert("failure_pct".into(), Json::from(7.6e-15));
+        summary.insert("slo_violation_seconds_pct".into(), Json::from(-2e-12));
+        summary.insert("mean_reward".into(), Json::from(-3e-4));
+        fs::write(dir.path().join("summary.json"), Json::Object(summary).to_string()).unwrap();
+        let cell = read_cell(dir.path(), "a.b.c.s1-00000000");
+        assert_eq!(cell.metric("failure_pct"), Some(0.0));
+        assert_eq!(cell.metric("slo_violation_seconds_pct"), Some(0.0));
+        assert_eq!(cell.metric("mean_reward"), Some(-3e-4), "a small figure above the dust is kept");
+        assert_eq!(cell.metric("pod_minutes"), Some(1.0));
     }
 
     #[test]

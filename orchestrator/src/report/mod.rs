@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod archive;
 pub mod charts;
 pub mod compare;
+pub mod css;
 pub mod export;
 pub mod format;
 pub mod graph;
