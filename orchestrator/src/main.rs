@@ -417,7 +417,7 @@ fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> 
             .map(|c| orchestrator::agents::peak_users(&c.config.scenario.shape))
             .max()
             .unwrap_or(0);
-        orchestrator::agents::preflight_remote(&run.agent_run(), users)?;
+        orchestrator::agents::preflight(&run.agent_run(), users)?;
     }
     let Some(mut run) = matrix.emulated.take() else {
         if matrix.kubernetes.is_some() {
