@@ -110,6 +110,9 @@ fn heat(utilization_pct: f64) -> (String, bool) {
 }
 
 const WIDTH: f64 = 720.0;
+/// Edge stroke colour and width by step of calls/s, from light and thin to dark and wide.
+const EDGE_STEPS: [(&str, f64); 5] =
+    [("#c8c8e1", 1.0), ("#a0a0b9", 2.0), ("#787891", 3.0), ("#505069", 4.5), ("#282841", 6.0)];
 const NODE_H: f64 = 34.0;
 const NODE_SLOT: f64 = 46.0;
 /// Vertical room of an edge passing through a column (a virtual node).
@@ -200,12 +203,14 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
     let _ =
         write!(svg, "<defs><rect id=gn width={node_w:.0} height={NODE_H} rx=5 stroke=#555 /><linearGradient id=gh>");
     for (i, (r, g, b)) in HEAT.iter().enumerate() {
+        // A stop's offset defaults to 0: the first needs none.
         let offset = 100 * i / (HEAT.len() - 1);
-        let _ = write!(svg, "<stop offset={offset}% stop-color=#{r:02x}{g:02x}{b:02x} />");
+        let offset = if i == 0 { String::new() } else { format!("offset={offset}% ") };
+        let _ = write!(svg, "<stop {offset}stop-color=#{r:02x}{g:02x}{b:02x} />");
     }
     svg.push_str("</linearGradient></defs>");
     let max_rate = topology.edges.iter().map(|e| e.calls_per_request * entry_rps).fold(0.0, f64::max);
-    // Edges in five classes of width and darkness (style.css e1..e5): legible steps, and short markup.
+    // Edges in five steps of width and darkness: legible steps, and short markup.
     let mut by_level: BTreeMap<usize, String> = BTreeMap::new();
     for (index, edge) in topology.edges.iter().enumerate() {
         let rate = edge.calls_per_request * entry_rps;
@@ -241,38 +246,51 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
         }
         // The arrowhead is an open chevron at the end of the same path: one element per edge.
         if !backwards {
-            d.push_str("m-6-4l6 4-6 4");
+            // After a move, further pairs are lines.
+            d.push_str("m-6-4 6 4-6 4");
         }
         by_level.entry(level).or_default().push_str(&d);
     }
-    // The edges of one class are the subpaths of one path: they share every attribute.
+    // The edges of one step are the subpaths of one path: they share every attribute (and the SVG's
+    // `fill:none`, style.css).
     for (level, d) in by_level {
-        let _ = write!(svg, "<path class=\"e e{level}\" d=\"{d}\"/>");
+        let (stroke, width) = EDGE_STEPS[level - 1];
+        let _ = write!(svg, "<path stroke={stroke} stroke-width={width} d=\"{d}\"/>");
     }
     svg.push_str("<g class=g>");
     for (s, name) in topology.services.iter().enumerate() {
         let (x, y) = (box_left(layer[s]), service_y[s] - NODE_H / 2.0);
         let utilization = utilization_pct.get(s).copied().flatten();
         let (fill, dark) = utilization.map_or(("#eeeeee".to_string(), false), heat);
-        let class = if dark { " class=d" } else { "" };
-        // About 6.4 units per character at 11 px: squeeze only a name that would overflow its box.
-        let squeeze = if name.chars().count() as f64 * 6.4 > node_w - 8.0 {
+        // About 6.4 units per character at 11 px: a name that would overflow its box is set at 10 px (the
+        // second line's `u`), and squeezed only if it still would.
+        let chars = name.chars().count() as f64;
+        let small = chars * 6.4 > node_w - 8.0;
+        let squeeze = if small && chars * 5.8 > node_w - 8.0 {
             format!(" textLength={:.0} lengthAdjust=spacingAndGlyphs", node_w - 8.0)
         } else {
             String::new()
+        };
+        let class = match (small, dark) {
+            (false, false) => "",
+            (false, true) => " class=d",
+            (true, false) => " class=u",
+            (true, true) => " class=\"u d\"",
         };
         let calls_in: f64 = topology.edges.iter().filter(|e| e.to == s).map(|e| e.calls_per_request * entry_rps).sum();
         let cx = x + node_w / 2.0;
         let _ = write!(
             svg,
-            "<use href=#gn x={x:.0} y={y:.0} fill={fill} /><text x={cx:.0} y={:.0}{class}{squeeze}>{}</text><text class={} x={cx:.0} y={:.0}>{}</text>",
+            "<use href=#gn x={x:.0} y={y:.0} fill={fill} /><text x={cx:.0} y={:.0}{class}{squeeze}>{}</text><text{} x={cx:.0} y={:.0}>{}</text>",
             y + 14.0,
             escape(name),
-            if dark { "\"u d\"" } else { "u" },
+            // Set small by style.css (every second text of the group).
+            if dark { " class=d" } else { "" },
             y + 27.0,
             match utilization {
-                Some(u) if calls_in > 0.0 => format!("{} % CPU · {}/s", fmt_num(u), fmt_num(calls_in)),
-                Some(u) => format!("{} % CPU", fmt_num(u)),
+                // The note under the graph says the percentage is CPU utilization.
+                Some(u) if calls_in > 0.0 => format!("{} % · {}/s", fmt_num(u), fmt_num(calls_in)),
+                Some(u) => format!("{} %", fmt_num(u)),
                 None => "CPU unknown".into(),
             },
         );

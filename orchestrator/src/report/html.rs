@@ -274,19 +274,36 @@ fn improvement_text(c: &Comparison) -> String {
     }
 }
 
+/// Every run's value for a tooltip. Seeds that run on from the first (1, 2, 3...) are said once, the values
+/// then follow in that order, a space apart (not a comma: the figures have thousands separators); other
+/// seeds name each value.
+fn seed_values(result: &MetricResult) -> String {
+    let seeds: Vec<Option<u64>> = result.runs.iter().map(|r| r.seed).collect();
+    let consecutive = match seeds.first() {
+        Some(Some(first)) => seeds.iter().enumerate().all(|(i, s)| *s == Some(first + i as u64)),
+        _ => false,
+    };
+    let values = result.runs.iter().map(|r| fmt_num(r.value));
+    match (consecutive, seeds.first(), seeds.last()) {
+        (true, Some(Some(first)), Some(Some(last))) if seeds.len() > 1 => {
+            format!("seeds {first} to {last}: {}", values.collect::<Vec<_>>().join(" "))
+        }
+        _ => result
+            .runs
+            .iter()
+            .map(|r| format!("{}{}", r.seed.map_or(String::new(), |s| format!("s{s} ")), fmt_num(r.value)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
 /// A table figure for `result` (an IQM over seeds or scenarios).
 pub fn table_cell(result: &MetricResult, baseline: Option<&str>, show_seeds: bool) -> TableCell {
     let Some(estimate) = result.estimate else {
         return TableCell { value: "—".into(), title: "no complete run".into(), ..TableCell::default() };
     };
     let runs = result.runs.len();
-    let all_seeds = result
-        .runs
-        .iter()
-        .map(|r| format!("{}{}", r.seed.map_or(String::new(), |s| format!("s{s} ")), fmt_num(r.value)))
-        .collect::<Vec<_>>()
-        // Not a comma: the figures have thousands separators.
-        .join("; ");
+    let all_seeds = seed_values(result);
     // Inline, the values alone (in seed order, as the row's heading lists the seeds); the tooltip names them.
     let seeds = if !show_seeds || runs == 0 {
         String::new()
