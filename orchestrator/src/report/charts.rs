@@ -456,10 +456,11 @@ impl Plot {
         (self.left() + fx * self.width(), self.bottom() - fy * (self.bottom() - self.top()))
     }
 
-    /// The SVG element; the figure's caption names it for assistive technology.
+    /// The SVG element, inside a figure whose caption names it; its text (axis titles, ticks) stays readable
+    /// to assistive technology.
     fn open(&self) -> String {
         let mut svg = String::with_capacity(4096);
-        let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {}\" role=img>", self.height);
+        let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {}\">", self.height);
         svg
     }
 

@@ -106,13 +106,19 @@ fn heat(utilization_pct: f64) -> (String, bool) {
     let (a, b) = (HEAT[i], HEAT[i + 1]);
     let (r, g, bl) = (mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2));
     let luminance = 0.2126 * r as f64 + 0.7152 * g as f64 + 0.0722 * bl as f64;
-    (format!("#{r:02x}{g:02x}{bl:02x}"), luminance < 128.0)
+    (short_hex(r, g, bl), luminance < 128.0)
+}
+
+/// A colour as three hex digits: each channel within 8 of its value (1/32 of the range), which no one sees on a
+/// node box, and three bytes shorter than six digits.
+fn short_hex(r: u8, g: u8, b: u8) -> String {
+    let digit = |c: u8| (c as f64 / 17.0).round() as u8;
+    format!("#{:x}{:x}{:x}", digit(r), digit(g), digit(b))
 }
 
 const WIDTH: f64 = 720.0;
 /// Edge stroke colour and width by step of calls/s, from light and thin to dark and wide.
-const EDGE_STEPS: [(&str, f64); 5] =
-    [("#c8c8e1", 1.0), ("#a0a0b9", 2.0), ("#787891", 3.0), ("#505069", 4.5), ("#282841", 6.0)];
+const EDGE_STEPS: [(&str, f64); 5] = [("#ccd", 1.0), ("#aab", 2.0), ("#889", 3.0), ("#556", 4.5), ("#334", 6.0)];
 const NODE_H: f64 = 34.0;
 const NODE_SLOT: f64 = 46.0;
 /// Vertical room of an edge passing through a column (a virtual node).
@@ -198,7 +204,7 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
     let legend_y = TOP + graph_h + 14.0;
     let height = legend_y + 40.0;
     let mut svg = String::with_capacity(4096);
-    let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {height:.0}\" role=img>");
+    let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {height:.0}\">");
     // The node box, drawn once and placed per service; the legend's colour bar is the heat scale itself.
     let _ =
         write!(svg, "<defs><rect id=gn width={node_w:.0} height={NODE_H} rx=5 stroke=#555 /><linearGradient id=gh>");
@@ -206,7 +212,7 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
         // A stop's offset defaults to 0: the first needs none.
         let offset = 100 * i / (HEAT.len() - 1);
         let offset = if i == 0 { String::new() } else { format!("offset={offset}% ") };
-        let _ = write!(svg, "<stop {offset}stop-color=#{r:02x}{g:02x}{b:02x} />");
+        let _ = write!(svg, "<stop {offset}stop-color={} />", short_hex(*r, *g, *b));
     }
     svg.push_str("</linearGradient></defs>");
     let max_rate = topology.edges.iter().map(|e| e.calls_per_request * entry_rps).fold(0.0, f64::max);
@@ -296,7 +302,7 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
         );
     }
     svg.push_str("</g>");
-    // Legend: the colour scale, ticked at 0, 25, 50, 75 and 100 %, and what an edge's width means.
+    // Legend: the colour scale, ticked at 0, 50 and 100 %, and what an edge's width means.
     let (bar_x, bar_w) = (LEGEND_BAR_X, LEGEND_BAR_W);
     let _ = write!(
         svg,
@@ -304,8 +310,8 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
         legend_y + 2.0,
         y = legend_y + 12.0,
     );
-    for (i, label) in ["0 %", "25 %", "50 %", "75 %", "≥100 %"].iter().enumerate() {
-        let _ = write!(svg, "<text x={} y={:.0}>{label}</text>", bar_x + i as i64 * bar_w / 4, legend_y + 27.0);
+    for (i, label) in ["0 %", "50 %", "≥100 %"].iter().enumerate() {
+        let _ = write!(svg, "<text x={} y={:.0}>{label}</text>", bar_x + i as i64 * bar_w / 2, legend_y + 27.0);
     }
     let _ = write!(
         svg,
@@ -414,7 +420,9 @@ mod tests {
 
     #[test]
     fn heat_runs_from_light_to_dark() {
-        assert_eq!(heat(0.0), ("#ffffcc".to_string(), false));
-        assert_eq!(heat(250.0), ("#800026".to_string(), true));
+        assert_eq!(heat(0.0), ("#ffc".to_string(), false));
+        assert_eq!(heat(250.0), ("#802".to_string(), true));
+        // Halfway between #fed976 and #fd8d3c: (253.5, 179, 91) to the nearest 17.
+        assert_eq!(heat(37.5), ("#fb5".to_string(), false));
     }
 }
