@@ -127,6 +127,9 @@ impl Shared {
 /// Matches the width a figure is shown at (max 600 px), so that 12-unit text reads as 12 px.
 const WIDTH: f64 = 560.0;
 const MARGIN_LEFT: f64 = 64.0;
+/// Where style.css's `.y .t` rule puts the y axis's title, turned: 14 units from the left, at the middle of a
+/// 220-unit chart's plot; a chart of another height moves it by the title's x.
+const Y_TITLE: f64 = 95.0;
 const MARGIN_RIGHT: f64 = 18.0;
 const MARGIN_TOP: f64 = 12.0;
 const MARGIN_BOTTOM: f64 = 42.0;
@@ -315,12 +318,12 @@ impl LineChart {
             let (_, y) = plot.map(&x_axis, &y_axis, x_min, line.y);
             let _ = write!(
                 svg,
-                "<path class=ref d=\"M{} {}H{}\"/><text class=rl x={} y={}>{}</text>",
+                "<path class=r d=\"M{} {}H{}\"/><text class=q x={} y={}>{}</text>",
                 num(plot.left()),
-                num(y),
+                y.round(),
                 num(plot.right()),
                 num(plot.right() - 4.0),
-                num(y - 4.0),
+                (y - 4.0).round(),
                 escape(&line.label)
             );
         }
@@ -367,7 +370,7 @@ pub fn scatter(points: &[ScatterPoint], x_label: &str, y_label: &str) -> String 
     front.sort_by(|a, b| a.0.total_cmp(&b.0));
     if front.len() >= 2 {
         let corners: Vec<(f64, f64)> = step_corners(&front).into_iter().map(|(x, y)| map(x, y)).collect();
-        let _ = write!(svg, "<path class=front d=\"{}\"/>", path_data(&corners));
+        let _ = write!(svg, "<path class=p d=\"{}\"/>", path_data(&corners));
     }
     // A policy's single seeds as rings in one group that says their style once.
     for p in points.iter().filter(|p| !p.runs.is_empty()) {
@@ -408,7 +411,7 @@ pub fn scatter(points: &[ScatterPoint], x_label: &str, y_label: &str) -> String 
         let (lx, anchor) = if cx > plot.right() - 110.0 { (cx - 7.0, "end") } else { (cx + 7.0, "start") };
         let _ = write!(
             svg,
-            "<circle cx={} cy={} r=5 fill={} stroke=#fff /><text x={} y={} text-anchor={anchor} class=pl>{}</text>",
+            "<circle cx={} cy={} r=5 fill={} stroke=#fff /><text x={} y={} text-anchor={anchor}>{}</text>",
             num(cx),
             num(cy),
             p.style.color,
@@ -453,16 +456,17 @@ impl Plot {
         (self.left() + fx * self.width(), self.bottom() - fy * (self.bottom() - self.top()))
     }
 
-    /// The SVG element; the figure's caption names it for assistive technology.
+    /// The SVG element, inside a figure whose caption names it; its text (axis titles, ticks) stays readable
+    /// to assistive technology.
     fn open(&self) -> String {
         let mut svg = String::with_capacity(4096);
-        let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {}\" role=img>", self.height);
+        let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {}\">", self.height);
         svg
     }
 
     /// The y axis (gridlines, tick labels, title), then the x axis (axis line, tick labels, title), each a
     /// group that `shared` may already hold. Anchors and text styles are said once, by the groups' classes
-    /// (`ya`, `xa`, `t` in style.css).
+    /// (`y`, `x`, `t` in style.css).
     fn grid_and_axes(
         &self,
         svg: &mut String,
@@ -478,21 +482,26 @@ impl Plot {
         for &(value, ref label) in &y_axis.ticks {
             let y = self.bottom() - y_axis.fraction(value) * (self.bottom() - self.top());
             let _ = write!(grid, "M{left} {}H{right}", y.round());
-            let _ = write!(labels, "<text x={} y={}>{label}</text>", num(self.left() - 6.0), (y + 4.0).round());
+            let _ = write!(labels, "<text y={}>{label}</text>", (y + 4.0).round());
         }
         // Gridlines apart from labels: charts with as many ticks share them even where the labels differ.
-        shared.place(svg, &format!("<path class=gl d=\"{grid}\"/>"));
+        shared.place(svg, &format!("<path class=h d=\"{grid}\"/>"));
         shared.place(
             svg,
             &format!(
-                // Turned by the stylesheet (`.ya .t`): (-y, 14) turned a quarter anticlockwise is (14, y).
-                "<g class=ya>{labels}<text class=t x={} y=14>{}</text></g>",
-                num(-(self.top() + self.bottom()) / 2.0),
+                // Tick labels end 6 units left of the plot, x = 58, where the stylesheet moves the group
+                // (`.y`, so MARGIN_LEFT is written there too); its title is turned and moved
+                // to (14, Y_TITLE) (`.y .t`): further down by the title's x, as a quarter turn makes x into y.
+                "<g class=y>{labels}<text class=t{}>{}</text></g>",
+                match Y_TITLE - (self.top() + self.bottom()) / 2.0 {
+                    0.0 => String::new(),
+                    x => format!(" x={}", num(x)),
+                },
                 escape(y_label)
             ),
         );
         let mut x_group =
-            format!("<g class=xa><path class=axis d=\"M{left} {}V{}H{right}\"/>", num(self.top()), num(self.bottom()));
+            format!("<g class=x><path class=a d=\"M{left} {}V{}H{right}\"/>", num(self.top()), num(self.bottom()));
         for &(value, ref label) in &x_axis.ticks {
             let x = self.left() + x_axis.fraction(value) * self.width();
             let _ = write!(x_group, "<text x={} y={}>{label}</text>", x.round(), num(self.bottom() + 17.0));

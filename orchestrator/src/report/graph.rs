@@ -106,10 +106,19 @@ fn heat(utilization_pct: f64) -> (String, bool) {
     let (a, b) = (HEAT[i], HEAT[i + 1]);
     let (r, g, bl) = (mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2));
     let luminance = 0.2126 * r as f64 + 0.7152 * g as f64 + 0.0722 * bl as f64;
-    (format!("#{r:02x}{g:02x}{bl:02x}"), luminance < 128.0)
+    (short_hex(r, g, bl), luminance < 128.0)
+}
+
+/// A colour as three hex digits: each channel within 8 of its value (1/32 of the range), which no one sees on a
+/// node box, and three bytes shorter than six digits.
+fn short_hex(r: u8, g: u8, b: u8) -> String {
+    let digit = |c: u8| (c as f64 / 17.0).round() as u8;
+    format!("#{:x}{:x}{:x}", digit(r), digit(g), digit(b))
 }
 
 const WIDTH: f64 = 720.0;
+/// Edge stroke colour and width by step of calls/s, from light and thin to dark and wide.
+const EDGE_STEPS: [(&str, f64); 5] = [("#ccd", 1.0), ("#aab", 2.0), ("#889", 3.0), ("#556", 4.5), ("#334", 6.0)];
 const NODE_H: f64 = 34.0;
 const NODE_SLOT: f64 = 46.0;
 /// Vertical room of an edge passing through a column (a virtual node).
@@ -195,17 +204,19 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
     let legend_y = TOP + graph_h + 14.0;
     let height = legend_y + 40.0;
     let mut svg = String::with_capacity(4096);
-    let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {height:.0}\" role=img>");
+    let _ = write!(svg, "<svg viewBox=\"0 0 {WIDTH} {height:.0}\">");
     // The node box, drawn once and placed per service; the legend's colour bar is the heat scale itself.
     let _ =
         write!(svg, "<defs><rect id=gn width={node_w:.0} height={NODE_H} rx=5 stroke=#555 /><linearGradient id=gh>");
     for (i, (r, g, b)) in HEAT.iter().enumerate() {
+        // A stop's offset defaults to 0: the first needs none.
         let offset = 100 * i / (HEAT.len() - 1);
-        let _ = write!(svg, "<stop offset={offset}% stop-color=#{r:02x}{g:02x}{b:02x} />");
+        let offset = if i == 0 { String::new() } else { format!("offset={offset}% ") };
+        let _ = write!(svg, "<stop {offset}stop-color={} />", short_hex(*r, *g, *b));
     }
     svg.push_str("</linearGradient></defs>");
     let max_rate = topology.edges.iter().map(|e| e.calls_per_request * entry_rps).fold(0.0, f64::max);
-    // Edges in five classes of width and darkness (style.css e1..e5): legible steps, and short markup.
+    // Edges in five steps of width and darkness: legible steps, and short markup.
     let mut by_level: BTreeMap<usize, String> = BTreeMap::new();
     for (index, edge) in topology.edges.iter().enumerate() {
         let rate = edge.calls_per_request * entry_rps;
@@ -241,44 +252,57 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
         }
         // The arrowhead is an open chevron at the end of the same path: one element per edge.
         if !backwards {
-            d.push_str("m-6-4l6 4-6 4");
+            // After a move, further pairs are lines.
+            d.push_str("m-6-4 6 4-6 4");
         }
         by_level.entry(level).or_default().push_str(&d);
     }
-    // The edges of one class are the subpaths of one path: they share every attribute.
+    // The edges of one step are the subpaths of one path: they share every attribute (and the SVG's
+    // `fill:none`, style.css).
     for (level, d) in by_level {
-        let _ = write!(svg, "<path class=\"e e{level}\" d=\"{d}\"/>");
+        let (stroke, width) = EDGE_STEPS[level - 1];
+        let _ = write!(svg, "<path stroke={stroke} stroke-width={width} d=\"{d}\"/>");
     }
     svg.push_str("<g class=g>");
     for (s, name) in topology.services.iter().enumerate() {
         let (x, y) = (box_left(layer[s]), service_y[s] - NODE_H / 2.0);
         let utilization = utilization_pct.get(s).copied().flatten();
         let (fill, dark) = utilization.map_or(("#eeeeee".to_string(), false), heat);
-        let class = if dark { " class=d" } else { "" };
-        // About 6.4 units per character at 11 px: squeeze only a name that would overflow its box.
-        let squeeze = if name.chars().count() as f64 * 6.4 > node_w - 8.0 {
+        // About 6.4 units per character at 11 px: a name that would overflow its box is set at 10 px (the
+        // second line's `u`), and squeezed only if it still would.
+        let chars = name.chars().count() as f64;
+        let small = chars * 6.4 > node_w - 8.0;
+        let squeeze = if small && chars * 5.8 > node_w - 8.0 {
             format!(" textLength={:.0} lengthAdjust=spacingAndGlyphs", node_w - 8.0)
         } else {
             String::new()
+        };
+        let class = match (small, dark) {
+            (false, false) => "",
+            (false, true) => " class=d",
+            (true, false) => " class=u",
+            (true, true) => " class=\"u d\"",
         };
         let calls_in: f64 = topology.edges.iter().filter(|e| e.to == s).map(|e| e.calls_per_request * entry_rps).sum();
         let cx = x + node_w / 2.0;
         let _ = write!(
             svg,
-            "<use href=#gn x={x:.0} y={y:.0} fill={fill} /><text x={cx:.0} y={:.0}{class}{squeeze}>{}</text><text class={} x={cx:.0} y={:.0}>{}</text>",
+            "<use href=#gn x={x:.0} y={y:.0} fill={fill} /><text x={cx:.0} y={:.0}{class}{squeeze}>{}</text><text{} x={cx:.0} y={:.0}>{}</text>",
             y + 14.0,
             escape(name),
-            if dark { "\"u d\"" } else { "u" },
+            // Set small by style.css (every second text of the group).
+            if dark { " class=d" } else { "" },
             y + 27.0,
             match utilization {
-                Some(u) if calls_in > 0.0 => format!("{} % CPU · {}/s", fmt_num(u), fmt_num(calls_in)),
-                Some(u) => format!("{} % CPU", fmt_num(u)),
+                // The note under the graph says the percentage is CPU utilization.
+                Some(u) if calls_in > 0.0 => format!("{} % · {}/s", fmt_num(u), fmt_num(calls_in)),
+                Some(u) => format!("{} %", fmt_num(u)),
                 None => "CPU unknown".into(),
             },
         );
     }
     svg.push_str("</g>");
-    // Legend: the colour scale, ticked at 0, 25, 50, 75 and 100 %, and what an edge's width means.
+    // Legend: the colour scale, ticked at 0, 50 and 100 %, and what an edge's width means.
     let (bar_x, bar_w) = (LEGEND_BAR_X, LEGEND_BAR_W);
     let _ = write!(
         svg,
@@ -286,8 +310,8 @@ pub fn render(topology: &Topology, utilization_pct: &[Option<f64>], entry_rps: f
         legend_y + 2.0,
         y = legend_y + 12.0,
     );
-    for (i, label) in ["0 %", "25 %", "50 %", "75 %", "≥100 %"].iter().enumerate() {
-        let _ = write!(svg, "<text x={} y={:.0}>{label}</text>", bar_x + i as i64 * bar_w / 4, legend_y + 27.0);
+    for (i, label) in ["0 %", "50 %", "≥100 %"].iter().enumerate() {
+        let _ = write!(svg, "<text x={} y={:.0}>{label}</text>", bar_x + i as i64 * bar_w / 2, legend_y + 27.0);
     }
     let _ = write!(
         svg,
@@ -396,7 +420,9 @@ mod tests {
 
     #[test]
     fn heat_runs_from_light_to_dark() {
-        assert_eq!(heat(0.0), ("#ffffcc".to_string(), false));
-        assert_eq!(heat(250.0), ("#800026".to_string(), true));
+        assert_eq!(heat(0.0), ("#ffc".to_string(), false));
+        assert_eq!(heat(250.0), ("#802".to_string(), true));
+        // Halfway between #fed976 and #fd8d3c: (253.5, 179, 91) to the nearest 17.
+        assert_eq!(heat(37.5), ("#fb5".to_string(), false));
     }
 }

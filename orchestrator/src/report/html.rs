@@ -274,19 +274,36 @@ fn improvement_text(c: &Comparison) -> String {
     }
 }
 
+/// Every run's value for a tooltip. Seeds that run on from the first (1, 2, 3...) are said once, the values
+/// then follow in that order, a space apart (not a comma: the figures have thousands separators); other
+/// seeds name each value.
+fn seed_values(result: &MetricResult) -> String {
+    let seeds: Vec<Option<u64>> = result.runs.iter().map(|r| r.seed).collect();
+    let consecutive = match seeds.first() {
+        Some(Some(first)) => seeds.iter().enumerate().all(|(i, s)| *s == Some(first + i as u64)),
+        _ => false,
+    };
+    let values = result.runs.iter().map(|r| fmt_num(r.value));
+    match (consecutive, seeds.first(), seeds.last()) {
+        (true, Some(Some(first)), Some(Some(last))) if seeds.len() > 1 => {
+            format!("seeds {first} to {last}: {}", values.collect::<Vec<_>>().join(" "))
+        }
+        _ => result
+            .runs
+            .iter()
+            .map(|r| format!("{}{}", r.seed.map_or(String::new(), |s| format!("s{s} ")), fmt_num(r.value)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
 /// A table figure for `result` (an IQM over seeds or scenarios).
 pub fn table_cell(result: &MetricResult, baseline: Option<&str>, show_seeds: bool) -> TableCell {
     let Some(estimate) = result.estimate else {
         return TableCell { value: "—".into(), title: "no complete run".into(), ..TableCell::default() };
     };
     let runs = result.runs.len();
-    let all_seeds = result
-        .runs
-        .iter()
-        .map(|r| format!("{}{}", r.seed.map_or(String::new(), |s| format!("s{s} ")), fmt_num(r.value)))
-        .collect::<Vec<_>>()
-        // Not a comma: the figures have thousands separators.
-        .join("; ");
+    let all_seeds = seed_values(result);
     // Inline, the values alone (in seed order, as the row's heading lists the seeds); the tooltip names them.
     let seeds = if !show_seeds || runs == 0 {
         String::new()
@@ -297,7 +314,12 @@ pub fn table_cell(result: &MetricResult, baseline: Option<&str>, show_seeds: boo
         let high = result.runs.iter().map(|r| r.value).fold(f64::NEG_INFINITY, f64::max);
         format!("{} – {}", fmt_num(low), fmt_num(high))
     };
-    let mut title = if show_seeds && runs > 0 { format!("IQM of {runs} runs: {all_seeds}") } else { String::new() };
+    // "seeds 1 to 25: ..." says how many runs the IQM is of.
+    let mut title = match (show_seeds && runs > 0, all_seeds.starts_with("seeds ")) {
+        (false, _) => String::new(),
+        (true, true) => all_seeds,
+        (true, false) => format!("IQM of {runs} runs: {all_seeds}"),
+    };
     let ci = match estimate.interval {
         Some(i) => format!("[{}, {}]", fmt_num(i.low), fmt_num(i.high)),
         None if show_seeds && runs == 1 => "one seed".into(),
@@ -880,16 +902,21 @@ fn cell_summary_rows(cell: &CellRecord) -> Vec<(String, String, String)> {
             ["p50", "p95", "p99"].iter().map(|p| cell.metric(&format!("{prefix}_{p}_ms")).map(fmt_num)).collect();
         values.map(|v| v.join(" / "))
     };
+    let (slo, overall) = (percentiles("slo"), percentiles("overall"));
+    // Often the same figures (the SLO route carries the load): then one row says so.
+    let same = slo.is_some() && slo == overall;
     for m in super::analysis::METRICS.iter() {
         match m.key {
             "slo_p50_ms" => {
-                if let Some(text) = percentiles("slo") {
-                    rows.push(("p50 / p95 / p99, SLO route".into(), text, "ms".into()));
+                if let Some(text) = &slo {
+                    let label =
+                        if same { "p50 / p95 / p99, SLO route and all routes" } else { "p50 / p95 / p99, SLO route" };
+                    rows.push((label.into(), text.clone(), "ms".into()));
                 }
             }
             "overall_p50_ms" => {
-                if let Some(text) = percentiles("overall") {
-                    rows.push(("p50 / p95 / p99, all routes".into(), text, "ms".into()));
+                if let Some(text) = overall.as_ref().filter(|_| !same) {
+                    rows.push(("p50 / p95 / p99, all routes".into(), text.clone(), "ms".into()));
                 }
             }
             key if key.ends_with("_ms") && (key.starts_with("slo_p") || key.starts_with("overall_p")) => {}
@@ -942,13 +969,14 @@ pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) 
                 .collect();
             let entry_rps = cell.metric("mean_achieved_rps").unwrap_or(0.0);
             Figure {
-                title: "Services and calls".into(),
+                // The section's heading, "Service graph", names it.
+                title: String::new(),
                 svg: graph::render(topology, &utilization, entry_rps),
                 legend: Vec::new(),
                 note: if topology.mix_known {
-                    format!("Nodes: mean CPU utilization over the run. Edges: mean calls/s, from the app's call trees weighted by the scenario's request mix at {} requests/s achieved.", fmt_num(entry_rps))
+                    format!("Nodes: mean CPU utilization over the run. Edges: mean calls/s, from the app’s call trees weighted by the scenario’s request mix at {} requests/s achieved.", fmt_num(entry_rps))
                 } else {
-                    "Nodes: mean CPU utilization. The scenario's request mix could not be read: edge rates count every route the same.".into()
+                    "Nodes: mean CPU utilization. The scenario’s request mix could not be read: edge rates count every route the same.".into()
                 },
                 wide: true,
             }
