@@ -49,14 +49,14 @@ fn main() {
     let mlp = {
         let mut e = envs(&app, &scenario);
         let inputs = e[0].reset().flatten().len();
-        let model = MlpActorCritic::new(&dev, MlpConfig { inputs, nodes: 11, hidden: vec![64, 64] }, 1);
+        let model = MlpActorCritic::new(&dev, MlpConfig { inputs, nodes: 11, hidden: vec![64, 64], actions: 5 }, 1);
         ("mlp-ppo", Ppo::new(config.clone(), ActorCritic::Mlp(model), e, 1))
     };
     let gnn = {
         let mut e = envs(&app, &scenario);
         let o = e[0].reset();
         let inputs = node_inputs(&o).len() / o.num_nodes;
-        let model = GnnActorCritic::new(&dev, GnnConfig { inputs, hidden: 64, layers: 2 }, 1);
+        let model = GnnActorCritic::new(&dev, GnnConfig { inputs, hidden: 64, layers: 2, actions: 5 }, 1);
         let graph = GraphTensors::new(&dev, &NormalizedAdjacency::new(11, e[0].edges()));
         ("gnn-ppo", Ppo::new(config.clone(), ActorCritic::Gnn(Box::new(model), graph), e, 1))
     };

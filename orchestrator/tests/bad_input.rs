@@ -455,6 +455,34 @@ const RL_CASES: &[Case] = &[
         file: "m.yaml",
         field: "policies[0].rl.envs",
     },
+    Case {
+        name: "a step range of zero",
+        edit: (MATRIX, "budget: 1000", "budget: 1000\n      actions: {kind: steps, max_step: 0}"),
+        file: "m.yaml",
+        field: "policies[0].rl.actions",
+    },
+    Case {
+        name: "unknown action space",
+        edit: (MATRIX, "budget: 1000", "budget: 1000\n      actions: {kind: exponential}"),
+        file: "m.yaml",
+        field: "policies[0].rl.actions",
+    },
+    Case {
+        name: "negative change penalty",
+        edit: (
+            MATRIX,
+            "budget: 1000",
+            "budget: 1000\n      reward: {kind: slo_cost, pod_cost: 1, slo_penalty: 2, failure_penalty: 2, change_penalty: -1}",
+        ),
+        file: "m.yaml",
+        field: "policies[0].rl.reward.change_penalty",
+    },
+    Case {
+        name: "learning-rate annealing that is not a flag",
+        edit: (MATRIX, "{n_steps: 60}", "{n_steps: 60, anneal_lr: 3}"),
+        file: "m.yaml",
+        field: "policies[0].rl.hyperparameters.anneal_lr",
+    },
 ];
 
 #[test]

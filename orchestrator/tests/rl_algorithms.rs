@@ -6,8 +6,9 @@ use std::path::Path;
 use dfdx::prelude::*;
 use load_agent::scenario::{LoadShape, Scenario};
 use orchestrator::app::AppModel;
+use orchestrator::rl::ActionSpace;
 use orchestrator::rl::a2c::{A2c, A2cConfig};
-use orchestrator::rl::bc::{self, BcConfig, move_toward};
+use orchestrator::rl::bc::{self, BcConfig};
 use orchestrator::rl::dqn::{Dqn, DqnConfig, ReplayBuffer, Transition, greedy, linear_schedule, td_targets};
 use orchestrator::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use orchestrator::rl::graph::{NormalizedAdjacency, node_inputs};
@@ -41,14 +42,15 @@ fn gnn(env: &mut AutoscaleEnv, seed: u64) -> ActorCritic {
     let dev: Cpu = Default::default();
     let observation = env.reset();
     let inputs = node_inputs(&observation).len() / observation.num_nodes;
-    let model = GnnActorCritic::new(&dev, GnnConfig { inputs, hidden: 8, layers: 1 }, seed);
+    let model = GnnActorCritic::new(&dev, GnnConfig { inputs, hidden: 8, layers: 1, actions: 5 }, seed);
     let graph = GraphTensors::new(&dev, &NormalizedAdjacency::new(observation.num_nodes, env.edges()));
     ActorCritic::Gnn(Box::new(model), graph)
 }
 
 fn mlp(env: &mut AutoscaleEnv, seed: u64) -> ActorCritic {
     let observation = env.reset();
-    let config = MlpConfig { inputs: observation.flatten().len(), nodes: observation.num_nodes, hidden: vec![16] };
+    let config =
+        MlpConfig { inputs: observation.flatten().len(), nodes: observation.num_nodes, hidden: vec![16], actions: 5 };
     ActorCritic::Mlp(MlpActorCritic::new(&Cpu::default(), config, seed))
 }
 
@@ -116,7 +118,7 @@ fn td_targets_take_the_max_over_allowed_next_moves() {
     let targets = td_targets(&[1.0], &next_q, &[true; 10], 2, 0.5);
     assert_eq!(targets, vec![1.0 + 0.5 * 5.0, 1.0 + 0.5 * 9.0]);
     // Greedy actions honour the mask too.
-    assert_eq!(greedy(&next_q, &masks), vec![4, 4]);
+    assert_eq!(greedy(&next_q, &masks, 5, 2), vec![4, 4]);
 }
 
 #[test]
@@ -247,10 +249,11 @@ fn randomized_scenarios_scale_and_perturb_the_load_reproducibly() {
 
 #[test]
 fn behaviour_cloning_reproduces_most_hpa_moves() {
-    assert_eq!(move_toward(3, 9), 4, "clipped to +2");
-    assert_eq!(move_toward(3, 2), 1);
-    assert_eq!(move_toward(3, 3), 2);
-    assert_eq!(move_toward(5, 1), 0, "clipped to −2");
+    let steps = ActionSpace::default();
+    assert_eq!(steps.toward(3, 9, 1, 10), 4, "clipped to +2");
+    assert_eq!(steps.toward(3, 2, 1, 10), 1);
+    assert_eq!(steps.toward(3, 3, 1, 10), 2);
+    assert_eq!(steps.toward(5, 1, 1, 10), 0, "clipped to −2");
 
     let mut e = envs("image-classifier", "rushsale", 1, 15);
     let manifests =

@@ -38,7 +38,7 @@ fn gnn_for(env: &mut AutoscaleEnv) -> (ActorCritic, GnnConfig) {
     let dev: Cpu = Default::default();
     let observation = env.reset();
     let inputs = node_inputs(&observation).len() / observation.num_nodes;
-    let config = GnnConfig { inputs, hidden: 8, layers: 2 };
+    let config = GnnConfig { inputs, hidden: 8, layers: 2, actions: 5 };
     let graph = GraphTensors::new(&dev, &NormalizedAdjacency::new(observation.num_nodes, env.edges()));
     (ActorCritic::Gnn(Box::new(GnnActorCritic::new(&dev, config.clone(), 9)), graph), config)
 }
@@ -74,12 +74,35 @@ fn a_gnn_checkpoint_round_trips_and_runs_on_another_topology() {
 }
 
 #[test]
+fn a_checkpoint_from_before_action_spaces_loads_with_the_reference_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("old");
+    let mut boutique = env("online-boutique");
+    let (model, config) = gnn_for(&mut boutique);
+    checkpoint::save(&base, &model, &meta(&boutique, ModelSpec::Gnn(config.clone()))).unwrap();
+    // Such a checkpoint names no action space and no head width: strip both, as it was written then.
+    let (_, json_path) = checkpoint::paths(&base);
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert!(json["env"].get("actions").is_none(), "the reference space is not written: {json}");
+    let removed = json["model"].as_object_mut().unwrap().remove("actions");
+    assert_eq!(removed, Some(5.into()));
+    std::fs::write(&json_path, serde_json::to_vec(&json).unwrap()).unwrap();
+
+    let (loaded, loaded_meta) = checkpoint::load(&base, "gnn", config.inputs, 11, boutique.edges()).unwrap();
+    assert!(loaded_meta.env.actions.is_default());
+    assert_eq!(loaded_meta.model.actions(), 5);
+    let dev: Cpu = Default::default();
+    let observation = boutique.observation();
+    assert_eq!(loaded.infer(&dev, &[&observation]), model.infer(&dev, &[&observation]));
+}
+
+#[test]
 fn loading_the_wrong_model_type_or_feature_size_names_both() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("redis-mlp");
     let mut redis = env("redis-cluster");
     let inputs = redis.reset().flatten().len();
-    let config = MlpConfig { inputs, nodes: 2, hidden: vec![8] };
+    let config = MlpConfig { inputs, nodes: 2, hidden: vec![8], actions: 5 };
     let model = ActorCritic::Mlp(MlpActorCritic::new(&Cpu::default(), config.clone(), 1));
     checkpoint::save(&base, &model, &meta(&redis, ModelSpec::Mlp(config))).unwrap();
 

@@ -5,9 +5,7 @@ use std::path::Path;
 use load_agent::scenario::Scenario;
 use orchestrator::app::AppModel;
 use orchestrator::backend::SecondMetrics;
-use orchestrator::rl::{
-    ACTIONS_PER_SERVICE, AutoscaleEnv, EnvConfig, FeatureLayout, IntervalStats, NODE_FEATURES, RewardKind, action_delta,
-};
+use orchestrator::rl::{ActionSpace, AutoscaleEnv, EnvConfig, FeatureLayout, IntervalStats, NODE_FEATURES, RewardKind};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -58,7 +56,7 @@ fn masks_forbid_moves_past_min_and_max_and_every_service_moves_in_one_step() {
     env.reset();
     // Both start at min = 1: −2 and −1 are masked, 0…+2 allowed (leader max 3, follower max 10).
     let mask = env.action_mask();
-    assert_eq!(mask.len(), 2 * ACTIONS_PER_SERVICE);
+    assert_eq!(mask.len(), 2 * ActionSpace::default().len());
     assert_eq!(&mask[..5], &[false, false, true, true, true]);
     assert_eq!(&mask[5..], &[false, false, true, true, true]);
     // Both services move at once; the leader hits its max of 3.
@@ -74,8 +72,8 @@ fn masks_forbid_moves_past_min_and_max_and_every_service_moves_in_one_step() {
     let step = env.step(&[4, 0]);
     assert!((step.observation.node(0)[1] - 1.0).abs() < 1e-6);
     assert!((step.observation.node(1)[1] - 0.1).abs() < 1e-6);
-    assert_eq!(action_delta(0), -2);
-    assert_eq!(action_delta(4), 2);
+    assert_eq!(ActionSpace::default().target(0, 5), 3);
+    assert_eq!(ActionSpace::default().target(4, 5), 7);
 }
 
 #[test]
@@ -147,7 +145,7 @@ fn rewards_match_hand_computed_values() {
     stats.add(&second(&[2, 4], &[2, 4], 10.0, 40.0, (100.0, 10.0), 200.0, 0.0));
     stats.add(&second(&[4, 4], &[4, 6], 30.0, 60.0, (100.0, 30.0), 200.0, 20.0));
     // Mean ready pods 7 of 20; 40 of 200 SLO requests bad; 20 of 400 failed.
-    let slo_cost = RewardKind::SloCost { pod_cost: 1.0, slo_penalty: 2.0, failure_penalty: 3.0 }.reward(&stats);
+    let slo_cost = RewardKind::slo_cost(1.0, 2.0, 3.0).reward(&stats);
     assert!((slo_cost - -(7.0 / 20.0 + 2.0 * 0.2 + 3.0 * 0.05)).abs() < 1e-12, "{slo_cost}");
     // gym-hpa cost: +1 per deployment at its desired replicas at the end (only the first).
     assert_eq!(RewardKind::GymHpaCost.reward(&stats), 1.0);

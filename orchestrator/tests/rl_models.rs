@@ -31,7 +31,7 @@ fn two_states() -> (AutoscaleEnv, GraphObservation, GraphObservation) {
 
 fn gnn(dev: &Cpu, observation: &GraphObservation) -> GnnActorCritic {
     let inputs = node_inputs(observation).len() / observation.num_nodes;
-    GnnActorCritic::new(dev, GnnConfig { inputs, hidden: 16, layers: 2 }, 5)
+    GnnActorCritic::new(dev, GnnConfig { inputs, hidden: 16, layers: 2, actions: 5 }, 5)
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn the_mlp_encodes_each_sample_on_its_own_and_gradients_reach_both() {
     let dev: Cpu = Default::default();
     let (_, a, b) = two_states();
     let inputs = a.flatten().len();
-    let model = MlpActorCritic::new(&dev, MlpConfig { inputs, nodes: 11, hidden: vec![64, 64] }, 3);
+    let model = MlpActorCritic::new(&dev, MlpConfig { inputs, nodes: 11, hidden: vec![64, 64], actions: 5 }, 3);
     let x = encode_flat_batch(&dev, &[&a, &b]);
     let (logits, values) = model.forward(x.leaky_trace());
     assert_eq!(*logits.shape(), (2, 11, 5));

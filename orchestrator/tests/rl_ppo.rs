@@ -47,7 +47,7 @@ fn gnn_ppo(seed: u64) -> Ppo {
     let mut envs = envs(2);
     let observation = envs[0].reset();
     let inputs = node_inputs(&observation).len() / observation.num_nodes;
-    let model = GnnActorCritic::new(&dev, GnnConfig { inputs, hidden: 16, layers: 2 }, seed);
+    let model = GnnActorCritic::new(&dev, GnnConfig { inputs, hidden: 16, layers: 2, actions: 5 }, seed);
     let graph = GraphTensors::new(&dev, &NormalizedAdjacency::new(2, envs[0].edges()));
     Ppo::new(tiny(), ActorCritic::Gnn(Box::new(model), graph), envs, seed)
 }
@@ -75,7 +75,7 @@ fn an_mlp_ppo_iteration_runs() {
     let dev: Cpu = Default::default();
     let mut envs = envs(2);
     let observation = envs[0].reset();
-    let config = MlpConfig { inputs: observation.flatten().len(), nodes: 2, hidden: vec![32, 32] };
+    let config = MlpConfig { inputs: observation.flatten().len(), nodes: 2, hidden: vec![32, 32], actions: 5 };
     let model = MlpActorCritic::new(&dev, config, 4);
     let mut ppo = Ppo::new(tiny(), ActorCritic::Mlp(model), envs, 4);
     let stats = ppo.iterate().expect("finite losses");

@@ -25,7 +25,7 @@ fn ppo_gnn_on_online_boutique_peak() {
     let observation = envs[0].reset();
     let dev: Cpu = Default::default();
     let inputs = node_inputs(&observation).len() / observation.num_nodes;
-    let model = GnnActorCritic::new(&dev, GnnConfig { inputs, hidden: 64, layers: 2 }, 1);
+    let model = GnnActorCritic::new(&dev, GnnConfig { inputs, hidden: 64, layers: 2, actions: 5 }, 1);
     let graph = GraphTensors::new(&dev, &NormalizedAdjacency::new(11, envs[0].edges()));
     let config = PpoConfig { n_steps: 60, ..PpoConfig::default() };
     let mut ppo = Ppo::new(config, ActorCritic::Gnn(Box::new(model), graph), envs, 1);

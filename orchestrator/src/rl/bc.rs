@@ -1,8 +1,8 @@
 //! Behaviour cloning from an HPA baseline (imitation as in DRPC), a warm start before PPO or A2C.
 //!
 //! The HPA controllers drive the training environments for `episodes` episodes; at every decision each service's
-//! move is the HPA's change of desired replicas clipped to −MAX_STEP…+MAX_STEP (so the imitated teacher is the HPA
-//! with a step limit, which is what the action space can express). The actor is then fitted by cross-entropy
+//! move is the allowed move of the environment's action space nearest to the HPA's desired replicas (with −2…+2,
+//! the HPA's change clipped to ±2: the imitated teacher is the HPA as far as the action space can express it). The actor is then fitted by cross-entropy
 //! under the action masks, and the critic by squared error to the teacher's discounted returns, so policy-gradient
 //! training starts from the teacher's behaviour with a value function that already knows it.
 
@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::policy::HpaPolicy;
 use crate::policy::Policy;
 use crate::policy::hpa::HorizontalPodAutoscaler;
-use crate::rl::env::{ACTIONS_PER_SERVICE, AutoscaleEnv, MAX_STEP};
+use crate::rl::actions::ActionSpace;
+use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::layers::Device;
 use crate::rl::model::ActorCritic;
@@ -70,12 +71,8 @@ pub struct Demonstrations {
     pub masks: Vec<Vec<bool>>,
     pub actions: Vec<Vec<usize>>,
     pub returns: Vec<f32>,
-}
-
-/// The move index that takes `current` desired replicas toward `target`, clipped to the largest step.
-pub fn move_toward(current: u32, target: u32) -> usize {
-    let delta = (target as i64 - current as i64).clamp(-(MAX_STEP as i64), MAX_STEP as i64);
-    (delta + MAX_STEP as i64) as usize
+    /// The action space the moves are indices of.
+    pub space: ActionSpace,
 }
 
 /// Runs the HPA over every environment for `episodes` episodes each, recording its (clipped) moves.
@@ -85,7 +82,7 @@ pub fn demonstrate(
     episodes: usize,
     gamma: f32,
 ) -> Demonstrations {
-    let mut demos = Demonstrations::default();
+    let mut demos = Demonstrations { space: envs[0].actions().clone(), ..Demonstrations::default() };
     for env in envs.iter_mut() {
         for _ in 0..episodes {
             let mut teacher = HpaPolicy::new(env.app(), manifests);
@@ -97,8 +94,16 @@ pub fn demonstrate(
                 for decision in teacher.decide(&raw) {
                     targets[decision.service] = decision.replicas;
                 }
-                let actions: Vec<usize> =
-                    raw.services.iter().zip(&targets).map(|(s, &t)| move_toward(s.spec_replicas, t)).collect();
+                let space = env.actions();
+                let actions: Vec<usize> = raw
+                    .services
+                    .iter()
+                    .zip(&targets)
+                    .zip(&env.app().services)
+                    .map(|((s, &t), service)| {
+                        space.toward(s.spec_replicas, t, service.replicas.min, service.replicas.max)
+                    })
+                    .collect();
                 demos.masks.push(env.action_mask());
                 let step = env.step(&actions);
                 demos.observations.push(std::mem::replace(&mut observation, step.observation));
@@ -179,7 +184,7 @@ pub fn clone_behaviour(
 
 /// Sample indices of one epoch: every demonstration once, moves repeated when balancing.
 pub fn training_order(demos: &Demonstrations, balance_moves: bool) -> Vec<usize> {
-    let stay = ACTIONS_PER_SERVICE / 2;
+    let stay = demos.space.stay();
     let moved: Vec<bool> = demos.actions.iter().map(|a| a.iter().any(|&m| m != stay)).collect();
     let moves = moved.iter().filter(|&&m| m).count();
     let repeat = if balance_moves && moves > 0 {
@@ -201,7 +206,7 @@ pub fn accuracy(model: &ActorCritic, demos: &Demonstrations) -> f32 {
     let (mut right, mut total) = (0usize, 0usize);
     for ((observation, mask), actions) in demos.observations.iter().zip(&demos.masks).zip(&demos.actions) {
         let (logits, _) = model.infer(&dev, &[observation]);
-        for (dist, &action) in per_service(&logits, mask, ACTIONS_PER_SERVICE).iter().zip(actions) {
+        for (dist, &action) in per_service(&logits, mask, demos.space.len()).iter().zip(actions) {
             right += (dist.mode() == action) as usize;
             total += 1;
         }

@@ -35,6 +35,14 @@ impl ModelSpec {
         }
     }
 
+    /// Moves per service the model's action head scores.
+    pub fn actions(&self) -> usize {
+        match self {
+            ModelSpec::Gnn(c) => c.actions,
+            ModelSpec::Mlp(c) => c.actions,
+        }
+    }
+
     /// Inputs the model reads: per node for the GNN, per sample for the MLP.
     pub fn input_size(&self) -> usize {
         match self {
@@ -144,6 +152,14 @@ pub fn load(
         });
     }
     let format = |message: String| CheckpointError::Format { path: weights_path.clone(), message };
+    if meta.model.actions() != meta.env.actions.len() {
+        return Err(format(format!(
+            "the model scores {} moves per service, its action space {:?} has {}",
+            meta.model.actions(),
+            meta.env.actions,
+            meta.env.actions.len()
+        )));
+    }
     let dev = Device::default();
     let mut model = match &meta.model {
         ModelSpec::Gnn(config) => ActorCritic::Gnn(

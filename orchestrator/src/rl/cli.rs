@@ -43,6 +43,9 @@ pub struct TrainArgs {
     /// The reward as YAML, e.g. "{kind: slo_cost, pod_cost: 1, slo_penalty: 4, failure_penalty: 4}".
     #[arg(long)]
     pub reward: Option<String>,
+    /// The moves of one decision as YAML, e.g. "{kind: relative}" or "{kind: steps, max_step: 4}" [default: −2…+2].
+    #[arg(long)]
+    pub actions: Option<String>,
     /// A hyperparameter override NAME=VALUE (repeatable), e.g. n_steps=120.
     #[arg(long = "set")]
     pub hyperparameters: Vec<String>,
@@ -114,6 +117,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         Some(text) => serde_yaml::from_str(text).map_err(|e| BadInput(format!("--reward: {e}")))?,
         None => Default::default(),
     };
+    let actions = match &args.actions {
+        Some(text) => serde_yaml::from_str(text).map_err(|e| BadInput(format!("--actions: {e}")))?,
+        None => Default::default(),
+    };
     // The scenario files' folder plays the matrix's scenarios directory: <dir>/<app>/<name>.yaml.
     let names: Vec<String> =
         args.scenarios.iter().map(|f| f.file_stem().unwrap_or_default().to_string_lossy().into_owned()).collect();
@@ -124,6 +131,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         model: args.model,
         budget: args.budget,
         reward,
+        actions,
         training: TrainingSpec { scenarios: Some(names), scale: [args.scale[0], args.scale[1]], noise: args.noise },
         hyperparameters,
         network: NetworkSpec { hidden: args.hidden, layers: args.layers },
@@ -181,6 +189,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         decision_interval_s: meta.env.decision_interval_s,
         reward: meta.env.reward.clone(),
         features: meta.env.features.clone(),
+        actions: meta.env.actions.clone(),
         scenarios: Vec::new(),
         randomization: Default::default(),
         warm_start: None,

@@ -1,7 +1,7 @@
 //! Deep Q-learning (Mnih et al. 2015), readable top to bottom like CleanRL's dqn.py, for the single-service
 //! image classifier of the AHPA study.
 //!
-//! The Q-network is the actor head of either model: its `nodes × ACTIONS_PER_SERVICE` outputs are Q-values, one
+//! The Q-network is the actor head of either model: its `nodes × actions` outputs are Q-values, one
 //! row per service (with one service, plain DQN; with more, action branching as Tavakoli et al. 2018: every
 //! service's row is its own Q-function against the shared reward, so all services move in one step). The critic
 //! head is unused.
@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::rl::env::{ACTIONS_PER_SERVICE, AutoscaleEnv};
+use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::layers::Device;
 use crate::rl::model::ActorCritic;
@@ -149,16 +149,15 @@ impl ReplayBuffer {
 }
 
 /// TD targets `r + γ·max_{a' allowed} Q_target(s', a')`, per sample and service (`rewards.len() × nodes`).
-/// `next_q` and `next_masks` are `batch × nodes × ACTIONS_PER_SERVICE`, row-major.
+/// `next_q` and `next_masks` are `batch × nodes × actions`, row-major.
 pub fn td_targets(rewards: &[f32], next_q: &[f32], next_masks: &[bool], nodes: usize, gamma: f32) -> Vec<f32> {
     let mut out = Vec::with_capacity(rewards.len() * nodes);
+    let actions = next_q.len() / (rewards.len() * nodes).max(1);
     for (b, &reward) in rewards.iter().enumerate() {
         for node in 0..nodes {
-            let at = (b * nodes + node) * ACTIONS_PER_SERVICE;
-            let best = (0..ACTIONS_PER_SERVICE)
-                .filter(|&a| next_masks[at + a])
-                .map(|a| next_q[at + a])
-                .fold(f32::NEG_INFINITY, f32::max);
+            let at = (b * nodes + node) * actions;
+            let best =
+                (0..actions).filter(|&a| next_masks[at + a]).map(|a| next_q[at + a]).fold(f32::NEG_INFINITY, f32::max);
             // Staying is always allowed, so some move is; guard anyway against an all-masked row.
             out.push(reward + gamma * if best.is_finite() { best } else { 0.0 });
         }
@@ -166,18 +165,19 @@ pub fn td_targets(rewards: &[f32], next_q: &[f32], next_masks: &[bool], nodes: u
     out
 }
 
-/// The greedy move per service: the allowed action of highest Q (ties: the lowest index).
-pub fn greedy(q: &[f32], mask: &[bool]) -> Vec<usize> {
-    q.chunks(ACTIONS_PER_SERVICE)
-        .zip(mask.chunks(ACTIONS_PER_SERVICE))
+/// The greedy move per service: the allowed action of highest Q (ties: the lowest index). `q` and `mask` hold
+/// `actions` entries per service; `stay` is the fallback of an all-masked row.
+pub fn greedy(q: &[f32], mask: &[bool], actions: usize, stay: usize) -> Vec<usize> {
+    q.chunks(actions)
+        .zip(mask.chunks(actions))
         .map(|(q, m)| {
             let mut best = None;
-            for a in 0..ACTIONS_PER_SERVICE {
+            for a in 0..actions {
                 if m[a] && best.is_none_or(|b: usize| q[a] > q[b]) {
                     best = Some(a);
                 }
             }
-            best.unwrap_or(ACTIONS_PER_SERVICE / 2)
+            best.unwrap_or(stay)
         })
         .collect()
 }
@@ -247,16 +247,17 @@ impl Dqn {
 
     fn act(&mut self, env: usize) -> Vec<usize> {
         let mask = self.envs[env].action_mask();
+        let (actions, stay) = (self.envs[env].actions().len(), self.envs[env].actions().stay());
         if self.rng.r#gen::<f64>() < self.epsilon() {
-            mask.chunks(ACTIONS_PER_SERVICE)
+            mask.chunks(actions)
                 .map(|m| {
-                    let allowed: Vec<usize> = (0..ACTIONS_PER_SERVICE).filter(|&a| m[a]).collect();
+                    let allowed: Vec<usize> = (0..actions).filter(|&a| m[a]).collect();
                     allowed[self.rng.r#gen_range(0..allowed.len())]
                 })
                 .collect()
         } else {
             let (q, _) = self.model.infer(&self.dev, &[&self.current[env]]);
-            greedy(&q, &mask)
+            greedy(&q, &mask, actions, stay)
         }
     }
 

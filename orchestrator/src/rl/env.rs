@@ -1,8 +1,8 @@
 //! The simulated cluster as an RL environment.
 //!
 //! Every `decision_interval_s` of simulated time the agent picks one move per service, all at once
-//! (multi-discrete): action `a` in `0..ACTIONS_PER_SERVICE` changes desired replicas by `a − MAX_STEP`, so −2…+2.
-//! Moves that would leave `[min, max]` are masked; a masked move, if taken anyway, is clamped to the bound.
+//! (multi-discrete), from the config's [`ActionSpace`] (default −2…+2 replicas). Moves that would leave
+//! `[min, max]` are masked; a masked move, if taken anyway, is clamped to the bound.
 //! An episode is one run of a scenario drawn from the environment's training scenarios (randomized per episode,
 //! see [`crate::rl::scenarios`]); `reset` starts the next with a seed derived from the env's seed. An episode ends
 //! when its scenario does: a time limit, not a terminal state, so learners bootstrap from the final state's value.
@@ -14,33 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::AppModel;
 use crate::backend::{ClusterBackend, Observation};
+use crate::rl::actions::ActionSpace;
 use crate::rl::features::{FeatureLayout, GraphObservation};
 use crate::rl::reward::{IntervalStats, RewardKind};
 use crate::rl::scenarios::TrainingScenarios;
 use crate::sim::Simulator;
-
-/// The largest move of one decision, in replicas.
-pub const MAX_STEP: i32 = 2;
-/// Moves −MAX_STEP…+MAX_STEP.
-pub const ACTIONS_PER_SERVICE: usize = (2 * MAX_STEP + 1) as usize;
-
-/// Replica change of action index `action`.
-pub fn action_delta(action: usize) -> i32 {
-    action as i32 - MAX_STEP
-}
-
-/// `services × ACTIONS_PER_SERVICE` flags, row-major: whether each move keeps the service's desired replicas
-/// within `[min, max]`.
-pub fn action_mask(app: &AppModel, observation: &Observation) -> Vec<bool> {
-    let mut mask = Vec::with_capacity(app.services.len() * ACTIONS_PER_SERVICE);
-    for (service, seen) in app.services.iter().zip(&observation.services) {
-        for action in 0..ACTIONS_PER_SERVICE {
-            let target = seen.spec_replicas as i64 + action_delta(action) as i64;
-            mask.push(target >= service.replicas.min as i64 && target <= service.replicas.max as i64);
-        }
-    }
-    mask
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,11 +27,19 @@ pub struct EnvConfig {
     pub decision_interval_s: u64,
     pub reward: RewardKind,
     pub features: FeatureLayout,
+    /// The moves of one decision (checkpoints written before it was configurable have the default).
+    #[serde(default, skip_serializing_if = "ActionSpace::is_default")]
+    pub actions: ActionSpace,
 }
 
 impl Default for EnvConfig {
     fn default() -> EnvConfig {
-        EnvConfig { decision_interval_s: 15, reward: RewardKind::default(), features: FeatureLayout::default() }
+        EnvConfig {
+            decision_interval_s: 15,
+            reward: RewardKind::default(),
+            features: FeatureLayout::default(),
+            actions: ActionSpace::default(),
+        }
     }
 }
 
@@ -142,10 +128,15 @@ impl AutoscaleEnv {
         self.config.features.encode(&self.app, &self.edges, &self.sim.observe())
     }
 
-    /// `num_services × ACTIONS_PER_SERVICE` flags, row-major: whether each move keeps the service within
-    /// `[min, max]` replicas. Staying (the middle action) is always allowed.
+    /// The moves of one decision.
+    pub fn actions(&self) -> &ActionSpace {
+        &self.config.actions
+    }
+
+    /// `num_services × actions().len()` flags, row-major: the allowed moves of every service (see
+    /// [`ActionSpace::mask`]). Staying is always allowed.
     pub fn action_mask(&self) -> Vec<bool> {
-        action_mask(&self.app, &self.sim.observe())
+        self.config.actions.mask(&self.app, &self.sim.observe())
     }
 
     /// Applies one move per service, then runs the cluster for one decision interval.
@@ -153,17 +144,20 @@ impl AutoscaleEnv {
         assert_eq!(actions.len(), self.num_services(), "one action per service");
         assert!(!self.done, "step after the episode ended: call reset");
         let observation = self.sim.observe();
+        let space = &self.config.actions;
+        let mut replica_changes = 0;
         for (index, (&action, service)) in actions.iter().zip(&self.app.services).enumerate() {
-            assert!(action < ACTIONS_PER_SERVICE, "action {action} out of range for service {index}");
+            assert!(action < space.len(), "action {action} out of range for service {index}");
             let current = observation.services[index].spec_replicas;
-            let target = (current as i64 + action_delta(action) as i64)
-                .clamp(service.replicas.min as i64, service.replicas.max as i64) as u32;
+            let target = space.apply(action, current, service.replicas.min, service.replicas.max);
             if target != current {
                 self.sim.scale(index, target);
+                replica_changes += target.abs_diff(current);
             }
         }
         let max_pods = self.app.services.iter().map(|s| s.replicas.max as f64).sum();
         let mut stats = IntervalStats::new(max_pods, self.app.slo.threshold_ms);
+        stats.replica_changes = replica_changes;
         for _ in 0..self.config.decision_interval_s {
             match self.sim.advance() {
                 Some(second) => stats.add(&second),

@@ -2,7 +2,7 @@
 //!
 //! Each layer mixes, per service, its own features, the mean over its callers and the mean over its callees, with
 //! separate weights per direction: `H' = tanh(H·W_self + Â_callers·H·W_callers + Â_callees·H·W_callees + b)`.
-//! The action head is shared by every node (logits of −2…+2 replicas per service), and the critic reads the mean
+//! The action head is shared by every node (a logit per move of the action space), and the critic reads the mean
 //! of the node embeddings, so the same weights run on any topology.
 //!
 //! Batch-correct: a minibatch is a `(batch, nodes, inputs)` tensor and every sample is propagated over the graph
@@ -14,7 +14,6 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::rl::env::ACTIONS_PER_SERVICE;
 use crate::rl::features::GraphObservation;
 use crate::rl::graph::{NormalizedAdjacency, node_inputs};
 use crate::rl::layers::{AnyTape, Device, Linear, Matrix};
@@ -29,6 +28,14 @@ pub struct GnnConfig {
     pub inputs: usize,
     pub hidden: usize,
     pub layers: usize,
+    /// Moves per service: the action head's outputs (checkpoints from before action spaces: the default 5).
+    #[serde(default = "default_actions")]
+    pub actions: usize,
+}
+
+/// Moves per service of the reference action space, −2…+2.
+pub fn default_actions() -> usize {
+    crate::rl::actions::ActionSpace::default().len()
 }
 
 /// One graph convolution with a weight per direction.
@@ -99,7 +106,7 @@ impl GnnActorCritic {
             width = config.hidden;
         }
         // Small initial policy logits (as stable-baselines3's 0.01 gain), so the first policy is near uniform.
-        let actor = Linear::new(dev, &mut rng, width, ACTIONS_PER_SERVICE, 0.01);
+        let actor = Linear::new(dev, &mut rng, width, config.actions, 0.01);
         let critic = Linear::new(dev, &mut rng, width, 1, 1.0);
         GnnActorCritic { config, convs, actor, critic }
     }
@@ -115,7 +122,7 @@ impl GnnActorCritic {
         h
     }
 
-    /// Logits `(batch, nodes, ACTIONS_PER_SERVICE)` and state values `(batch,)`.
+    /// Logits `(batch, nodes, actions)` and state values `(batch,)`.
     pub fn forward<T: AnyTape>(&self, x: Batch3<T>, graph: &GraphTensors) -> (Batch3<T>, Values<T>) {
         let batch = x.shape().0;
         let h = self.embed(x, graph);

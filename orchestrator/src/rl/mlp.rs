@@ -1,14 +1,13 @@
 //! An MLP actor-critic over the flattened observation (node, edge and global features of one topology).
 //!
 //! As stable-baselines3's default for PPO: separate actor and critic networks, two tanh layers of 64 each. The
-//! actor's output is `nodes × ACTIONS_PER_SERVICE` logits, so the network is tied to the topology it was built for.
+//! actor's output is `nodes × actions` logits, so the network is tied to the topology it was built for.
 
 use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::rl::env::ACTIONS_PER_SERVICE;
 use crate::rl::features::GraphObservation;
 use crate::rl::gnn::{Batch3, ParamMut, ParamRef, Values};
 use crate::rl::layers::{AnyTape, Device, Linear};
@@ -22,6 +21,9 @@ pub struct MlpConfig {
     pub inputs: usize,
     pub nodes: usize,
     pub hidden: Vec<usize>,
+    /// Moves per service (checkpoints from before action spaces: the default 5).
+    #[serde(default = "crate::rl::gnn::default_actions")]
+    pub actions: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -69,16 +71,16 @@ fn run<T: AnyTape>(layers: &[Linear], x: Batch2<T>) -> Batch2<T> {
 impl MlpActorCritic {
     pub fn new(dev: &Device, config: MlpConfig, seed: u64) -> MlpActorCritic {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let actor = tower(dev, &mut rng, config.inputs, &config.hidden, config.nodes * ACTIONS_PER_SERVICE, 0.01);
+        let actor = tower(dev, &mut rng, config.inputs, &config.hidden, config.nodes * config.actions, 0.01);
         let critic = tower(dev, &mut rng, config.inputs, &config.hidden, 1, 1.0);
         MlpActorCritic { config, actor, critic }
     }
 
-    /// Logits `(batch, nodes, ACTIONS_PER_SERVICE)` and state values `(batch,)`.
+    /// Logits `(batch, nodes, actions)` and state values `(batch,)`.
     pub fn forward<T: AnyTape>(&self, x: Batch2<T>) -> (Batch3<T>, Values<T>) {
         let batch = x.shape().0;
         let values = run(&self.critic, x.with_empty_tape()).reshape_like(&(batch,));
-        let logits = run(&self.actor, x).reshape_like(&(batch, self.config.nodes, ACTIONS_PER_SERVICE));
+        let logits = run(&self.actor, x).reshape_like(&(batch, self.config.nodes, self.config.actions));
         (logits, values)
     }
 

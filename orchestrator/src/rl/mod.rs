@@ -2,8 +2,10 @@
 //!
 //! - [`features`]: what a policy sees, as per-service node features, per-edge features and global features;
 //! - [`reward`]: the selectable rewards (SLO-aware cost, gym-hpa's cost and latency, an AHPA-style log reward);
-//! - [`env`], [`scenarios`]: the simulated cluster as an environment: one multi-discrete action (−2…+2 replicas per
-//!   service, masked at min/max) every decision interval, episodes drawn from randomized training scenarios;
+//! - [`actions`]: the moves of one decision per service (−2…+2 replicas by default, wider steps, or relative moves
+//!   such as double and halve), masked at min/max;
+//! - [`env`], [`scenarios`]: the simulated cluster as an environment: one multi-discrete action per service every
+//!   decision interval, episodes drawn from randomized training scenarios;
 //! - [`graph`], [`layers`], [`gnn`], [`mlp`], [`model`]: the graph and the flat actor-critics in dfdx,
 //!   batch-correct, behind one interface;
 //! - [`distributions`], [`returns`], [`optim`], [`rollout`]: the host-side pieces of training: masked
@@ -16,6 +18,7 @@
 //! - [`policy`]: [`RlPolicy`](policy::RlPolicy), a checkpoint driving a cell; [`cli`]: `orch train`, `orch eval`.
 
 pub mod a2c;
+pub mod actions;
 pub mod bc;
 pub mod checkpoint;
 pub mod cli;
@@ -39,6 +42,7 @@ pub mod scenarios;
 pub mod spec;
 pub mod train;
 
-pub use env::{ACTIONS_PER_SERVICE, AutoscaleEnv, EnvConfig, MAX_STEP, Step, action_delta, action_mask};
+pub use actions::ActionSpace;
+pub use env::{AutoscaleEnv, EnvConfig, Step};
 pub use features::{EDGE_FEATURES, FeatureLayout, GLOBAL_FEATURES, GraphObservation, NODE_FEATURES};
 pub use reward::{IntervalStats, RewardKind};

@@ -3,7 +3,6 @@
 use dfdx::prelude::*;
 
 use crate::rl::distributions::MASKED_LOGIT;
-use crate::rl::env::ACTIONS_PER_SERVICE;
 use crate::rl::features::GraphObservation;
 use crate::rl::gnn::{Batch3, GnnActorCritic, GraphTensors, ParamMut, ParamRef, Values, encode_batch};
 use crate::rl::layers::{AnyTape, Device};
@@ -117,7 +116,8 @@ impl ActorCritic {
         let mask_bias: Vec<f32> =
             masks.iter().flat_map(|m| m.iter().map(|&allowed| if allowed { 0.0 } else { MASKED_LOGIT })).collect();
         let taken: Vec<usize> = actions.iter().flat_map(|a| a.iter().copied()).collect();
-        let mask_bias = dev.tensor_from_vec(mask_bias, (b, nodes, ACTIONS_PER_SERVICE));
+        let actions_per_service = mask_bias.len() / (b * nodes);
+        let mask_bias = dev.tensor_from_vec(mask_bias, (b, nodes, actions_per_service));
         let taken = dev.tensor_from_vec(taken, (b, nodes));
         let (logits, values) = self.forward_traced(dev, observations);
         let log_p = (logits + mask_bias).log_softmax::<Axis<2>>();

@@ -5,9 +5,9 @@ use std::path::Path;
 use crate::app::AppModel;
 use crate::backend::Observation;
 use crate::policy::{Decision, Policy};
+use crate::rl::actions::ActionSpace;
 use crate::rl::checkpoint::{self, CheckpointError, ModelSpec};
 use crate::rl::distributions::per_service;
-use crate::rl::env::{ACTIONS_PER_SERVICE, action_delta, action_mask};
 use crate::rl::features::FeatureLayout;
 use crate::rl::graph::NODE_EDGE_INPUTS;
 use crate::rl::layers::Device;
@@ -18,6 +18,7 @@ pub struct RlPolicy {
     edges: Vec<(usize, usize)>,
     layout: FeatureLayout,
     model: ActorCritic,
+    actions: ActionSpace,
     interval_s: u64,
     dev: Device,
 }
@@ -40,6 +41,7 @@ impl RlPolicy {
             edges,
             layout,
             model,
+            actions: meta.env.actions.clone(),
             interval_s: meta.env.decision_interval_s,
             dev: Device::default(),
         })
@@ -58,17 +60,18 @@ impl Policy for RlPolicy {
     fn decide(&mut self, observation: &Observation) -> Vec<Decision> {
         let encoded = self.layout.encode(&self.app, &self.edges, observation);
         let (logits, _) = self.model.infer(&self.dev, &[&encoded]);
-        let mask = action_mask(&self.app, observation);
+        let mask = self.actions.mask(&self.app, observation);
         let mut decisions = Vec::new();
-        for (service, dist) in per_service(&logits, &mask, ACTIONS_PER_SERVICE).iter().enumerate() {
+        for (service, dist) in per_service(&logits, &mask, self.actions.len()).iter().enumerate() {
             let action = dist.mode();
-            let delta = action_delta(action);
-            if delta != 0 {
-                let current = observation.services[service].spec_replicas;
+            let current = observation.services[service].spec_replicas;
+            let bounds = &self.app.services[service].replicas;
+            let replicas = self.actions.apply(action, current, bounds.min, bounds.max);
+            if replicas != current {
                 decisions.push(Decision {
                     service,
-                    replicas: (current as i64 + delta as i64) as u32,
-                    reason: format!("rl: {delta:+} (p={:.2})", dist.probs()[action]),
+                    replicas,
+                    reason: format!("rl: {} (p={:.2})", self.actions.label(action), dist.probs()[action]),
                 });
             }
         }

@@ -51,10 +51,35 @@ pub struct PpoConfig {
     /// `VecNormalize(norm_reward=True)`; ours: on, as rewards here range from -0.01 to +11 per decision).
     #[serde(default = "default_true")]
     pub normalize_reward: bool,
+    /// Decay the learning rate linearly to 0 over the training budget (CleanRL's `anneal_lr`; SB3: constant).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub anneal_lr: bool,
+    /// If set, the entropy bonus moves linearly from `ent_coef` to this over the training budget (explore early,
+    /// commit late).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ent_coef_final: Option<f32>,
 }
 
 fn default_true() -> bool {
     true
+}
+
+// Options that are off are not serialized, so configs that do not use them keep their hashes.
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+impl PpoConfig {
+    /// Learning rate and entropy coefficient when `progress` (0 → 1) of the budget is spent.
+    pub fn scheduled(&self, progress: f64) -> (f32, f32) {
+        let remaining = (1.0 - progress).clamp(0.0, 1.0) as f32;
+        let lr = if self.anneal_lr { self.learning_rate * remaining } else { self.learning_rate };
+        let ent = match self.ent_coef_final {
+            Some(last) => last + (self.ent_coef - last) * remaining,
+            None => self.ent_coef,
+        };
+        (lr, ent)
+    }
 }
 
 impl Default for PpoConfig {
@@ -72,6 +97,8 @@ impl Default for PpoConfig {
             learning_rate: 3e-4,
             normalize_reward: true,
             normalize_advantage: true,
+            anneal_lr: false,
+            ent_coef_final: None,
         }
     }
 }
@@ -113,6 +140,9 @@ pub struct Ppo {
     workers: Workers,
     rng: ChaCha8Rng,
     iteration: usize,
+    /// Decisions collected so far, and the budget the schedules run over (none: constant).
+    env_steps: usize,
+    total_steps: Option<usize>,
 }
 
 /// A failed update of any learner (PPO, A2C, DQN, behaviour cloning): nothing of that update was applied.
@@ -132,7 +162,14 @@ impl Ppo {
             workers: Workers::new(envs, seed),
             rng: ChaCha8Rng::seed_from_u64(seed),
             iteration: 0,
+            env_steps: 0,
+            total_steps: None,
         }
+    }
+
+    /// The training budget in decisions, which `anneal_lr` and `ent_coef_final` schedule over.
+    pub fn set_budget(&mut self, total_steps: usize) {
+        self.total_steps = Some(total_steps.max(1));
     }
 
     /// Decisions one iteration collects.
@@ -144,7 +181,11 @@ impl Ppo {
     /// applied and the error names it.
     pub fn iterate(&mut self) -> Result<IterationStats, PpoError> {
         self.iteration += 1;
-        let c = self.config.clone();
+        let mut c = self.config.clone();
+        let progress = self.total_steps.map_or(0.0, |total| self.env_steps as f64 / total as f64);
+        let (lr, ent_coef) = c.scheduled(progress);
+        self.adam.lr = lr;
+        c.ent_coef = ent_coef;
         let rollouts = self.workers.collect(&self.model, c.n_steps, c.gamma, c.normalize_reward);
 
         // Advantages and returns, per environment, then one flat buffer.
@@ -165,6 +206,7 @@ impl Ppo {
             finished.extend(r.finished_returns);
         }
         let total = observations.len();
+        self.env_steps += total;
 
         let (mut pg_sum, mut v_sum, mut ent_sum, mut clipped, mut updates) = (0.0, 0.0, 0.0, 0.0, 0);
         let mut order: Vec<usize> = (0..total).collect();

@@ -2,7 +2,10 @@
 //!
 //! - `slo_cost` (default): −(pod cost + SLO penalty + failure penalty), each term a share in [0, 1] times its weight:
 //!   mean ready pods over the sum of max replicas, requests to the SLO route slower than the threshold or failed,
-//!   and failed requests over offered ones.
+//!   and failed requests over offered ones. Optional terms (weight 0 by default): `violation_penalty` times the
+//!   share of the interval's seconds whose SLO percentile exceeded the threshold (what the benchmarks count), and
+//!   `change_penalty` times the replicas added or removed at the decision over the sum of max replicas, so at
+//!   weight 1 moving a pod costs as much as running one for a decision interval (against needless oscillation).
 //! - `gym_hpa_cost`: gym-hpa's cost reward, +1 for every deployment whose pods match its desired replicas.
 //! - `gym_hpa_latency`: gym-hpa's latency reward, −latency in ms capped at `cap_ms` (gym-hpa: 3000 for Online
 //!   Boutique, 250 for Redis); the latency is the interval's mean median of the SLO route.
@@ -16,15 +19,39 @@ use crate::backend::SecondMetrics;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RewardKind {
-    SloCost { pod_cost: f64, slo_penalty: f64, failure_penalty: f64 },
+    SloCost {
+        pod_cost: f64,
+        slo_penalty: f64,
+        failure_penalty: f64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        violation_penalty: f64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        change_penalty: f64,
+    },
     GymHpaCost,
-    GymHpaLatency { cap_ms: f64 },
-    AhpaLog { cost_weight: f64 },
+    GymHpaLatency {
+        cap_ms: f64,
+    },
+    AhpaLog {
+        cost_weight: f64,
+    },
+}
+
+// Optional weights left at 0 are not serialized, so configs that do not use them keep their hashes.
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
+}
+
+impl RewardKind {
+    /// `slo_cost` with the three main weights and no optional terms.
+    pub fn slo_cost(pod_cost: f64, slo_penalty: f64, failure_penalty: f64) -> RewardKind {
+        RewardKind::SloCost { pod_cost, slo_penalty, failure_penalty, violation_penalty: 0.0, change_penalty: 0.0 }
+    }
 }
 
 impl Default for RewardKind {
     fn default() -> RewardKind {
-        RewardKind::SloCost { pod_cost: 1.0, slo_penalty: 2.0, failure_penalty: 2.0 }
+        RewardKind::slo_cost(1.0, 2.0, 2.0)
     }
 }
 
@@ -47,6 +74,8 @@ pub struct IntervalStats {
     pub services: u32,
     pub services_at_desired: u32,
     pub slo_threshold_ms: f64,
+    /// Replicas added or removed at the decision that opened the interval, summed over services.
+    pub replica_changes: u32,
 }
 
 impl IntervalStats {
@@ -92,14 +121,25 @@ impl IntervalStats {
     pub fn failure_share(&self) -> f64 {
         if self.offered > 0.0 { (self.failures / self.offered).clamp(0.0, 1.0) } else { 0.0 }
     }
+
+    /// Share of the interval's seconds whose SLO percentile exceeded the threshold.
+    pub fn violated_share(&self) -> f64 {
+        self.per_second(self.violated_seconds as f64)
+    }
 }
 
 impl RewardKind {
     pub fn reward(&self, stats: &IntervalStats) -> f64 {
         match *self {
-            RewardKind::SloCost { pod_cost, slo_penalty, failure_penalty } => {
-                let pods = stats.mean_ready_pods() / stats.max_pods.max(1.0);
-                -(pod_cost * pods + slo_penalty * stats.slo_bad_share() + failure_penalty * stats.failure_share())
+            RewardKind::SloCost { pod_cost, slo_penalty, failure_penalty, violation_penalty, change_penalty } => {
+                let max_pods = stats.max_pods.max(1.0);
+                let pods = stats.mean_ready_pods() / max_pods;
+                let changes = stats.replica_changes as f64 / max_pods;
+                -(pod_cost * pods
+                    + slo_penalty * stats.slo_bad_share()
+                    + failure_penalty * stats.failure_share()
+                    + violation_penalty * stats.violated_share()
+                    + change_penalty * changes)
             }
             RewardKind::GymHpaCost => stats.services_at_desired as f64,
             RewardKind::GymHpaLatency { cap_ms } => -stats.mean_slo_p50_ms().min(cap_ms),

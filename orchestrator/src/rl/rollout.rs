@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::rl::distributions::per_service;
-use crate::rl::env::{ACTIONS_PER_SERVICE, AutoscaleEnv};
+use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::layers::Device;
 use crate::rl::model::ActorCritic;
@@ -143,7 +143,7 @@ fn run_env(
     for _ in 0..n_steps {
         let mask = env.action_mask();
         let (logits, values) = model.infer(&dev, &[&*current]);
-        let dists = per_service(&logits, &mask, ACTIONS_PER_SERVICE);
+        let dists = per_service(&logits, &mask, env.actions().len());
         let actions: Vec<usize> = dists.iter().map(|d| d.sample(rng)).collect();
         let log_prob = dists.iter().zip(&actions).map(|(d, &a)| d.log_prob(a)).sum();
         let step = env.step(&actions);

@@ -11,6 +11,7 @@
 //!       budget: 30000             # environment steps (decisions) of training
 //!       reward: {kind: slo_cost, pod_cost: 1.0, slo_penalty: 4.0, failure_penalty: 4.0}
 //!       training: {scenarios: [peak, rushsale, fluctuating], scale: [0.6, 1.4], noise: 0.1}
+//!       actions: {kind: steps, max_step: 2}   # or {kind: relative}: halve, -1, keep, +1, double, triple
 //!       hyperparameters: {n_steps: 120, ent_coef: 0.01}     # overrides of the algorithm's defaults
 //!       network: {hidden: 64, layers: 2}
 //!       warm_start: {manifest: hpa-cpu-60.yaml, episodes: 2, epochs: 10}   # behaviour cloning before PPO/A2C
@@ -28,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::app::{AppModel, check_scenario_routes};
 use crate::policy::hpa::{self, HorizontalPodAutoscaler};
 use crate::rl::a2c::A2cConfig;
+use crate::rl::actions::ActionSpace;
 use crate::rl::bc::BcConfig;
 use crate::rl::dqn::DqnConfig;
 use crate::rl::features::FeatureLayout;
@@ -82,6 +84,9 @@ pub struct RlSpec {
     pub budget: u64,
     #[serde(default)]
     pub reward: RewardKind,
+    /// The moves of one decision [default: −2…+2 replicas].
+    #[serde(default)]
+    pub actions: ActionSpace,
     #[serde(default)]
     pub training: TrainingSpec,
     /// Overrides of the algorithm's hyperparameters, by name (see PpoConfig, A2cConfig, DqnConfig).
@@ -208,6 +213,8 @@ pub struct TrainingConfig {
     pub decision_interval_s: u64,
     pub reward: RewardKind,
     pub features: FeatureLayout,
+    #[serde(default, skip_serializing_if = "ActionSpace::is_default")]
+    pub actions: ActionSpace,
     /// The training scenarios' full content, so editing one retrains.
     pub scenarios: Vec<Scenario>,
     pub randomization: Randomization,
@@ -266,6 +273,7 @@ pub fn resolve(name: &str, spec: Option<&RlSpec>, ctx: &ResolveContext<'_>) -> R
         return Err(err("network.layers", format!("must be 1 to 16, got {}", spec.network.layers)));
     }
     check_reward(&spec.reward).map_err(|(field, message)| err(&field, message))?;
+    spec.actions.check().map_err(|message| err("actions", message))?;
     let [low, high] = spec.training.scale;
     if !(low.is_finite() && high.is_finite() && low > 0.0 && low <= high && high <= 100.0) {
         return Err(err(
@@ -330,6 +338,7 @@ pub fn resolve(name: &str, spec: Option<&RlSpec>, ctx: &ResolveContext<'_>) -> R
             decision_interval_s: spec.decision_interval_s,
             reward: spec.reward.clone(),
             features: FeatureLayout::default(),
+            actions: spec.actions.clone(),
             scenarios,
             randomization: Randomization { scale: spec.training.scale, noise },
             warm_start,
@@ -347,10 +356,12 @@ fn check_reward(reward: &RewardKind) -> Result<(), (String, String)> {
         }
     };
     match *reward {
-        RewardKind::SloCost { pod_cost, slo_penalty, failure_penalty } => {
+        RewardKind::SloCost { pod_cost, slo_penalty, failure_penalty, violation_penalty, change_penalty } => {
             check("pod_cost", pod_cost)?;
             check("slo_penalty", slo_penalty)?;
-            check("failure_penalty", failure_penalty)
+            check("failure_penalty", failure_penalty)?;
+            check("violation_penalty", violation_penalty)?;
+            check("change_penalty", change_penalty)
         }
         RewardKind::GymHpaCost => Ok(()),
         RewardKind::GymHpaLatency { cap_ms } => check("cap_ms", cap_ms),
@@ -370,9 +381,11 @@ fn resolve_hyperparameters(
     ) -> Result<T, (String, String)> {
         let mut value = serde_json::to_value(defaults).expect("configs serialize");
         let map = value.as_object_mut().expect("configs are structs");
+        // Options that are off by default are left out of the serialized defaults (to keep config hashes).
+        let optional: &[&str] = if algo == Algo::Ppo { &["anneal_lr", "ent_coef_final"] } else { &[] };
         for (key, v) in overrides {
-            if !map.contains_key(key) {
-                let known: Vec<&str> = map.keys().map(String::as_str).collect();
+            if !map.contains_key(key) && !optional.contains(&key.as_str()) {
+                let known: Vec<&str> = map.keys().map(String::as_str).chain(optional.iter().copied()).collect();
                 return Err((
                     format!("hyperparameters.{key}"),
                     format!("{} has no hyperparameter {key:?}; known: {}", algo.name(), known.join(", ")),
@@ -414,6 +427,9 @@ fn resolve_hyperparameters(
             unit("gae_lambda", c.gae_lambda as f64)?;
             positive("clip_range", c.clip_range as f64)?;
             non_negative("ent_coef", c.ent_coef as f64)?;
+            if let Some(last) = c.ent_coef_final {
+                non_negative("ent_coef_final", last as f64)?;
+            }
             non_negative("vf_coef", c.vf_coef as f64)?;
             positive("max_grad_norm", c.max_grad_norm as f64)?;
             positive("learning_rate", c.learning_rate as f64)?;

@@ -78,13 +78,19 @@ const SALT_TEACHER: u64 = 0x7465_6163_6800;
 const SALT_MODEL: u64 = 0x6d6f_6465_6c00;
 const SALT_LEARNER: u64 = 0x6c65_6172_6e00;
 
-/// The training environments of a run (`salt` separates the learner's from the teacher's).
-pub fn training_envs(config: &TrainingConfig, app: &AppModel, seed: u64, salt: u64) -> Vec<AutoscaleEnv> {
-    let env_config = EnvConfig {
+/// The environment settings of a training (saved with its checkpoint).
+pub fn env_config(config: &TrainingConfig) -> EnvConfig {
+    EnvConfig {
         decision_interval_s: config.decision_interval_s,
         reward: config.reward.clone(),
         features: config.features.clone(),
-    };
+        actions: config.actions.clone(),
+    }
+}
+
+/// The training environments of a run (`salt` separates the learner's from the teacher's).
+pub fn training_envs(config: &TrainingConfig, app: &AppModel, seed: u64, salt: u64) -> Vec<AutoscaleEnv> {
+    let env_config = env_config(config);
     let scenarios =
         TrainingScenarios { scenarios: config.scenarios.clone(), randomization: config.randomization.clone() };
     (0..config.envs as u64)
@@ -100,12 +106,13 @@ pub fn build_model(
     seed: u64,
 ) -> (ActorCritic, ModelSpec) {
     let dev = Device::default();
+    let actions = env.actions().len();
     let observation = env.reset();
     let n = observation.num_nodes;
     match kind {
         ModelKind::Gnn => {
             let inputs = node_inputs(&observation).len() / n;
-            let config = GnnConfig { inputs, hidden: network.hidden, layers: network.layers };
+            let config = GnnConfig { inputs, hidden: network.hidden, layers: network.layers, actions };
             let graph = GraphTensors::new(&dev, &NormalizedAdjacency::new(n, env.edges()));
             let model = GnnActorCritic::new(&dev, config.clone(), seed);
             (ActorCritic::Gnn(Box::new(model), graph), ModelSpec::Gnn(config))
@@ -115,6 +122,7 @@ pub fn build_model(
                 inputs: observation.flatten().len(),
                 nodes: n,
                 hidden: vec![network.hidden; network.layers],
+                actions,
             };
             let model = MlpActorCritic::new(&dev, config.clone(), seed);
             (ActorCritic::Mlp(model), ModelSpec::Mlp(config))
@@ -176,7 +184,11 @@ pub fn train(
 
     let learner_seed = mix_seed(seed, SALT_LEARNER);
     let mut learner = match &config.algorithm {
-        AlgoConfig::Ppo(c) => Learner::Ppo(Box::new(Ppo::new(c.clone(), model, envs, learner_seed))),
+        AlgoConfig::Ppo(c) => {
+            let mut ppo = Ppo::new(c.clone(), model, envs, learner_seed);
+            ppo.set_budget(config.budget as usize);
+            Learner::Ppo(Box::new(ppo))
+        }
         AlgoConfig::A2c(c) => Learner::A2c(Box::new(A2c::new(c.clone(), model, envs, learner_seed))),
         AlgoConfig::Dqn(c) => {
             Learner::Dqn(Box::new(Dqn::new(c.clone(), model, envs, config.budget as usize, learner_seed)))
@@ -236,11 +248,7 @@ pub fn train(
     let meta = CheckpointMeta {
         model: model_spec,
         algorithm: config.algorithm.clone(),
-        env: EnvConfig {
-            decision_interval_s: config.decision_interval_s,
-            reward: config.reward.clone(),
-            features: config.features.clone(),
-        },
+        env: env_config(config),
         app: app.name.clone(),
         services: app.services.iter().map(|s| s.name.clone()).collect(),
         edges: app.edges().into_iter().collect(),
