@@ -8,11 +8,13 @@
 //! - [`pool`]: runs, polling, loss and redistribution, downloads, agents.json.
 //! - [`takeover`]: the rest of a shape, for the run that takes over a lost agent's users.
 //! - [`merge`]: several agents' windows of one second as one.
+//! - [`rows`]: backend seconds waiting for their agent windows, handed over as metrics rows.
 
 pub mod local;
 pub mod merge;
 pub mod pool;
 pub mod preflight;
+pub mod rows;
 pub mod takeover;
 
 use std::path::Path;

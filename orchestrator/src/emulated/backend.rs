@@ -17,16 +17,10 @@ use load_agent::stats::Entry;
 use tokio::runtime::Runtime;
 
 use super::server::Emulator;
-use crate::agents::merge::{Merger, SecondLoad};
-use crate::agents::pool::{AgentPool, Plan, PoolEvent};
-use crate::backend::{ClusterBackend, Observation, RunLatency, SecondMetrics, ServiceSecond};
+use crate::agents::pool::{AgentPool, Plan};
+use crate::agents::rows::{AgentRows, log_pool_events};
+use crate::backend::{ClusterBackend, Observation, RunLatency, SecondMetrics};
 use crate::matrix::CellConfig;
-
-/// A second whose control-plane figures are known and whose load figures are awaited.
-struct PendingRow {
-    time_s: u64,
-    services: Vec<ServiceSecond>,
-}
 
 pub struct EmulatedBackend {
     // Field order is drop order: agents stop before the app, and the runtime goes last.
@@ -39,12 +33,7 @@ pub struct EmulatedBackend {
     origin: Option<Instant>,
     time_s: u64,
     duration_s: u64,
-    pending: VecDeque<PendingRow>,
-    merger: Merger,
-    current: Option<SecondLoad>,
-    /// The next agent window to merge.
-    next_window: u64,
-    slo_fraction: f64,
+    rows: AgentRows,
     failure: Option<String>,
     buffered: VecDeque<SecondMetrics>,
 }
@@ -58,8 +47,6 @@ impl EmulatedBackend {
         plan: Plan,
         config: &CellConfig,
     ) -> EmulatedBackend {
-        let app = &config.app;
-        let slo_names = slo_stats_names(config);
         let time_scale = plan.time_scale;
         EmulatedBackend {
             pool,
@@ -71,11 +58,7 @@ impl EmulatedBackend {
             time_s: 0,
             duration_s: (plan.scenario.duration_s() * time_scale).round() as u64,
             plan,
-            pending: VecDeque::new(),
-            merger: Merger::new(slo_names, app.slo.threshold_ms),
-            current: None,
-            next_window: 0,
-            slo_fraction: app.slo.percentile / 100.0,
+            rows: AgentRows::new(config, time_scale),
             failure: None,
             buffered: VecDeque::new(),
         }
@@ -100,101 +83,19 @@ impl EmulatedBackend {
 
     /// Run-level totals of what the agents measured.
     pub fn measured(&self) -> (&Entry, &Entry) {
-        (&self.merger.run_total, &self.merger.run_slo)
-    }
-
-    /// The agent window (wall second since the start) holding emulated second `t`.
-    fn window_of(&self, t: u64) -> u64 {
-        ((t as f64 + 0.5) / self.time_scale).floor() as u64
+        self.rows.measured()
     }
 
     fn log_events(&self) {
-        for PoolEvent { warning, message } in self.pool.take_events() {
-            if warning {
-                tracing::warn!(%message, "agents");
-            } else {
-                tracing::info!(%message, "agents");
-            }
-        }
+        log_pool_events(&self.pool);
     }
 
-    /// Hands over pending rows whose agent windows are complete (all of them when `last`).
+    /// Hands over the rows whose agent windows are complete (all of them when `last`).
     fn collect(&mut self, rows: &mut Vec<SecondMetrics>, last: bool) {
-        while let Some(front) = self.pending.front() {
-            let window = self.window_of(front.time_s);
-            while self.next_window <= window {
-                let index = self.next_window;
-                if !last && !self.pool.window_complete(index) {
-                    return;
-                }
-                let windows = self.pool.take_window(index);
-                match self.merger.merge(index, &windows) {
-                    Ok(merged) => self.current = Some(merged),
-                    Err(e) => {
-                        self.failure.get_or_insert(format!("an agent sent a window that does not decode: {e}"));
-                        return;
-                    }
-                }
-                self.next_window += 1;
-            }
-            let pending = self.pending.pop_front().expect("front exists");
-            let row = self.row(pending);
-            rows.push(row);
-        }
-        if last {
-            // The tail the agents measured after the last row (the requests in flight at the end).
-            for (index, windows) in self.pool.take_all() {
-                if index >= self.next_window
-                    && let Err(e) = self.merger.merge(index, &windows)
-                {
-                    self.failure.get_or_insert(format!("an agent sent a window that does not decode: {e}"));
-                }
-            }
+        if let Err(e) = self.rows.collect(&self.pool, rows, last) {
+            self.failure.get_or_insert(e);
         }
     }
-
-    fn row(&self, pending: PendingRow) -> SecondMetrics {
-        let load = self.current.as_ref().expect("merged before any row");
-        let slo_requests = load.slo_requests as f64;
-        // Failed requests count as slow; one both failed and slow is counted twice, capped at the requests.
-        let bad = (load.slo_failures + load.slo_slow).min(load.slo_requests) as f64;
-        SecondMetrics {
-            time_s: pending.time_s,
-            users: load.users as f64,
-            offered_rps: load.requests as f64,
-            achieved_rps: (load.requests - load.failures) as f64,
-            failures: load.failures as f64,
-            slo_p50_ms: load.slo_p50_ms,
-            slo_p95_ms: load.slo_p95_ms,
-            slo_p99_ms: load.slo_p99_ms,
-            slo_violated: slo_requests > 0.0 && bad / slo_requests > 1.0 - self.slo_fraction,
-            slo_requests,
-            slo_bad_requests: bad,
-            services: pending.services,
-        }
-    }
-}
-
-/// The stats names (method, name) the agents file the SLO route's requests under.
-pub fn slo_stats_names(config: &CellConfig) -> Vec<(String, String)> {
-    let app = &config.app;
-    let slo_route = app.route_index(&app.slo.route).expect("validated SLO route");
-    let mut slo_names = Vec::new();
-    for user in &config.scenario.users {
-        for request in user.on_start.iter().chain(user.tasks.iter().flat_map(|t| &t.requests)) {
-            if app.route_for(&config.scenario, request.kind()) == Some(slo_route) {
-                let method = match request.kind() {
-                    load_agent::scenario::RequestKind::Http { method, .. } => method.to_string(),
-                    load_agent::scenario::RequestKind::Redis { .. } => "REDIS".to_string(),
-                };
-                let key = (method, request.stats_name());
-                if !slo_names.contains(&key) {
-                    slo_names.push(key);
-                }
-            }
-        }
-    }
-    slo_names
 }
 
 fn sleep_until(due: Instant) {
@@ -267,7 +168,7 @@ impl ClusterBackend for EmulatedBackend {
             sleep_until(origin + Duration::from_secs_f64((self.time_s + 1) as f64 / self.time_scale));
             // The second that ended, as the policy left it; then the control plane moves on.
             let services = self.emulator.cluster.second();
-            self.pending.push_back(PendingRow { time_s: self.time_s, services });
+            self.rows.push(self.time_s, services);
             self.time_s += 1;
             self.emulator.cluster.tick(self.time_s);
             self.collect(rows, false);
@@ -281,9 +182,6 @@ impl ClusterBackend for EmulatedBackend {
     }
 
     fn run_latency(&self) -> RunLatency {
-        let pick = |e: &Entry| {
-            if e.requests == 0 { [f64::NAN; 3] } else { [0.50, 0.95, 0.99].map(|q| e.percentile_ms(q)) }
-        };
-        RunLatency { slo_route: pick(&self.merger.run_slo), overall: pick(&self.merger.run_total) }
+        self.rows.run_latency()
     }
 }

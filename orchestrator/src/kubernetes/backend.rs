@@ -14,16 +14,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use load_agent::stats::Entry;
 use tokio::runtime::Runtime;
 
 use super::act::{self, HpaRecorder};
 use super::api::ClusterApi;
 use super::observe::{Observer, ServiceState};
 use super::prometheus::MeshFigures;
-use crate::agents::merge::{Merger, SecondLoad};
-use crate::agents::pool::{AgentPool, Plan, PoolEvent};
-use crate::backend::{ClusterBackend, Observation, RunLatency, SecondMetrics, ServiceObservation, ServiceSecond};
+use crate::agents::pool::{AgentPool, Plan};
+use crate::agents::rows::{AgentRows, log_pool_events};
+use crate::backend::{ClusterBackend, Observation, RunLatency, SecondMetrics, ServiceObservation};
 use crate::matrix::CellConfig;
 use crate::policy::hpa;
 
@@ -33,11 +32,6 @@ pub enum Acting {
     Scale,
     /// An HPA baseline: these objects are created at reset and the cluster's controller acts.
     Hpa { objects: Vec<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>, recorder: HpaRecorder },
-}
-
-struct PendingRow {
-    time_s: u64,
-    services: Vec<ServiceSecond>,
 }
 
 /// Reading the cluster may fail now and then (an API server restarting); this many seconds in a row fail the cell.
@@ -63,11 +57,7 @@ pub struct KubernetesBackend {
     origin: Option<Instant>,
     time_s: u64,
     duration_s: u64,
-    pending: VecDeque<PendingRow>,
-    merger: Merger,
-    current: Option<SecondLoad>,
-    next_window: u64,
-    slo_fraction: f64,
+    rows: AgentRows,
     failed_reads: u32,
     failure: Option<anyhow::Error>,
     service_names: Vec<String>,
@@ -106,11 +96,7 @@ impl KubernetesBackend {
             time_s: 0,
             duration_s: plan.scenario.duration_s().round() as u64,
             plan,
-            pending: VecDeque::new(),
-            merger: Merger::new(crate::emulated::backend::slo_stats_names(config), app.slo.threshold_ms),
-            current: None,
-            next_window: 0,
-            slo_fraction: app.slo.percentile / 100.0,
+            rows: AgentRows::new(config, 1.0),
             failed_reads: 0,
             failure: None,
             service_names: app.services.iter().map(|s| s.name.clone()).collect(),
@@ -171,13 +157,7 @@ impl KubernetesBackend {
     }
 
     fn log_events(&self) {
-        for PoolEvent { warning, message } in self.pool.take_events() {
-            if warning {
-                tracing::warn!(%message, "agents");
-            } else {
-                tracing::info!(%message, "agents");
-            }
-        }
+        log_pool_events(&self.pool);
     }
 
     /// Logs the replica changes an HPA made since the last second.
@@ -197,55 +177,10 @@ impl KubernetesBackend {
         }
     }
 
+    /// Hands over the rows whose agent windows are complete (all of them when `last`).
     fn collect(&mut self, rows: &mut Vec<SecondMetrics>, last: bool) {
-        while let Some(front) = self.pending.front() {
-            let window = front.time_s;
-            while self.next_window <= window {
-                let index = self.next_window;
-                if !last && !self.pool.window_complete(index) {
-                    return;
-                }
-                let windows = self.pool.take_window(index);
-                match self.merger.merge(index, &windows) {
-                    Ok(merged) => self.current = Some(merged),
-                    Err(e) => {
-                        self.fail(anyhow::anyhow!("an agent sent a window that does not decode: {e}"));
-                        return;
-                    }
-                }
-                self.next_window += 1;
-            }
-            let pending = self.pending.pop_front().expect("front exists");
-            rows.push(self.row(pending));
-        }
-        if last {
-            for (index, windows) in self.pool.take_all() {
-                if index >= self.next_window
-                    && let Err(e) = self.merger.merge(index, &windows)
-                {
-                    self.fail(anyhow::anyhow!("an agent sent a window that does not decode: {e}"));
-                }
-            }
-        }
-    }
-
-    fn row(&self, pending: PendingRow) -> SecondMetrics {
-        let load = self.current.clone().unwrap_or_default();
-        let slo_requests = load.slo_requests as f64;
-        let bad = (load.slo_failures + load.slo_slow).min(load.slo_requests) as f64;
-        SecondMetrics {
-            time_s: pending.time_s,
-            users: load.users as f64,
-            offered_rps: load.requests as f64,
-            achieved_rps: (load.requests - load.failures) as f64,
-            failures: load.failures as f64,
-            slo_p50_ms: load.slo_p50_ms,
-            slo_p95_ms: load.slo_p95_ms,
-            slo_p99_ms: load.slo_p99_ms,
-            slo_violated: slo_requests > 0.0 && bad / slo_requests > 1.0 - self.slo_fraction,
-            slo_requests,
-            slo_bad_requests: bad,
-            services: pending.services,
+        if let Err(e) = self.rows.collect(&self.pool, rows, last) {
+            self.fail(anyhow::anyhow!(e));
         }
     }
 
@@ -382,7 +317,7 @@ impl ClusterBackend for KubernetesBackend {
             }
             self.record_hpas(&before);
             let services = self.states.iter().map(ServiceState::second).collect();
-            self.pending.push_back(PendingRow { time_s: self.time_s, services });
+            self.rows.push(self.time_s, services);
             self.time_s += 1;
             self.collect(rows, false);
             return true;
@@ -394,10 +329,7 @@ impl ClusterBackend for KubernetesBackend {
     }
 
     fn run_latency(&self) -> RunLatency {
-        let pick = |e: &Entry| {
-            if e.requests == 0 { [f64::NAN; 3] } else { [0.50, 0.95, 0.99].map(|q| e.percentile_ms(q)) }
-        };
-        RunLatency { slo_route: pick(&self.merger.run_slo), overall: pick(&self.merger.run_total) }
+        self.rows.run_latency()
     }
 }
 
