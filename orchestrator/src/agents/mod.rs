@@ -74,6 +74,18 @@ pub fn agents_for(run: &EmulatedRun, agents_dir: &Path) -> Result<(Vec<AgentSpec
     }
 }
 
+/// The checked pool of a cell's agents (started now when local), sized for the scenario's peak users.
+pub fn pool_for_cell(
+    runtime: tokio::runtime::Handle,
+    run: &EmulatedRun,
+    agents_dir: &Path,
+    shape: &LoadShape,
+) -> Result<AgentPool> {
+    let (specs, token_env) = agents_for(run, agents_dir)?;
+    AgentPool::connect(runtime, specs, token_env.as_deref(), peak_users(shape), run.on_loss)
+        .map_err(|message| anyhow::anyhow!(message))
+}
+
 /// Checks the agents before a run starts anything: remote ones answer, take the token and are free; for local ones,
 /// the load-agent binary exists (they start with each cell).
 pub fn preflight(run: &EmulatedRun, users: u64) -> Result<(), String> {

@@ -18,8 +18,8 @@ use super::compress::compress;
 use super::server::Emulator;
 use super::settings::EmulatedRun;
 use super::telemetry::CODES;
+use crate::agents;
 use crate::agents::pool::Plan;
-use crate::agents::{self, AgentPool, peak_users};
 use crate::backend::SecondMetrics;
 use crate::cell::{CellSummary, build_policy, drive};
 use crate::matrix::CellConfig;
@@ -148,15 +148,7 @@ pub fn run_cell(
     tracing::info!(app_url = %emulator.target_url(), control_url = %emulator.control_url(), "emulator listening");
     let scenario = compress(&config.scenario, model.time_scale);
     let agents_dir = dir.join("agents");
-    let (specs, token_env) = agents::agents_for(run, &agents_dir)?;
-    let pool = AgentPool::connect(
-        runtime.handle().clone(),
-        specs,
-        token_env.as_deref(),
-        peak_users(&scenario.shape),
-        run.on_loss,
-    )
-    .map_err(|message| anyhow!(message))?;
+    let pool = agents::pool_for_cell(runtime.handle().clone(), run, &agents_dir, &scenario.shape)?;
     let plan = Plan { scenario, target: emulator.target_url(), seed: config.seed, time_scale: model.time_scale };
     let mut backend = EmulatedBackend::new(runtime.clone(), emulator, pool, plan, config);
     let mut policy = build_policy(config);

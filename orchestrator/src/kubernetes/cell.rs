@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use tokio::runtime::Runtime;
 
 use super::api::ClusterApi;
@@ -18,8 +18,8 @@ use super::observe::Observer;
 use super::prometheus::{Prometheus, Telemetry};
 use super::safety::{self, Snapshot, TakeOver};
 use super::settings::KubernetesRun;
+use crate::agents;
 use crate::agents::pool::Plan;
-use crate::agents::{self, AgentPool, peak_users};
 use crate::backend::{Observation, SecondMetrics};
 use crate::cell::{CellSummary, build_policy, drive};
 use crate::matrix::{CellConfig, ResolvedPolicy};
@@ -240,16 +240,8 @@ pub fn run_cell(
         None => Acting::Scale,
     };
     let agents_dir = dir.join("agents");
-    let (specs, token_env) = agents::agents_for(&run.agent_run(), &agents_dir)?;
     let scenario = config.scenario.clone();
-    let pool = AgentPool::connect(
-        runtime.handle().clone(),
-        specs,
-        token_env.as_deref(),
-        peak_users(&scenario.shape),
-        run.on_loss,
-    )
-    .map_err(|message| anyhow!(message))?;
+    let pool = agents::pool_for_cell(runtime.handle().clone(), &run.agent_run(), &agents_dir, &scenario.shape)?;
     let plan = Plan { scenario, target: run.target.clone(), seed: config.seed, time_scale: 1.0 };
     let mut backend = KubernetesBackend::new(
         Arc::clone(&runtime),
