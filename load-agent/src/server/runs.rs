@@ -131,7 +131,9 @@ impl Registry {
         for (id, dir, why) in doomed {
             match store::remove_run_dir(&dir) {
                 Ok(()) => tracing::info!(run = %id, dir = %dir.display(), "deleted the run's folder: {why}"),
-                Err(e) => tracing::warn!(run = %id, dir = %dir.display(), "cannot delete the run's folder ({why}): {e}"),
+                Err(e) => {
+                    tracing::warn!(run = %id, dir = %dir.display(), "cannot delete the run's folder ({why}): {e}")
+                }
             }
         }
     }

@@ -37,7 +37,8 @@ use crate::stats::{
 pub use retention::{PruneReason, Retention, RunAge};
 pub use safe_fs::{TEMPORARY_SUFFIX, is_real_dir, open_regular, write_atomically};
 use safe_fs::{
-    append_all_or_nothing, describe_json_error, ensure_real_dir, is_link_error, json_error_kind, move_aside, read_regular,
+    append_all_or_nothing, describe_json_error, ensure_real_dir, is_link_error, json_error_kind, move_aside,
+    read_regular,
 };
 
 pub const RUNS_DIR: &str = "runs";

@@ -50,10 +50,11 @@ impl Retention {
             .enumerate()
             .filter(|(_, run)| run.over)
             .filter_map(|(rank, run)| {
-                let reason = if self.keep_runs > 0 && rank >= self.keep_runs {
-                    PruneReason::BeyondCount(self.keep_runs)
-                } else if self.keep_days > 0 && now_unix_ms.saturating_sub(run.created_unix_ms) > max_age_ms {
+                // Age first: it says more about an old run than its rank does.
+                let reason = if self.keep_days > 0 && now_unix_ms.saturating_sub(run.created_unix_ms) > max_age_ms {
                     PruneReason::TooOld(self.keep_days)
+                } else if self.keep_runs > 0 && rank >= self.keep_runs {
+                    PruneReason::BeyondCount(self.keep_runs)
                 } else {
                     return None;
                 };
@@ -94,7 +95,10 @@ mod tests {
         assert_eq!(ids(Retention { keep_runs: 4, keep_days: 30 }), ["a"]);
         assert!(ids(Retention { keep_runs: 0, keep_days: 0 }).is_empty());
         assert_eq!(ids(Retention { keep_runs: 1, keep_days: 0 }), ["a", "c", "d"]);
-        let reasons = Retention { keep_runs: 4, keep_days: 1 }.select(&runs, now);
-        assert_eq!(reasons, [("a".to_string(), PruneReason::BeyondCount(4)), ("c".to_string(), PruneReason::TooOld(1))]);
+        let reasons = Retention { keep_runs: 2, keep_days: 30 }.select(&runs, now);
+        assert_eq!(
+            reasons,
+            [("a".to_string(), PruneReason::TooOld(30)), ("c".to_string(), PruneReason::BeyondCount(2))]
+        );
     }
 }

@@ -93,8 +93,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Appends `bytes` to a regular file (created if missing), all or nothing: a failed append (a full disk) is cut
 /// off again, so the file never ends in a torn line.
 pub fn append_all_or_nothing(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file =
-        OpenOptions::new().append(true).create(true).mode(0o644).custom_flags(NO_LINK_NO_WAIT).open(path)?;
+    let mut file = OpenOptions::new().append(true).create(true).mode(0o644).custom_flags(NO_LINK_NO_WAIT).open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(not_regular(path));
