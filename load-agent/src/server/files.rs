@@ -71,7 +71,7 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<FileEntry>> {
             }
             // symlink_metadata: a link is its own kind, never its target's.
             let meta = entry.path().symlink_metadata().ok()?;
-            meta.is_file().then(|| FileEntry { name, bytes: meta.len() })
+            meta.is_file().then_some(FileEntry { name, bytes: meta.len() })
         })
         .collect();
     files.sort_by(|a, b| a.name.cmp(&b.name));

@@ -422,7 +422,7 @@ fn tidy_run_dir(dir: &Path) {
 
 /// What status.json holds.
 enum StoredStatus {
-    Read(RunStatus),
+    Read(Box<RunStatus>),
     Missing,
     /// Not a status: why (never quoting the content).
     Unusable(String),
@@ -431,7 +431,7 @@ enum StoredStatus {
 fn read_status(path: &Path) -> StoredStatus {
     match read_regular(path) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(status) => StoredStatus::Read(status),
+            Ok(status) => StoredStatus::Read(Box::new(status)),
             Err(e) => StoredStatus::Unusable(describe_json_error(&e)),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => StoredStatus::Missing,
@@ -446,7 +446,7 @@ fn load_run(id: String, dir: PathBuf, now_s: u64) -> Option<StoredRun> {
     let status_path = dir.join(STATUS_FILE);
     // Why status.json was not usable, and whether a new one may be written in its place.
     let (status, unusable, may_write) = match read_status(&status_path) {
-        StoredStatus::Read(status) => (Some(status), None, true),
+        StoredStatus::Read(status) => (Some(*status), None, true),
         StoredStatus::Missing => (None, None, true),
         StoredStatus::Unusable(why) => match move_aside(&status_path, now_s) {
             Ok(aside) => {
@@ -502,7 +502,7 @@ fn load_run(id: String, dir: PathBuf, now_s: u64) -> Option<StoredRun> {
 fn recover_counts(status: &mut RunStatus, dir: &Path) {
     let Ok(windows) = stored_windows(dir, 0) else { return };
     let Some(last) = windows.last() else { return };
-    if last.index + 1 <= status.windows_closed {
+    if last.index < status.windows_closed {
         return;
     }
     status.windows_closed = last.index + 1;
