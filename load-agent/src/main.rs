@@ -84,6 +84,14 @@ struct ServerArgs {
     /// Largest request body the API accepts, in bytes; a larger one is refused (413).
     #[arg(long, value_name = "N", default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Runs kept in DATA_DIR: once there are more, the oldest runs that are over are deleted (at start and after
+    /// each run). 0 keeps them all.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    keep_runs: usize,
+    /// Runs that are over and were created more than D days ago are deleted (at start and after each run). 0 keeps
+    /// them whatever their age.
+    #[arg(long, value_name = "D", default_value_t = 30)]
+    keep_days: u64,
 }
 
 #[derive(Subcommand)]
@@ -243,6 +251,8 @@ fn serve(args: ServerArgs) -> ExitCode {
         max_users: args.max_users,
         max_runs: usize::try_from(args.max_runs).unwrap_or(usize::MAX),
         max_body_bytes: args.max_body_bytes,
+        keep_runs: args.keep_runs,
+        keep_days: args.keep_days,
     };
     if !loopback && config.allow_targets.is_empty() {
         tracing::warn!("no --allow-target given on a non-loopback address: every run will be refused (403)");

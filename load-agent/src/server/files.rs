@@ -1,10 +1,12 @@
 //! A run's files: listing and downloads that cannot leave the run's folder.
 //!
 //! Run ids and file names are checked as plain names before they touch the file system (no separators, no parent
-//! references, no absolute paths, no NUL, no hidden files); the resolved path is then canonicalized and must still
-//! sit directly in the run's folder, so a symbolic link cannot lead out either. Anything else is a 404.
+//! references, no absolute paths, no NUL, no hidden files); the file is then opened without following a symbolic
+//! link (neither the run's folder nor the file may be one) and must be a regular file. Anything else is a 404.
 
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
@@ -14,6 +16,7 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 use super::errors::AgentError;
+use super::store;
 use crate::protocol::{FileEntry, FileList};
 
 /// Run ids are 16 lowercase hex digits; anything else is refused before it reaches the file system.
@@ -37,28 +40,38 @@ pub fn safe_file_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-/// The canonical path of file `name` in `dir`, when it is a safe name of a regular file directly in `dir`.
-pub fn resolve_in(dir: &Path, name: &str) -> Option<PathBuf> {
-    if !safe_file_name(name) {
+/// File `name` of the run folder `dir`, opened, when it is a safe name of a regular file directly in `dir`: no
+/// link is followed, neither `dir` nor the file.
+pub fn open_in(dir: &Path, name: &str) -> Option<File> {
+    if !safe_file_name(name) || !store::is_real_dir(dir) {
         return None;
     }
-    let root = dir.canonicalize().ok()?;
-    let resolved = root.join(name).canonicalize().ok()?;
-    (resolved.parent() == Some(root.as_path()) && resolved.is_file()).then_some(resolved)
+    store::open_regular(&dir.join(name)).ok()
 }
 
-/// The downloadable files of a run folder, by name (temporary files of atomic writes left out).
+/// The whole content of file `name` of the run folder `dir` (see [`open_in`]).
+pub fn read_in(dir: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_in(dir, name)?.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// The downloadable files of a run folder, by name: regular files only (no links), temporary files of atomic
+/// writes left out.
 pub fn list(dir: &Path) -> std::io::Result<Vec<FileEntry>> {
+    if !store::is_real_dir(dir) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the run's folder is not a real folder"));
+    }
     let mut files: Vec<FileEntry> = std::fs::read_dir(dir)?
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().to_str()?.to_string();
-            if name.ends_with(".tmp") {
+            if name.ends_with(store::TEMPORARY_SUFFIX) || !safe_file_name(&name) {
                 return None;
             }
-            let path = resolve_in(dir, &name)?;
-            let bytes = std::fs::metadata(path).ok()?.len();
-            Some(FileEntry { name, bytes })
+            // symlink_metadata: a link is its own kind, never its target's.
+            let meta = entry.path().symlink_metadata().ok()?;
+            meta.is_file().then_some(FileEntry { name, bytes: meta.len() })
         })
         .collect();
     files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -96,14 +109,13 @@ pub async fn download(
     let UrlPath((id, name)) = path?;
     let dir = state.registry.dir_of(&id)?;
     let not_found = || AgentError::NotFound(format!("run {id} has no file {name:?}"));
-    let resolved = {
+    let bytes = {
         let name = name.clone();
-        tokio::task::spawn_blocking(move || resolve_in(&dir, &name))
+        tokio::task::spawn_blocking(move || read_in(&dir, &name))
             .await
             .map_err(|e| AgentError::Internal(e.to_string()))?
     };
-    let bytes = tokio::fs::read(resolved.ok_or_else(not_found)?).await.map_err(|_| not_found())?;
-    Ok(([(header::CONTENT_TYPE, content_type(&name))], bytes))
+    Ok(([(header::CONTENT_TYPE, content_type(&name))], bytes.ok_or_else(not_found)?))
 }
 
 #[cfg(test)]
@@ -165,13 +177,20 @@ mod tests {
         std::fs::write(run.path().join("status.json"), "{}").unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret.txt"), run.path().join("link.json")).unwrap();
         std::os::unix::fs::symlink(outside.path(), run.path().join("sub")).unwrap();
+        // A link to a file of the same folder is not followed either.
+        std::os::unix::fs::symlink(run.path().join("status.json"), run.path().join("alias.json")).unwrap();
         std::fs::create_dir(run.path().join("folder")).unwrap();
-        assert!(resolve_in(run.path(), "status.json").is_some());
-        for name in ["link.json", "sub", "folder", "missing.csv"] {
-            assert_eq!(resolve_in(run.path(), name), None, "{name}");
+        assert_eq!(read_in(run.path(), "status.json").as_deref(), Some(&b"{}"[..]));
+        for name in ["link.json", "sub", "alias.json", "folder", "missing.csv"] {
+            assert!(read_in(run.path(), name).is_none(), "{name}");
         }
         let names: Vec<String> = list(run.path()).unwrap().into_iter().map(|f| f.name).collect();
         assert_eq!(names, ["status.json"]);
+        // Nor is a run folder that is a link.
+        let linked = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(run.path(), linked.path().join("run")).unwrap();
+        assert!(read_in(&linked.path().join("run"), "status.json").is_none());
+        assert!(list(&linked.path().join("run")).is_err());
     }
 
     async fn get(app: &axum::Router, path: &str) -> (StatusCode, Vec<u8>) {

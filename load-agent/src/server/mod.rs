@@ -51,6 +51,10 @@ pub struct ServerConfig {
     pub max_runs: usize,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Runs kept (the newest); older runs that are over are deleted. 0 = no limit.
+    pub keep_runs: usize,
+    /// Runs over and created more than this many days ago are deleted. 0 = no limit.
+    pub keep_days: u64,
 }
 
 impl ServerConfig {
@@ -64,6 +68,8 @@ impl ServerConfig {
             max_users: 50_000,
             max_runs: 2,
             max_body_bytes: 1 << 20,
+            keep_runs: 1000,
+            keep_days: 30,
         }
     }
 }
@@ -78,7 +84,7 @@ pub struct AppState {
 impl AppState {
     /// Opens the data directory, with the runs an earlier process left there.
     pub fn new(config: ServerConfig) -> std::io::Result<AppState> {
-        let registry = Registry::open(&config.data_dir)?;
+        let registry = Registry::open(&config)?;
         Ok(AppState { config: Arc::new(config), registry: Arc::new(registry) })
     }
 

@@ -2,7 +2,7 @@
 //! files final: finished here or left by an earlier process), and the `/v1/runs` handlers over it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::errors::AgentError;
 use super::files::{new_run_id, valid_run_id};
-use super::{AppState, start, store};
+use super::{AppState, ServerConfig, start, store};
 use crate::engine::{RunHandle, RunPlan};
 use crate::protocol::{RunCreated, RunList, RunStatus, StartRun, WindowList};
 use crate::stats::StatsSnapshot;
@@ -25,6 +25,8 @@ use crate::stats::StatsSnapshot;
 pub struct LiveRun {
     pub handle: RunHandle,
     pub request: StartRun,
+    /// Files of the run that could not be written: shown in its status until they are.
+    pub writes: store::WriteProblems,
 }
 
 pub enum Run {
@@ -45,7 +47,11 @@ pub struct RunEntry {
 impl RunEntry {
     pub fn status(&self) -> RunStatus {
         match &self.run {
-            Run::Live(live) => store::live_status(&self.id, &live.handle),
+            Run::Live(live) => {
+                let mut status = store::live_status(&self.id, &live.handle);
+                live.writes.apply(&mut status);
+                status
+            }
             Run::Stored { status, .. } => status.clone(),
         }
     }
@@ -68,6 +74,9 @@ pub struct Registry {
     start_gate: tokio::sync::Mutex<()>,
     /// The tasks keeping live runs' folders current, awaited at shutdown.
     persisting: Mutex<Vec<JoinHandle<()>>>,
+    /// Turns true at shutdown: tasks still retrying a run's files make one last attempt.
+    closing: tokio::sync::watch::Sender<bool>,
+    retention: store::Retention,
 }
 
 fn now_unix_ms() -> u64 {
@@ -75,10 +84,10 @@ fn now_unix_ms() -> u64 {
 }
 
 impl Registry {
-    /// Opens DATA_DIR/runs, reading the runs an earlier process left there.
-    pub fn open(data_dir: &Path) -> std::io::Result<Registry> {
-        let runs_dir = data_dir.join("runs");
-        std::fs::create_dir_all(&runs_dir)?;
+    /// Opens DATA_DIR/runs, reading the runs an earlier process left there (and deleting those beyond the
+    /// retention limits).
+    pub fn open(config: &ServerConfig) -> std::io::Result<Registry> {
+        let runs_dir = store::open_runs_dir(&config.data_dir)?;
         let runs = store::load_stored(&runs_dir, valid_run_id)
             .into_iter()
             .map(|stored| {
@@ -91,12 +100,42 @@ impl Registry {
                 (stored.id, entry)
             })
             .collect();
-        Ok(Registry {
+        let registry = Registry {
             runs_dir,
             runs: Mutex::new(runs),
             start_gate: tokio::sync::Mutex::new(()),
             persisting: Mutex::new(Vec::new()),
-        })
+            closing: tokio::sync::watch::channel(false).0,
+            retention: store::Retention { keep_runs: config.keep_runs, keep_days: config.keep_days },
+        };
+        registry.prune();
+        Ok(registry)
+    }
+
+    /// Deletes the runs over that the retention limits no longer keep, oldest first.
+    fn prune(&self) {
+        let doomed: Vec<(String, PathBuf, store::PruneReason)> = {
+            let mut runs = self.runs();
+            let ages: Vec<store::RunAge> = runs
+                .values()
+                .map(|r| store::RunAge {
+                    id: r.id.clone(),
+                    created_unix_ms: r.created_unix_ms,
+                    // A live run is never deleted, even once over: its files may still be being written.
+                    over: matches!(r.run, Run::Stored { .. }),
+                })
+                .collect();
+            let chosen = self.retention.select(&ages, now_unix_ms());
+            chosen.into_iter().filter_map(|(id, why)| runs.remove(&id).map(|run| (id, run.dir, why))).collect()
+        };
+        for (id, dir, why) in doomed {
+            match store::remove_run_dir(&dir) {
+                Ok(()) => tracing::info!(run = %id, dir = %dir.display(), "deleted the run's folder: {why}"),
+                Err(e) => {
+                    tracing::warn!(run = %id, dir = %dir.display(), "cannot delete the run's folder ({why}): {e}")
+                }
+            }
+        }
     }
 
     fn runs(&self) -> MutexGuard<'_, BTreeMap<String, RunEntry>> {
@@ -144,6 +183,7 @@ impl Registry {
     pub async fn start(
         self: &Arc<Self>,
         request: StartRun,
+        request_json: Vec<u8>,
         plan: RunPlan,
         max_runs: usize,
     ) -> Result<String, AgentError> {
@@ -156,15 +196,16 @@ impl Registry {
         }
         let id = loop {
             let id = new_run_id();
-            if !self.runs().contains_key(&id) && !self.runs_dir.join(&id).exists() {
+            // symlink_metadata: a dangling link counts as taken too.
+            if !self.runs().contains_key(&id) && std::fs::symlink_metadata(self.runs_dir.join(&id)).is_err() {
                 break id;
             }
         };
         let dir = self.runs_dir.join(&id);
         let status = store::initial_status(&id);
         let written = {
-            let (dir, request) = (dir.clone(), request.clone());
-            tokio::task::spawn_blocking(move || store::create_run_dir(&dir, &request, &status)).await
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || store::create_run_dir(&dir, &request_json, &status)).await
         };
         match written {
             Ok(Ok(())) => {}
@@ -172,20 +213,22 @@ impl Registry {
             Err(e) => return Err(AgentError::Internal(e.to_string())),
         }
         let handle = RunHandle::start(plan);
+        let writes = store::WriteProblems::default();
         tracing::info!(run = %id, target = %request.target, scenario = %request.scenario.name, "run started");
         let entry = RunEntry {
             id: id.clone(),
             dir: dir.clone(),
             created_unix_ms: now_unix_ms(),
-            run: Run::Live(LiveRun { handle: handle.clone(), request }),
+            run: Run::Live(LiveRun { handle: handle.clone(), request, writes: writes.clone() }),
         };
         // Registered before its files are kept, so the end of the run always finds it to retire.
         self.runs().insert(id.clone(), entry);
         let task = {
-            let (registry, id) = (Arc::clone(self), id.clone());
+            let (registry, id, closing) = (Arc::clone(self), id.clone(), self.closing.subscribe());
             tokio::spawn(async move {
-                if store::persist(id.clone(), dir, handle).await {
+                if store::persist(id.clone(), dir, handle, writes, closing).await {
                     registry.retire(&id);
+                    let _ = tokio::task::spawn_blocking(move || registry.prune()).await;
                 }
             })
         };
@@ -210,6 +253,7 @@ impl Registry {
 
     /// Stops every live run and waits (up to `grace`) until their folders hold their final files.
     pub async fn shutdown(&self, grace: Duration) {
+        self.closing.send_replace(true);
         for entry in self.runs().values() {
             if let Run::Live(live) = &entry.run {
                 live.handle.stop();
@@ -238,7 +282,8 @@ pub async fn start_run(
 ) -> Result<(StatusCode, Json<RunCreated>), AgentError> {
     let body = body_of(body, &state)?;
     let (request, plan) = start::check_start(&body, &state.config)?;
-    let run_id = state.registry.start(request, plan, state.config.max_runs).await?;
+    let request_json = store::compact_request(&body);
+    let run_id = state.registry.start(request, request_json, plan, state.config.max_runs).await?;
     Ok((StatusCode::CREATED, Json(RunCreated { run_id })))
 }
 
