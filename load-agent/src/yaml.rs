@@ -1,11 +1,14 @@
 //! The one place that parses YAML, so a maintained fork of serde_yaml can replace it here alone.
 //!
-//! Every error names the file, the field path inside it (`users[0].tasks[2].weight`) and what is wrong.
+//! Every error names the file, the field path inside it (`users[0].tasks[2].weight`) and what is wrong, without
+//! repeating the file's text ([`crate::redact`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+
+use crate::redact;
 
 /// A configuration error: which file, which field, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +46,8 @@ pub fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 
 /// Parses one YAML document; `file` only labels errors.
 pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ConfigError::new(file, "", e.to_string()))?;
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| ConfigError::new(file, "", redact::parse_error(&e.to_string())))?;
     from_value(value, file)
 }
 
@@ -53,7 +57,7 @@ pub fn documents_from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Resul
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let label = format!("document {}", index + 1);
         let value: serde_yaml::Value = serde::Deserialize::deserialize(document)
-            .map_err(|e| ConfigError::new(file, label.clone(), e.to_string()))?;
+            .map_err(|e| ConfigError::new(file, label.clone(), redact::parse_error(&e.to_string())))?;
         // An empty document (a trailing `---`) is null: skip it rather than fail.
         if value.is_null() {
             continue;
@@ -75,7 +79,7 @@ fn from_value<T: DeserializeOwned>(mut value: serde_yaml::Value, file: &Path) ->
     serde_path_to_error::deserialize(json).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { String::new() } else { path };
-        ConfigError::new(file, field, e.inner().to_string())
+        ConfigError::new(file, field, redact::parse_error(&e.inner().to_string()))
     })
 }
 
@@ -132,6 +136,16 @@ mod tests {
                 .unwrap();
         assert_eq!(doc.wait, Wait::Between([1.0, 10.0]));
         assert_eq!(doc.merged.get("x"), Some(&1));
+    }
+
+    #[test]
+    fn errors_do_not_repeat_the_files_text() {
+        let text = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n";
+        let err = from_str::<Outer>(text, Path::new("passwd")).unwrap_err();
+        assert!(!err.to_string().contains("root:"), "{err}");
+        assert!(err.message.contains("expected struct Outer"), "{err}");
+        let err = documents_from_str::<Inner>(text, Path::new("passwd")).unwrap_err();
+        assert!(!err.to_string().contains("root:"), "{err}");
     }
 
     #[test]

@@ -66,3 +66,28 @@ fn an_unresolved_trace_is_refused_where_no_file_can_be_read() {
     .unwrap();
     assert_eq!(scenario.validate().unwrap_err().0, "shape.trace");
 }
+
+#[test]
+fn a_trace_outside_the_scenarios_folder_is_refused_without_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("scenarios")).unwrap();
+    std::fs::write(dir.path().join("secret.csv"), "Timestamp,SECRET-MARKER\n").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret.csv"), dir.path().join("scenarios/link.csv")).unwrap();
+    let file = dir.path().join("scenarios/replay.yaml");
+    for trace in ["../secret.csv", "link.csv", "/etc/passwd"] {
+        std::fs::write(&file, format!("{USERS}shape: {{trace: {{file: \"{trace}\", column: User Count}}}}\n")).unwrap();
+        let err = Scenario::load(&file).unwrap_err();
+        assert_eq!(err.field, "shape.trace.file", "{err}");
+        assert!(err.message.contains(&format!("{trace:?} leaves")), "{err}");
+        assert!(!err.to_string().contains("SECRET-MARKER") && !err.to_string().contains("root:"), "{err}");
+    }
+    // Under a larger tree (an experiment's scenarios folder) a shared trace beside the scenario's folder is fine.
+    std::fs::create_dir_all(dir.path().join("scenarios/app")).unwrap();
+    std::fs::create_dir_all(dir.path().join("scenarios/traces")).unwrap();
+    std::fs::write(dir.path().join("scenarios/traces/h.csv"), HISTORY).unwrap();
+    let nested = dir.path().join("scenarios/app/replay.yaml");
+    std::fs::write(&nested, format!("{USERS}shape: {{trace: {{file: ../traces/h.csv, column: User Count}}}}\n"))
+        .unwrap();
+    assert!(Scenario::load(&nested).is_err(), "by default only the scenario's own folder");
+    Scenario::load_within(&nested, &dir.path().join("scenarios")).unwrap();
+}

@@ -241,6 +241,15 @@ fn main() -> ExitCode {
                 (Some(file), _) => file,
                 (None, Some(tag)) => match run_folder::read_json::<RunInfo>(&logs_dir.join(tag).join(RUN_JSON)) {
                     Ok(info) => PathBuf::from(info.matrix_file),
+                    // A folder without run.json: its orch was stopped before recording which matrix it ran.
+                    Err(_) if logs_dir.join(tag).is_dir() && !logs_dir.join(tag).join(RUN_JSON).exists() => {
+                        return config_error(format!(
+                            "{} has no run.json: its orch was stopped before the run started, so it does not say \
+                             which matrix to run; start it with `orch run MATRIX --tag {tag}` (or `orch run MATRIX \
+                             --resume {tag}`)",
+                            logs_dir.join(tag).display()
+                        ));
+                    }
                     Err(e) => return config_error(format!("{e:#}: there is no run {tag:?} to resume")),
                 },
                 (None, None) => unreachable!("clap requires a matrix without --resume"),

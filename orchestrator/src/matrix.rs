@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use glob::Pattern;
 use load_agent::scenario::Scenario;
+use load_agent::tree::{self, Located};
 use load_agent::yaml::{self, ConfigError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -474,12 +475,17 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
             unreachable!("one value per axis")
         };
         if !loaded_apps.contains_key(app_name) {
-            let app_file = base.join(&file.paths.apps).join(format!("{app_name}.yaml"));
-            if !app_file.is_file() {
-                return Err(err(
-                    &field_of(0),
-                    format!("unknown app {app_name:?}: {} does not exist", app_file.display()),
-                ));
+            let apps_dir = base.join(&file.paths.apps);
+            let app_file = apps_dir.join(format!("{app_name}.yaml"));
+            match tree::locate(&apps_dir, &app_file) {
+                Located::File(_) => {}
+                Located::Outside => return Err(err(&field_of(0), tree::leaves(app_name, &apps_dir))),
+                Located::Missing => {
+                    return Err(err(
+                        &field_of(0),
+                        format!("unknown app {app_name:?}: {} does not exist", app_file.display()),
+                    ));
+                }
             }
             let app = AppModel::load(&app_file)?;
             if &app.name != app_name {
@@ -494,17 +500,23 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         let app = &loaded_apps[app_name];
         let scenario_key = (app_name.clone(), scenario_name.clone());
         if !loaded_scenarios.contains_key(&scenario_key) {
-            let scenario_file = base.join(&file.paths.scenarios).join(app_name).join(format!("{scenario_name}.yaml"));
-            if !scenario_file.is_file() {
-                return Err(err(
-                    &field_of(2),
-                    format!(
-                        "unknown scenario {scenario_name:?} for app {app_name:?}: {} does not exist",
-                        scenario_file.display()
-                    ),
-                ));
+            let scenarios_dir = base.join(&file.paths.scenarios);
+            let scenario_file = scenarios_dir.join(app_name).join(format!("{scenario_name}.yaml"));
+            match tree::locate(&scenarios_dir, &scenario_file) {
+                Located::File(_) => {}
+                Located::Outside => return Err(err(&field_of(2), tree::leaves(scenario_name, &scenarios_dir))),
+                Located::Missing => {
+                    return Err(err(
+                        &field_of(2),
+                        format!(
+                            "unknown scenario {scenario_name:?} for app {app_name:?}: {} does not exist",
+                            scenario_file.display()
+                        ),
+                    ));
+                }
             }
-            let scenario = Scenario::load(&scenario_file)?;
+            // A trace the scenario replays may be anywhere under the scenarios folder, and nowhere else.
+            let scenario = Scenario::load_within(&scenario_file, &scenarios_dir)?;
             check_scenario_routes(app, &scenario, &scenario_file)?;
             loaded_scenarios.insert(scenario_key.clone(), scenario);
         }
@@ -802,16 +814,21 @@ fn resolve_policy(
                     "missing: an hpa policy names a manifest file under the baselines directory".into(),
                 ));
             };
-            let manifest_file = base.join(&paths.baselines).join(&app.name).join(manifest);
-            if !manifest_file.is_file() {
-                return Err(err(
-                    "manifest",
-                    format!(
-                        "unknown baseline {manifest:?} for app {:?}: {} does not exist",
-                        app.name,
-                        manifest_file.display()
-                    ),
-                ));
+            let baselines_dir = base.join(&paths.baselines);
+            let manifest_file = baselines_dir.join(&app.name).join(manifest);
+            match tree::locate(&baselines_dir, &manifest_file) {
+                Located::File(_) => {}
+                Located::Outside => return Err(err("manifest", tree::leaves(manifest, &baselines_dir))),
+                Located::Missing => {
+                    return Err(err(
+                        "manifest",
+                        format!(
+                            "unknown baseline {manifest:?} for app {:?}: {} does not exist",
+                            app.name,
+                            manifest_file.display()
+                        ),
+                    ));
+                }
             }
             let manifests = hpa::load_manifests(&manifest_file)?;
             check_manifests_against_app(&manifests, &manifest_file, app)?;

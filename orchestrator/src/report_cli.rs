@@ -77,6 +77,9 @@ fn print_outcome(outcome: &report::ReportOutcome) {
     let incomplete =
         if outcome.incomplete > 0 { format!(", {} incomplete", outcome.incomplete) } else { String::new() };
     eprintln!("report of {} cells{incomplete}: {}", outcome.cells, outcome.index.display());
+    for warning in &outcome.warnings {
+        eprintln!("warning: {warning}");
+    }
     if let Some(zip) = &outcome.zip {
         eprintln!("zip: {}", zip.display());
     }

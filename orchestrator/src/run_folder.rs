@@ -247,6 +247,44 @@ impl RunLock {
     }
 }
 
+/// Takes over a run folder whose orch was stopped before it wrote run.json (kill -9 in its first milliseconds):
+/// locks it, checks it holds only what such an orch writes first (the lock, matrix.yaml, temporary files of an
+/// atomic write), and removes those but the lock. Refused when another orch holds the folder, or when it holds
+/// anything else: that is not ours to remove.
+pub fn take_over_unstarted(run_dir: &Path) -> Result<RunLock> {
+    let lock = RunLock::acquire(run_dir)?;
+    // Only a lock holder writes run.json: checked under the lock, the answer stays true.
+    if run_dir.join(RUN_JSON).exists() {
+        bail!("{} got a run.json meanwhile: another orch started it", run_dir.display());
+    }
+    let mut stale = Vec::new();
+    let mut other = Vec::new();
+    for entry in fs::read_dir(run_dir).with_context(|| format!("listing {}", run_dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type()?.is_file();
+        if name == LOCK_FILE {
+            continue;
+        } else if is_file && (name == "matrix.yaml" || (name.starts_with('.') && name.ends_with(".tmp"))) {
+            stale.push(entry.path());
+        } else {
+            other.push(name);
+        }
+    }
+    if !other.is_empty() {
+        other.sort();
+        bail!(
+            "{} has no run.json but holds {}: not the leftovers of a run stopped before it started, so nothing              was touched",
+            run_dir.display(),
+            other.join(", ")
+        );
+    }
+    for path in stale {
+        fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(lock)
+}
+
 /// The commit of the repository holding `dir`, if it is one and git is installed.
 pub fn git_commit(dir: &Path) -> Option<String> {
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
@@ -326,5 +364,23 @@ mod tests {
         drop(lock);
         assert_eq!(RunLock::holder(dir.path()), None);
         assert!(RunLock::acquire(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn an_unstarted_folder_is_taken_over_only_when_free_and_holding_only_its_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = RunLock::acquire(dir.path()).unwrap();
+        assert!(take_over_unstarted(dir.path()).is_err(), "a live orch holds it");
+        drop(held);
+        fs::write(dir.path().join("matrix.yaml"), "name: x").unwrap();
+        fs::write(dir.path().join(".run.json.1.0.tmp"), "{").unwrap();
+        let lock = take_over_unstarted(dir.path()).unwrap();
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(LOCK_FILE)]);
+        drop(lock);
+        fs::create_dir(dir.path().join("results")).unwrap();
+        let err = take_over_unstarted(dir.path()).err().expect("a folder it did not write");
+        assert!(err.to_string().contains("results"), "{err}");
+        assert!(dir.path().join("results").is_dir());
     }
 }

@@ -94,29 +94,22 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
     let (lock, mut info) = if options.resume {
         open_for_resume(matrix, options, &run_dir, &matrix_bytes)?
     } else {
-        if run_dir.exists() {
+        let lock = if !run_dir.exists() {
+            fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+            RunLock::acquire(&run_dir)?
+        } else if run_dir.join(RUN_JSON).exists() {
             bail!(
                 "{} already exists: choose another --tag, or continue it with --resume {}",
                 run_dir.display(),
                 options.tag
             );
-        }
-        fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-        let lock = RunLock::acquire(&run_dir)?;
-        let info = RunInfo {
-            format: run_folder::FORMAT,
-            matrix_name: matrix.name.clone(),
-            matrix_file: matrix.file.display().to_string(),
-            matrix_sha256: run_folder::sha256_hex(&matrix_bytes),
-            git_commit: run_folder::git_commit(matrix.file.parent().unwrap_or(Path::new("."))),
-            host: run_folder::host_name(),
-            orch_version: env!("CARGO_PKG_VERSION").to_string(),
-            started_unix_s: run_folder::now_unix_s(),
-            finished_unix_s: None,
-            baseline: matrix.baseline.clone(),
-            cells: ids.clone(),
+        } else {
+            let lock = run_folder::take_over_unstarted(&run_dir)
+                .with_context(|| format!("{} already exists: choose another --tag", run_dir.display()))?;
+            eprintln!("{}", unstarted_note(&run_dir));
+            lock
         };
-        (lock, info)
+        (lock, new_run_info(matrix, &matrix_bytes))
     };
     run_folder::write_atomically(&run_dir.join("matrix.yaml"), &matrix_bytes)?;
     run_folder::write_json(&run_dir.join(RUN_JSON), &info)?;
@@ -284,7 +277,32 @@ fn failed_count(outcomes: &[Outcome]) -> usize {
     outcomes.iter().filter(|o| matches!(o, Outcome::Failed(_))).count()
 }
 
+/// run.json of a run starting now.
+fn new_run_info(matrix: &Matrix, matrix_bytes: &[u8]) -> RunInfo {
+    RunInfo {
+        format: run_folder::FORMAT,
+        matrix_name: matrix.name.clone(),
+        matrix_file: matrix.file.display().to_string(),
+        matrix_sha256: run_folder::sha256_hex(matrix_bytes),
+        git_commit: run_folder::git_commit(matrix.file.parent().unwrap_or(Path::new("."))),
+        host: run_folder::host_name(),
+        orch_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_unix_s: run_folder::now_unix_s(),
+        finished_unix_s: None,
+        baseline: matrix.baseline.clone(),
+        cells: matrix.cells.iter().map(|c| c.id.clone()).collect(),
+    }
+}
+
+fn unstarted_note(run_dir: &Path) -> String {
+    format!(
+        "{} has no run.json: the orch that created it was stopped before the run started; starting the run afresh",
+        run_dir.display()
+    )
+}
+
 /// Locks the run folder and checks the matrix still gives the recorded plan (or `--force` accepts the new one).
+/// A folder left before run.json was written holds no run yet: it is taken over and the run starts afresh.
 fn open_for_resume(
     matrix: &Matrix,
     options: &RunOptions,
@@ -292,6 +310,12 @@ fn open_for_resume(
     matrix_bytes: &[u8],
 ) -> Result<(RunLock, RunInfo)> {
     let run_json = run_dir.join(RUN_JSON);
+    if !run_json.is_file() && run_dir.is_dir() {
+        let lock = run_folder::take_over_unstarted(run_dir)
+            .map_err(|e| Refused(format!("{e:#}: there is no run {:?} to resume", options.tag)))?;
+        eprintln!("{}", unstarted_note(run_dir));
+        return Ok((lock, new_run_info(matrix, matrix_bytes)));
+    }
     if !run_json.is_file() {
         return Err(Refused(format!(
             "{} does not exist: there is no run {:?} to resume",

@@ -223,6 +223,48 @@ fn zip_holds_the_report_the_exports_and_the_logs() {
 }
 
 #[test]
+fn zip_never_follows_a_link_out_of_the_run_folder() {
+    let scratch = Scratch::new();
+    let run = real_run(&scratch, "z");
+    let id = cell_of(&run, "static-max", 1);
+    let secret = "SECRET-MARKER: what the zip must not carry";
+    scratch.write("secret.txt", secret);
+    scratch.write("secret-dir/key.txt", secret);
+    let cell = run.join(&id);
+    std::os::unix::fs::symlink(scratch.path("secret.txt"), cell.join("stolen.txt")).unwrap();
+    std::os::unix::fs::symlink(scratch.path("secret-dir"), cell.join("stolen-dir")).unwrap();
+    std::os::unix::fs::symlink("../../../secret.txt", cell.join("climbing.txt")).unwrap();
+    std::os::unix::fs::symlink("run.log", cell.join("alias.log")).unwrap();
+
+    let result = scratch.orch(&["report", "logs/z", "--zip"]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    for link in ["stolen.txt", "stolen-dir", "climbing.txt"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with("warning: ") && l.contains(&format!("{id}/{link} is a symbolic link"))),
+            "no warning names {link}: {stderr}"
+        );
+    }
+    let mut archive = zip::ZipArchive::new(fs::File::open(scratch.path("reports/z.zip")).unwrap()).unwrap();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("SECRET-MARKER"), "{name} carries the secret");
+        assert!(!name.contains("stolen") && !name.contains("climbing"), "{name} is archived");
+    }
+    // A link inside the run folder is kept as a link, not as a copy of its target.
+    let mut alias = archive.by_name(&format!("z/logs/{id}/alias.log")).unwrap();
+    assert!(alias.is_symlink());
+    let mut target = String::new();
+    alias.read_to_string(&mut target).unwrap();
+    assert_eq!(target, "run.log");
+}
+
+#[test]
 fn compare_judges_later_runs_against_the_first() {
     let scratch = Scratch::new();
     real_run(&scratch, "before");

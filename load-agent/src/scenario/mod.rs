@@ -28,6 +28,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::tree;
 use crate::yaml::{self, ConfigError};
 
 pub use shape::{ArrivalRate, LoadShape, Ramp, RateStage, Stage, UsersTarget, step_users};
@@ -183,22 +184,33 @@ impl Request {
 }
 
 impl Scenario {
-    /// Reads, parses and validates a scenario file.
+    /// Reads, parses and validates a scenario file; a trace it replays must lie in the file's folder (or below).
     pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
+        Scenario::load_within(path, &tree::folder_of(path))
+    }
+
+    /// [`Scenario::load`] for a scenario of a larger tree (an experiment's scenarios folder): a trace it replays
+    /// may be anywhere under `within`, and nowhere else.
+    pub fn load_within(path: &Path, within: &Path) -> Result<Scenario, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path, "", format!("cannot read scenario: {e}")))?;
-        Scenario::parse(&text, path)
+        Scenario::parse_within(&text, path, within)
     }
 
     /// Parses and validates scenario text; `file` labels errors and names the scenario when `name` is absent.
     pub fn parse(text: &str, file: &Path) -> Result<Scenario, ConfigError> {
+        Scenario::parse_within(text, file, &tree::folder_of(file))
+    }
+
+    /// [`Scenario::parse`] with a trace read from under `within`.
+    pub fn parse_within(text: &str, file: &Path, within: &Path) -> Result<Scenario, ConfigError> {
         let mut scenario: Scenario = yaml::from_str(text, file)?;
         if scenario.name.is_empty() {
             scenario.name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         }
         if let LoadShape::Trace(spec) = &scenario.shape {
-            scenario.shape =
-                trace::resolve(spec, file).map_err(|(field, message)| ConfigError::new(file, field, message))?;
+            scenario.shape = trace::resolve(spec, file, within)
+                .map_err(|(field, message)| ConfigError::new(file, field, message))?;
         }
         validate::validate(&scenario).map_err(|(field, message)| ConfigError::new(file, field, message))?;
         Ok(scenario)

@@ -8,12 +8,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::shape::{ArrivalRate, LoadShape, RateStage, Stage};
+use crate::tree::{self, Located};
 
 /// `shape: {trace: {file: run_stats_history.csv, column: "User Count"}}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceSpec {
-    /// CSV file, relative to the scenario file.
+    /// CSV file, relative to the scenario file, inside the scenarios' folder tree.
     pub file: String,
     /// Column with the load: a user count (closed model) or, with `rate: true`, task starts per second.
     pub column: String,
@@ -61,26 +62,34 @@ fn fields(line: &str) -> Vec<String> {
     out
 }
 
-/// Reads the trace into a shape; errors are `(field, message)` with fields under `shape.trace`.
-pub fn resolve(spec: &TraceSpec, scenario_file: &Path) -> Result<LoadShape, (String, String)> {
+/// Reads the trace into a shape; errors are `(field, message)` with fields under `shape.trace`. The CSV file must
+/// lie under `within` (see [`crate::tree`]), and errors say where in it something is wrong, never what it holds.
+pub fn resolve(spec: &TraceSpec, scenario_file: &Path, within: &Path) -> Result<LoadShape, (String, String)> {
     let err = |field: &str, message: String| (format!("shape.trace.{field}"), message);
-    let path = scenario_file.parent().unwrap_or(Path::new(".")).join(&spec.file);
+    let path = tree::folder_of(scenario_file).join(&spec.file);
+    match tree::locate(within, &path) {
+        Located::File(_) => {}
+        Located::Outside => return Err(err("file", tree::leaves(&spec.file, within))),
+        Located::Missing => return Err(err("file", format!("{} does not exist", path.display()))),
+    }
     let text =
         std::fs::read_to_string(&path).map_err(|e| err("file", format!("cannot read {}: {e}", path.display())))?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = fields(lines.next().ok_or_else(|| err("file", format!("{} is empty", path.display())))?);
+    // (1-based line number, line) of the lines holding something.
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty());
+    let (header_line, header) = lines.next().ok_or_else(|| err("file", format!("{} is empty", path.display())))?;
+    let header = fields(header);
     let find = |name: &str, field: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| err(field, format!("no column {name:?}; columns: {header:?}")))
+        header.iter().position(|h| h == name).ok_or_else(|| {
+            err(field, format!("no column {name:?} in the header of {} (line {header_line})", path.display()))
+        })
     };
     let time = find(&spec.time_column, "time_column")?;
     let value = find(&spec.column, "column")?;
     // Locust's history has a row per request name and one "Aggregated" row per time: keep the latter.
     let name = header.iter().position(|h| h == "Name");
-    let mut points: Vec<(f64, f64)> = Vec::new();
-    for (i, line) in lines.enumerate() {
+    // (line number, time, value)
+    let mut points: Vec<(usize, f64, f64)> = Vec::new();
+    for (line_number, line) in lines {
         let row = fields(line);
         if let Some(n) = name
             && row.get(n).map(String::as_str) != Some("Aggregated")
@@ -88,22 +97,27 @@ pub fn resolve(spec: &TraceSpec, scenario_file: &Path) -> Result<LoadShape, (Str
             continue;
         }
         let number = |index: usize, what: &str| -> Result<f64, (String, String)> {
-            row.get(index)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|v| v.is_finite() && *v >= 0.0)
-                .ok_or_else(|| err(what, format!("row {}: {:?} is not a number ≥ 0", i + 2, row.get(index))))
+            let cell = row.get(index);
+            cell.and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| {
+                let got = cell.map_or("nothing".to_string(), |v| format!("text of {} characters", v.chars().count()));
+                err(what, format!("line {line_number}, column {}: expected a number ≥ 0, got {got}", index + 1))
+            })
         };
-        points.push((number(time, "time_column")?, number(value, "column")?));
+        points.push((line_number, number(time, "time_column")?, number(value, "column")?));
     }
     if points.len() < 2 {
         return Err(err("file", format!("{} needs at least two rows of data", path.display())));
     }
-    let start = points[0].0;
     for pair in points.windows(2) {
-        if pair[1].0 <= pair[0].0 {
-            return Err(err("time_column", format!("times must increase: {} follows {}", pair[1].0, pair[0].0)));
+        if pair[1].1 <= pair[0].1 {
+            return Err(err(
+                "time_column",
+                format!("times must increase: line {} is not later than line {}", pair[1].0, pair[0].0),
+            ));
         }
     }
+    let points: Vec<(f64, f64)> = points.into_iter().map(|(_, time, value)| (time, value)).collect();
+    let start = points[0].0;
     // Each point holds until the next; the last holds for the trace's typical interval.
     let last_interval = points[points.len() - 1].0 - points[points.len() - 2].0;
     let ends: Vec<f64> = points

@@ -54,6 +54,8 @@ pub struct ReportOutcome {
     pub incomplete: usize,
     /// Bytes of HTML written (index and cell pages).
     pub html_bytes: u64,
+    /// What the user should hear about (e.g. links left out of the zip).
+    pub warnings: Vec<String>,
 }
 
 /// reports/<run-tag> for a run folder logs/<run-tag>.
@@ -127,8 +129,9 @@ pub fn render_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOutco
         }
     }
     let out = staging.commit()?;
+    let mut warnings = Vec::new();
     if let Some(zip) = &zip {
-        archive::write_zip(zip, &run.tag, &archived, run_dir)?;
+        warnings = archive::write_zip(zip, &run.tag, &archived, run_dir)?;
     }
     Ok(ReportOutcome {
         index: out.join("index.html"),
@@ -137,6 +140,7 @@ pub fn render_run(run_dir: &Path, options: &ReportOptions) -> Result<ReportOutco
         cells: run.cells.len(),
         incomplete: run.cells.iter().filter(|c| !c.is_complete()).count(),
         html_bytes,
+        warnings,
     })
 }
 
@@ -228,6 +232,7 @@ pub fn render_comparison(run_dirs: &[PathBuf], out: &Path, bootstrap: &Bootstrap
         cells: runs.iter().map(|(r, _)| r.cells.len()).sum(),
         incomplete: runs.iter().map(|(r, _)| r.cells.iter().filter(|c| !c.is_complete()).count()).sum(),
         html_bytes: page.len() as u64,
+        warnings: Vec::new(),
     })
 }
 

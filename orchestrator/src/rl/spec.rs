@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use load_agent::scenario::Scenario;
+use load_agent::tree::{self, Located};
 use load_agent::yaml::ConfigError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -293,22 +294,26 @@ pub fn resolve(name: &str, spec: Option<&RlSpec>, ctx: &ResolveContext<'_>) -> R
     let mut scenarios = Vec::new();
     for (i, scenario_name) in names.iter().enumerate() {
         let file = ctx.scenarios_dir.join(&ctx.app.name).join(format!("{scenario_name}.yaml"));
-        if !file.is_file() {
-            let field = if spec.training.scenarios.is_some() {
-                format!("training.scenarios[{i}]")
-            } else {
-                "training.scenarios".into()
-            };
-            return Err(err(
-                &field,
-                format!(
-                    "unknown scenario {scenario_name:?} for app {:?}: {} does not exist",
-                    ctx.app.name,
-                    file.display()
-                ),
-            ));
+        let field = if spec.training.scenarios.is_some() {
+            format!("training.scenarios[{i}]")
+        } else {
+            "training.scenarios".into()
+        };
+        match tree::locate(ctx.scenarios_dir, &file) {
+            Located::File(_) => {}
+            Located::Outside => return Err(err(&field, tree::leaves(scenario_name, ctx.scenarios_dir))),
+            Located::Missing => {
+                return Err(err(
+                    &field,
+                    format!(
+                        "unknown scenario {scenario_name:?} for app {:?}: {} does not exist",
+                        ctx.app.name,
+                        file.display()
+                    ),
+                ));
+            }
         }
-        let scenario = Scenario::load(&file)?;
+        let scenario = Scenario::load_within(&file, ctx.scenarios_dir)?;
         check_scenario_routes(ctx.app, &scenario, &file)?;
         scenarios.push(scenario);
     }
@@ -477,16 +482,25 @@ fn resolve_warm_start(
     ctx: &ResolveContext<'_>,
 ) -> Result<WarmStart, WarmStartError> {
     let manifest_file = ctx.baselines_dir.join(&ctx.app.name).join(&spec.manifest);
-    if !manifest_file.is_file() {
-        return Err(WarmStartError::Field(
-            "warm_start.manifest".into(),
-            format!(
-                "unknown baseline {:?} for app {:?}: {} does not exist",
-                spec.manifest,
-                ctx.app.name,
-                manifest_file.display()
-            ),
-        ));
+    match tree::locate(ctx.baselines_dir, &manifest_file) {
+        Located::File(_) => {}
+        Located::Outside => {
+            return Err(WarmStartError::Field(
+                "warm_start.manifest".into(),
+                tree::leaves(&spec.manifest, ctx.baselines_dir),
+            ));
+        }
+        Located::Missing => {
+            return Err(WarmStartError::Field(
+                "warm_start.manifest".into(),
+                format!(
+                    "unknown baseline {:?} for app {:?}: {} does not exist",
+                    spec.manifest,
+                    ctx.app.name,
+                    manifest_file.display()
+                ),
+            ));
+        }
     }
     let manifests = hpa::load_manifests(&manifest_file).map_err(WarmStartError::File)?;
     crate::matrix::check_manifests_against_app(&manifests, &manifest_file, ctx.app).map_err(WarmStartError::File)?;
