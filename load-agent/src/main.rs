@@ -266,9 +266,9 @@ fn serve(args: ServerArgs) -> ExitCode {
         connections: ConnectionLimits {
             header_read_timeout: args.header_read_timeout,
             idle_timeout: args.idle_timeout,
-            max_connections: args.max_connections.map_or_else(load_agent::server::default_max_connections, |n| {
-                usize::try_from(n).unwrap_or(usize::MAX)
-            }),
+            max_connections: args
+                .max_connections
+                .map_or_else(load_agent::server::default_max_connections, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         },
         data_dir: args.data_dir,
         max_users: args.max_users,

@@ -103,7 +103,10 @@ struct Tracked {
 impl Tracked {
     fn new() -> Tracked {
         let now = Instant::now();
-        Tracked { activity: Mutex::new(Activity { phase: Phase::AwaitingHead { since: now }, last: now }), close: Notify::new() }
+        Tracked {
+            activity: Mutex::new(Activity { phase: Phase::AwaitingHead { since: now }, last: now }),
+            close: Notify::new(),
+        }
     }
 
     fn activity(&self) -> MutexGuard<'_, Activity> {
@@ -262,7 +265,8 @@ fn is_out_of_files(error: &io::Error) -> bool {
 
 /// Answers 503 on a connection there is no room for, without waiting for its request.
 fn refuse_busy(stream: TcpStream) {
-    const BODY: &str = r#"{"error":"the agent is handling as many connections as it may (--max-connections); retry shortly"}"#;
+    const BODY: &str =
+        r#"{"error":"the agent is handling as many connections as it may (--max-connections); retry shortly"}"#;
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
          connection: close\r\nretry-after: 1\r\n\r\n{BODY}",

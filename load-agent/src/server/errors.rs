@@ -61,9 +61,9 @@ impl AgentError {
         let (error, field) = match self {
             AgentError::Invalid { field, message } => (message.clone(), field.clone()),
             AgentError::Unauthorized => ("missing or wrong token: send Authorization: Bearer <token>".into(), None),
-            AgentError::Forbidden(message)
-            | AgentError::NotFound(message)
-            | AgentError::Conflict(message) => (message.clone(), None),
+            AgentError::Forbidden(message) | AgentError::NotFound(message) | AgentError::Conflict(message) => {
+                (message.clone(), None)
+            }
             // The header at fault is the field, as a body's field is for a 400.
             AgentError::UnsupportedMediaType(message) => (message.clone(), Some("Content-Type".into())),
             AgentError::MisdirectedHost(message) => (message.clone(), Some("Host".into())),

@@ -81,7 +81,11 @@ fn not_this_agent(host: &str) -> String {
 /// Header values are the client's: keep what an error repeats of them short.
 fn shorten(text: &str) -> String {
     const LIMIT: usize = 100;
-    if text.chars().count() <= LIMIT { text.to_string() } else { format!("{}…", text.chars().take(LIMIT).collect::<String>()) }
+    if text.chars().count() <= LIMIT {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(LIMIT).collect::<String>())
+    }
 }
 
 /// Whether `host` (a Host header: `name[:port]`) names this agent: an `--allow-host` name with any port (a tunnel
@@ -125,7 +129,8 @@ fn split_host(host: &str) -> Option<(&str, u16)> {
 /// Whether the request carries a body (whatever its method): a length above zero, or a chunked one.
 fn has_body(headers: &HeaderMap) -> bool {
     // An unreadable length counts as a body.
-    let length = headers.get(header::CONTENT_LENGTH).map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()));
+    let length =
+        headers.get(header::CONTENT_LENGTH).map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()));
     headers.contains_key(header::TRANSFER_ENCODING) || matches!(length, Some(None | Some(1..)))
 }
 
@@ -182,7 +187,8 @@ mod tests {
         for good in ["127.0.0.1:8089", "localhost:8089", "LOCALHOST:8089"] {
             assert_eq!(status(&config, &[("host", good)]), 200, "{good}");
         }
-        for bad in ["evil.example:8089", "127.0.0.1:8090", "127.0.0.1", "127.0.0.2:8089", "[::1]:8089", ":8089", "x:y"] {
+        for bad in ["evil.example:8089", "127.0.0.1:8090", "127.0.0.1", "127.0.0.2:8089", "[::1]:8089", ":8089", "x:y"]
+        {
             assert_eq!(status(&config, &[("host", bad)]), 421, "{bad}");
         }
         assert_eq!(status(&config, &[]), 200, "no Host: no browser");

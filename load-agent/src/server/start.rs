@@ -108,8 +108,7 @@ pub fn check_allow_target(value: &str) -> Result<(), String> {
     if value.contains("://") || value.contains('/') {
         return refuse("no scheme and no path");
     }
-    let Some((host, port)) = value.rsplit_once(':').filter(|(host, _)| !host.is_empty())
-    else {
+    let Some((host, port)) = value.rsplit_once(':').filter(|(host, _)| !host.is_empty()) else {
         return refuse("it needs a host and a port");
     };
     match port.parse::<u16>() {
