@@ -201,7 +201,7 @@ fn health_answers_while_80_idle_connections_hold_an_agent_limited_to_64_files() 
 }
 
 #[test]
-fn a_trickling_head_is_cut_off_and_an_idle_connection_closed_after_their_timeouts() {
+fn trickling_heads_and_bodies_are_cut_off_and_idle_connections_closed_after_their_timeouts() {
     let data = tempfile::tempdir().unwrap();
     let agent = Agent::start(data.path(), &["--header-read-timeout", "1", "--idle-timeout", "8"]);
 
@@ -220,6 +220,35 @@ fn a_trickling_head_is_cut_off_and_an_idle_connection_closed_after_their_timeout
     let took = started.elapsed();
     assert!(cut_off, "still open after {took:?} of trickling");
     assert!(took >= Duration::from_millis(900), "cut off after {took:?}, before the timeout");
+
+    // A body trickled byte by byte fails once it takes longer than the same timeout: 400, and the connection closes.
+    let mut slow_body = TcpStream::connect(&agent.address).unwrap();
+    write!(
+        slow_body,
+        "POST /v1/runs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
+        agent.address
+    )
+    .unwrap();
+    slow_body.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let (mut answer, mut ended) = (Vec::new(), false);
+    for _ in 0..100 {
+        let _ = slow_body.write_all(b" ");
+        let mut buffer = [0u8; 4096];
+        match slow_body.read(&mut buffer) {
+            Ok(0) => ended = true,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => ended = true,
+        }
+        if ended {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(ended, "still open: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("--header-read-timeout"), "{answer:?}");
+    assert!(runs(&agent).is_empty());
 
     // A kept-alive connection outlives the head timeout between requests, and is closed once idle too long.
     let mut kept = TcpStream::connect(&agent.address).unwrap();

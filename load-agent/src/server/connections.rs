@@ -3,6 +3,8 @@
 //! - A request's head must arrive within `header_read_timeout` of the connection opening, or of its first byte
 //!   after a keep-alive pause: a client trickling its headers is cut off. (hyper's own header timeout is not used:
 //!   it also runs while a keep-alive connection waits, which would make the idle timeout as short.)
+//! - A request's body must then arrive within `header_read_timeout` as well (a trickled body would hold a request
+//!   open for ever): reading it fails, the request is answered 400 and the connection closed.
 //! - A keep-alive connection without a request for `idle_timeout` (nor bytes of a response still going out) is
 //!   closed.
 //! - At most `max_connections` are open at once. When one more arrives at the cap, the connection that has been
@@ -25,6 +27,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -290,7 +294,9 @@ async fn serve_connection(
         let guard = requests.begin_request();
         let router = router.clone();
         async move {
-            let response = router.oneshot(request.map(axum::body::Body::new)).await;
+            let request =
+                request.map(|body| axum::body::Body::new(DeadlineBody::new(body, limits.header_read_timeout)));
+            let response = router.oneshot(request).await;
             drop(guard);
             response
         }
@@ -332,6 +338,44 @@ async fn limit_passed(tracked: &Tracked, limits: &ConnectionLimits) -> &'static 
             Ok(next_look) => tokio::time::sleep_until(next_look).await,
             Err(reason) => return reason,
         }
+    }
+}
+
+/// A request body that fails once `limit` has passed before its end arrived.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl DeadlineBody {
+    fn new(inner: Incoming, limit: Duration) -> DeadlineBody {
+        DeadlineBody { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit }
+    }
+}
+
+impl Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|result| result.map_err(Into::into)));
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            let message = format!("the request body did not arrive within {:?} (--header-read-timeout)", this.limit);
+            return Poll::Ready(Some(Err(message.into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
