@@ -81,7 +81,7 @@ struct ServerArgs {
     #[arg(long = "allow-host", value_name = "NAME", value_parser = check_allow_host)]
     allow_hosts: Vec<String>,
     /// Close a connection whose request head has not arrived this long after it opened (or after its first
-    /// byte, on a kept-alive connection): 10, 10s, 1m.
+    /// byte, on a kept-alive connection); a request body gets as long again (else 400): 10, 10s, 1m.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     header_read_timeout: Duration,
     /// Close a kept-alive connection without a request for this long.
