@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use load_agent::engine::{RunHandle, RunPlan, Target};
 use load_agent::protocol::RunState;
 use load_agent::scenario::{LoadShape, Scenario, Stage};
-use load_agent::server::{ServerConfig, shape_over_cap};
+use load_agent::server::{ConnectionLimits, ServerConfig, check_allow_host, shape_over_cap, usable_token};
 use load_agent::stats::{write_console_report, write_failures_csv, write_history_csv, write_stats_csv};
 
 const EXAMPLES: &str = "\
@@ -66,12 +66,31 @@ struct ServerArgs {
     listen: Option<SocketAddr>,
     /// Bearer token every route but /v1/health must carry (`Authorization: Bearer TOKEN`). Required when the
     /// address is not loopback. Prefer the environment variable: command lines are visible to other users.
+    /// Surrounding whitespace (a newline from a file) is removed, with a note on stderr; a token of whitespace
+    /// only, or with characters other than printable ASCII, is refused (exit 2).
     #[arg(long, env = "LOAD_AGENT_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     token: Option<String>,
-    /// A target runs may use, as HOST:PORT exactly as in the target URL (repeatable). With none, any target is
-    /// allowed on a loopback address and no target on any other address.
+    /// A target runs may use, as HOST:PORT exactly as in the target URL (repeatable). With none: on a loopback
+    /// address any target with a token, and only loopback targets (127.0.0.0/8, [::1], localhost) without one;
+    /// on any other address no target.
     #[arg(long = "allow-target", value_name = "HOST:PORT")]
     allow_targets: Vec<String>,
+    /// Without a token, requests must name this agent in their Host header (its IP and port, or localhost:PORT
+    /// on loopback), so no web page can reach it through a DNS name of its own; this allows one more name, with
+    /// any port, e.g. for a tunnel (repeatable).
+    #[arg(long = "allow-host", value_name = "NAME", value_parser = check_allow_host)]
+    allow_hosts: Vec<String>,
+    /// Close a connection whose request head has not arrived this long after it opened (or after its first
+    /// byte, on a kept-alive connection); a request body gets as long again (else 400): 10, 10s, 1m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// Close a kept-alive connection without a request for this long.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Most client connections open at once; at the cap the one quiet the longest is closed for a new one
+    /// [default: a quarter of the open-file limit left after 32, between 4 and 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
     /// Where runs keep their files (DATA_DIR/runs/<run id>/); they stay downloadable after a restart.
     #[arg(long, value_name = "DIR", default_value = "load-agent-data")]
     data_dir: PathBuf,
@@ -190,12 +209,9 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{text:?} is not an address: give IP:PORT, e.g. 127.0.0.1:8089 or 0.0.0.0:8089"))
 }
 
-/// Checks an --allow-target value: `host:port` with a numeric port.
+/// Checks an --allow-target value: `host:port` as a target URL writes it, so it can match.
 fn check_allow_target(value: &str) -> Result<(), String> {
-    match value.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(format!("--allow-target {value:?}: give HOST:PORT, e.g. 10.0.0.5:8080 (no scheme, no path)")),
-    }
+    load_agent::server::check_allow_target(value)
 }
 
 fn main() -> ExitCode {
@@ -226,7 +242,13 @@ async fn shutdown_signal() {
 fn serve(args: ServerArgs) -> ExitCode {
     let listen = args.listen.expect("checked by the caller");
     let loopback = listen.ip().is_loopback();
-    let token = args.token.filter(|t| !t.is_empty());
+    let token = match args.token.as_deref().filter(|t| !t.is_empty()).map(usable_token).transpose() {
+        Ok(token) => token,
+        Err(e) => return usage_error(e),
+    };
+    if token.is_some() && token != args.token {
+        eprintln!("note: the token has surrounding whitespace (a newline from a file?); it is used without");
+    }
     if !loopback && token.is_none() {
         return usage_error(format!(
             "refusing to listen on {listen} without a token: anyone who can reach it could drive load from this \
@@ -246,7 +268,16 @@ fn serve(args: ServerArgs) -> ExitCode {
     let config = ServerConfig {
         token,
         allow_targets: args.allow_targets,
+        allow_hosts: args.allow_hosts,
         listening_on_loopback: loopback,
+        local_addr: None,
+        connections: ConnectionLimits {
+            header_read_timeout: args.header_read_timeout,
+            idle_timeout: args.idle_timeout,
+            max_connections: args
+                .max_connections
+                .map_or_else(load_agent::server::default_max_connections, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        },
         data_dir: args.data_dir,
         max_users: args.max_users,
         max_runs: usize::try_from(args.max_runs).unwrap_or(usize::MAX),

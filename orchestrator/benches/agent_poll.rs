@@ -115,7 +115,7 @@ fn http_polls() {
         return;
     };
     let log = tempfile::NamedTempFile::new().unwrap();
-    let agent = LocalAgent::spawn(&bin, log.path()).unwrap();
+    let agent = LocalAgent::spawn(&bin, log.path(), "http://127.0.0.1:9").unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let client = AgentClient::new(&agent.url, None);
     let scenario = Scenario::parse(

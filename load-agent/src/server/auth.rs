@@ -24,6 +24,24 @@ pub fn token_matches(expected: &str, presented: &str) -> bool {
     (padded.as_slice().ct_eq(expected) & same_length).into()
 }
 
+/// The token as the agent compares it, or why no request could ever carry it. Surrounding whitespace (a newline
+/// from a file, typically) is removed: a presented token is read trimmed, so with it the agent would refuse every
+/// request. Inside, only printable ASCII: header values with other characters are not read as text.
+pub fn usable_token(raw: &str) -> Result<String, String> {
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err("the token (--token or LOAD_AGENT_TOKEN) is only whitespace: give a real token".into());
+    }
+    if let Some(position) = token.chars().position(|c| !(' '..='~').contains(&c)) {
+        return Err(format!(
+            "the token (--token or LOAD_AGENT_TOKEN) has a character no HTTP header carries as text (at position \
+             {}): use printable ASCII only",
+            position + 1
+        ));
+    }
+    Ok(token.to_string())
+}
+
 /// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive), if any.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
@@ -60,6 +78,19 @@ mod tests {
         // A guess that is a zero-padded prefix must not pass through the padding.
         assert!(!token_matches("ab\0", "ab"));
         assert!(!token_matches("", "anything"));
+    }
+
+    #[test]
+    fn tokens_are_trimmed_or_refused() {
+        assert_eq!(usable_token(" s3cret\n").as_deref(), Ok("s3cret"));
+        assert_eq!(usable_token("two words").as_deref(), Ok("two words"));
+        for bad in [" \t\n", "p\u{e4}ss", "a\tb", "a\u{7f}"] {
+            assert!(usable_token(bad).is_err(), "{bad:?}");
+        }
+        // A trimmed token matches what a client presents.
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert!(token_matches(&usable_token("s3cret\n").unwrap(), bearer_token(&headers).unwrap()));
     }
 
     #[test]

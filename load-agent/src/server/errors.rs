@@ -25,6 +25,12 @@ pub enum AgentError {
     Conflict(String),
     /// 413: the body is larger than `--max-body-bytes`.
     TooLarge(usize),
+    /// 415: a body that is not `application/json`.
+    UnsupportedMediaType(String),
+    /// 421: the `Host` header names neither this agent's address nor an `--allow-host` name.
+    MisdirectedHost(String),
+    /// 403: the `Origin` header names a web page elsewhere (a browser sent the request for another site).
+    CrossOrigin(String),
     /// 500: the agent could not do its part (e.g. write the run's folder).
     Internal(String),
 }
@@ -43,6 +49,9 @@ impl AgentError {
             AgentError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AgentError::Conflict(_) => StatusCode::CONFLICT,
             AgentError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AgentError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AgentError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            AgentError::CrossOrigin(_) => StatusCode::FORBIDDEN,
             AgentError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -55,6 +64,10 @@ impl AgentError {
             AgentError::Forbidden(message) | AgentError::NotFound(message) | AgentError::Conflict(message) => {
                 (message.clone(), None)
             }
+            // The header at fault is the field, as a body's field is for a 400.
+            AgentError::UnsupportedMediaType(message) => (message.clone(), Some("Content-Type".into())),
+            AgentError::MisdirectedHost(message) => (message.clone(), Some("Host".into())),
+            AgentError::CrossOrigin(message) => (message.clone(), Some("Origin".into())),
             AgentError::MethodNotAllowed => ("method not allowed on this route".into(), None),
             AgentError::TooLarge(limit) => {
                 (format!("the body is larger than this agent accepts ({limit} bytes, --max-body-bytes)"), None)
@@ -144,6 +157,9 @@ mod tests {
             (AgentError::MethodNotAllowed, 405, None),
             (AgentError::Conflict("busy".into()), 409, None),
             (AgentError::TooLarge(10), 413, None),
+            (AgentError::UnsupportedMediaType("send application/json".into()), 415, Some("Content-Type")),
+            (AgentError::MisdirectedHost("evil:1 is not this agent".into()), 421, Some("Host")),
+            (AgentError::CrossOrigin("http://evil is another site".into()), 403, Some("Origin")),
             (AgentError::Internal("disk full".into()), 500, None),
         ];
         for (error, status, field) in cases {

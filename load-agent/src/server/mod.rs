@@ -2,22 +2,27 @@
 //! fetch their files; Prometheus metrics.
 //!
 //! - [`errors`]: the typed errors and their status codes; every answer, errors included, is JSON.
+//! - [`guard`]: Host, Origin and Content-Type, so no web page in a browser can drive the agent.
 //! - [`auth`]: the bearer token, compared in constant time; only `/v1/health` is open without it.
 //! - [`start`]: request bodies checked field by field (400), the allow-list (403), the user cap.
 //! - [`runs`]: the registry of live and stored runs, the run limit (409) and the `/v1/runs` handlers.
 //! - [`store`]: each run's folder under `--data-dir`, kept current while it runs and read back after a restart.
 //! - [`files`]: listing and downloads that cannot leave a run's folder.
 //! - [`metrics`]: `/metrics` with locust_exporter's names.
+//! - [`connections`]: the accept loop: header and idle timeouts, the connection cap, graceful shutdown.
 
 mod auth;
+mod connections;
 mod errors;
 mod files;
+mod guard;
 mod metrics;
 mod runs;
 mod start;
 mod store;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,11 +32,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::protocol::{AgentInfo, Health, Limits, PROTOCOL_VERSION};
-pub use auth::token_matches;
+pub use auth::{token_matches, usable_token};
+pub use connections::{ConnectionLimits, default_max_connections};
 pub use errors::AgentError;
 pub use files::{safe_file_name, valid_run_id};
+pub use guard::check_allow_host;
 use runs::Registry;
-pub use start::shape_over_cap;
+pub use start::{check_allow_target, shape_over_cap};
 pub use store::INTERRUPTED;
 
 /// How the agent was started.
@@ -39,10 +46,16 @@ pub use store::INTERRUPTED;
 pub struct ServerConfig {
     /// Bearer token every route but `/v1/health` needs; `None` = open (allowed on loopback only).
     pub token: Option<String>,
-    /// `host:port` targets runs may use. When empty, any target is allowed if the agent listens on loopback, and
-    /// none otherwise.
+    /// `host:port` targets runs may use. When empty, an agent listening on loopback allows any target with a token
+    /// and loopback targets without one; an agent beyond loopback allows none.
     pub allow_targets: Vec<String>,
+    /// Names clients may give in the Host header besides the agent's own address (checked without a token only).
+    pub allow_hosts: Vec<String>,
     pub listening_on_loopback: bool,
+    /// The address the agent serves on, for the Host check; [`serve`] sets it from its listener.
+    pub local_addr: Option<SocketAddr>,
+    /// Timeouts and the connection cap of [`serve`].
+    pub connections: ConnectionLimits,
     /// Runs keep their files under `data_dir/runs/<run_id>/`.
     pub data_dir: PathBuf,
     /// Most users one run may have on this agent.
@@ -63,7 +76,10 @@ impl ServerConfig {
         ServerConfig {
             token: None,
             allow_targets: Vec::new(),
+            allow_hosts: Vec::new(),
             listening_on_loopback: true,
+            local_addr: None,
+            connections: ConnectionLimits::default(),
             data_dir: data_dir.into(),
             max_users: 50_000,
             max_runs: 2,
@@ -111,6 +127,8 @@ pub fn routes(state: AppState) -> Router {
         .fallback(|| async { AgentError::NotFound("no such route: see the routes in load-agent's protocol.rs".into()) })
         .method_not_allowed_fallback(|| async { AgentError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        // Outermost: a cross-site request is refused before anything else looks at it.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check_request))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -120,15 +138,17 @@ pub fn router(config: ServerConfig) -> std::io::Result<Router> {
     Ok(routes(AppState::new(config)?))
 }
 
-/// Serves the API on `listener` until `shutdown` resolves; then stops the runs going on and waits until their
-/// files are final, so a restart finds them stopped rather than interrupted.
+/// Serves the API on `listener` until `shutdown` resolves (within `config.connections`' limits); then stops the
+/// runs going on and waits until their files are final, so a restart finds them stopped rather than interrupted.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    config: ServerConfig,
+    mut config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    config.local_addr = Some(listener.local_addr()?);
+    let limits = config.connections;
     let state = AppState::new(config)?;
-    axum::serve(listener, routes(state.clone())).with_graceful_shutdown(shutdown).await?;
+    connections::serve_connections(listener, routes(state.clone()), limits, shutdown).await;
     state.shutdown(Duration::from_secs(15)).await;
     Ok(())
 }

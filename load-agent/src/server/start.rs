@@ -58,25 +58,71 @@ fn too_many(field: String, share: u64, index: u32, count: u32, max_users: u32) -
     )
 }
 
-/// Whether runs may use `authority` (`host:port`): an allow-list is always enforced; without one, any target is
-/// allowed only to an agent listening on loopback.
+/// Whether runs may use `authority` (`host:port`): an allow-list is always enforced (names compared without regard
+/// to case, as DNS does). Without one, an agent beyond loopback allows no target; one on loopback allows any target
+/// with a token, and only loopback targets without one: any web page open in a browser on its host can reach an
+/// open agent, and must not be able to aim load elsewhere.
 pub fn check_target(config: &ServerConfig, authority: &str) -> Result<(), AgentError> {
     if config.allow_targets.is_empty() {
-        if config.listening_on_loopback {
+        if !config.listening_on_loopback {
+            return Err(AgentError::Forbidden(format!(
+                "target {authority} is not allowed: this agent listens beyond loopback and has no allow-list; \
+                 restart it with --allow-target {authority}"
+            )));
+        }
+        if config.token.is_some() || is_loopback_authority(authority) {
             return Ok(());
         }
         return Err(AgentError::Forbidden(format!(
-            "target {authority} is not allowed: this agent listens beyond loopback and has no allow-list; \
-             restart it with --allow-target {authority}"
+            "target {authority} is not allowed: an agent without a token drives load only to loopback \
+             (127.0.0.0/8, [::1], localhost) unless its allow-list names the target; restart it with \
+             --allow-target {authority} (or give it a token)"
         )));
     }
-    if config.allow_targets.iter().any(|allowed| allowed == authority) {
+    if config.allow_targets.iter().any(|allowed| allowed.eq_ignore_ascii_case(authority)) {
         return Ok(());
     }
     Err(AgentError::Forbidden(format!(
         "target {authority} is not allowed (allowed: {}); restart the agent with --allow-target {authority} to allow it",
         config.allow_targets.join(", ")
     )))
+}
+
+/// `host:port` on loopback: 127.0.0.0/8, [::1] or `localhost`. Other names are not resolved to find out: DNS
+/// can answer differently when the run connects.
+fn is_loopback_authority(authority: &str) -> bool {
+    let Some((host, _port)) = authority.rsplit_once(':') else { return false };
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// Checks an `--allow-target` value: `HOST:PORT` written exactly as [`Target::authority`] writes a target URL's,
+/// since anything else could never match a run's target.
+pub fn check_allow_target(value: &str) -> Result<(), String> {
+    let refuse = |why: &str| {
+        Err(format!("--allow-target {value:?}: {why}; give HOST:PORT as in the target URL, e.g. 10.0.0.5:8080"))
+    };
+    if value.contains("://") || value.contains('/') {
+        return refuse("no scheme and no path");
+    }
+    let Some((host, port)) = value.rsplit_once(':').filter(|(host, _)| !host.is_empty()) else {
+        return refuse("it needs a host and a port");
+    };
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => return refuse(&format!("{port:?} is not a port (1 to 65535)")),
+        Ok(number) if number.to_string() != port => {
+            return refuse(&format!("targets are matched as {host}:{number}, so write the port {number}"));
+        }
+        Ok(_) => {}
+    }
+    match Target::parse(&format!("http://{value}")) {
+        Ok(target) if target.authority() == value => Ok(()),
+        // The URL parser's own words would quote the made-up URL: name the host instead.
+        _ => refuse(&format!("{host:?} is not a host name or IP address (no spaces, no wildcards)")),
+    }
 }
 
 /// Checks a StartRun body: 400 naming the field, or 403 for a target not allowed; otherwise the request (as it will
@@ -236,15 +282,47 @@ mod tests {
     fn targets_follow_the_allow_list() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
-        assert!(check_target(&config, "10.0.0.5:80").is_ok(), "loopback without a list: anything");
+        for local in ["127.0.0.1:80", "127.1.2.3:9", "[::1]:80", "LocalHost:80"] {
+            assert!(check_target(&config, local).is_ok(), "open loopback agent, no list: {local}");
+        }
+        for remote in ["10.0.0.5:80", "localhost.evil.example:80", "[::2]:80", "0.0.0.0:80"] {
+            let AgentError::Forbidden(message) = check_target(&config, remote).unwrap_err() else { panic!() };
+            assert!(message.contains(&format!("--allow-target {remote}")), "{message}");
+        }
+        config.token = Some("t".into());
+        assert!(check_target(&config, "10.0.0.5:80").is_ok(), "loopback with a token, no list: anything");
+        config.token = None;
         config.listening_on_loopback = false;
         let AgentError::Forbidden(message) = check_target(&config, "10.0.0.5:80").unwrap_err() else { panic!() };
         assert!(message.contains("--allow-target 10.0.0.5:80"), "{message}");
-        config.allow_targets = vec!["10.0.0.5:80".into()];
+        config.allow_targets = vec!["10.0.0.5:80".into(), "Frontend.svc:80".into()];
         assert!(check_target(&config, "10.0.0.5:80").is_ok());
+        assert!(check_target(&config, "frontend.svc:80").is_ok(), "names match without regard to case");
         assert!(matches!(check_target(&config, "10.0.0.5:8080"), Err(AgentError::Forbidden(_))));
         config.listening_on_loopback = true;
         assert!(matches!(check_target(&config, "10.0.0.6:80"), Err(AgentError::Forbidden(_))), "a list always holds");
+    }
+
+    #[test]
+    fn allow_targets_that_could_never_match_are_refused() {
+        for good in ["10.0.0.5:8080", "localhost:80", "[::1]:8080", "frontend.default.svc:80"] {
+            assert_eq!(check_allow_target(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            (" host:8080", "not a host name"),
+            ("*:8080", "not a host name"),
+            (":08080", "needs a host and a port"),
+            ("host:08080", "write the port 8080"),
+            ("host:0", "not a port"),
+            ("10.0.0.5", "needs a host and a port"),
+            ("http://10.0.0.5:80", "no scheme"),
+            ("10.0.0.5:http", "not a port"),
+            ("h:99999", "not a port"),
+            ("::1:80", "not a host name"),
+        ] {
+            let message = check_allow_target(bad).unwrap_err();
+            assert!(message.contains(&format!("{bad:?}")) && message.contains(why), "{bad}: {message}");
+        }
     }
 
     #[test]

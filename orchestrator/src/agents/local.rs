@@ -1,6 +1,8 @@
 //! Local agents: `load-agent --listen 127.0.0.1:0` processes orch starts for a cell and stops after it. Each gets
 //! a temporary data directory; its log goes where the caller says (the cell's agents/<name>/agent.log). On Linux a
-//! local agent dies with orch (PR_SET_PDEATHSIG), so a killed orch leaves no load behind.
+//! local agent dies with orch (PR_SET_PDEATHSIG), so a killed orch leaves no load behind. Each is allowed the
+//! cell's target by name: an agent without a token drives only loopback targets by itself, and a cell's target
+//! may lie elsewhere (a cluster's URL).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -8,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use load_agent::engine::Target;
 
 /// Where to find the binary: this environment variable, else next to the orch executable.
 pub const BIN_ENV: &str = "ORCH_LOAD_AGENT_BIN";
@@ -53,13 +56,15 @@ pub struct LocalAgent {
 }
 
 impl LocalAgent {
-    pub fn spawn(bin: &Path, log: &Path) -> Result<LocalAgent> {
+    /// Starts an agent that may drive load to `target` (the cell's URL) only.
+    pub fn spawn(bin: &Path, log: &Path, target: &str) -> Result<LocalAgent> {
+        let allowed = Target::parse(target).map_err(|e| anyhow!("the cell's target: {e}"))?.authority();
         let data = tempfile::Builder::new().prefix("orch-agent-").tempdir().context("creating an agent data folder")?;
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating the agent log {}", log.display()))?;
         let mut command = Command::new(bin);
         command
-            .args(["--listen", "127.0.0.1:0", "--max-runs", MAX_RUNS, "--data-dir"])
+            .args(["--listen", "127.0.0.1:0", "--max-runs", MAX_RUNS, "--allow-target", &allowed, "--data-dir"])
             .arg(data.path())
             .env_remove("LOAD_AGENT_TOKEN")
             .stdin(Stdio::null())

@@ -42,8 +42,8 @@ fn token(token_env: &str) -> Option<String> {
 }
 
 /// The agents a cell uses: remote ones as named, or local processes started now (their logs in
-/// `agents_dir/<name>/agent.log`). Also returns the token variable, for pre-flight messages.
-pub fn agents_for(run: &EmulatedRun, agents_dir: &Path) -> Result<(Vec<AgentSpec>, Option<String>)> {
+/// `agents_dir/<name>/agent.log`) and allowed `target`. Also returns the token variable, for pre-flight messages.
+pub fn agents_for(run: &EmulatedRun, agents_dir: &Path, target: &str) -> Result<(Vec<AgentSpec>, Option<String>)> {
     match &run.agents {
         AgentSource::Remote { urls, token_env } => {
             let token = token(token_env);
@@ -65,7 +65,7 @@ pub fn agents_for(run: &EmulatedRun, agents_dir: &Path) -> Result<(Vec<AgentSpec
                 let name = format!("local-{i}");
                 let dir = agents_dir.join(&name);
                 std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-                let process = local::LocalAgent::spawn(&bin, &dir.join("agent.log"))
+                let process = local::LocalAgent::spawn(&bin, &dir.join("agent.log"), target)
                     .with_context(|| format!("starting local agent {name}"))?;
                 specs.push(AgentSpec { name, client: AgentClient::new(&process.url, None), local: Some(process) });
             }
@@ -74,14 +74,16 @@ pub fn agents_for(run: &EmulatedRun, agents_dir: &Path) -> Result<(Vec<AgentSpec
     }
 }
 
-/// The checked pool of a cell's agents (started now when local), sized for the scenario's peak users.
+/// The checked pool of a cell's agents (started now when local, allowed `target`), sized for the scenario's peak
+/// users.
 pub fn pool_for_cell(
     runtime: tokio::runtime::Handle,
     run: &EmulatedRun,
     agents_dir: &Path,
+    target: &str,
     shape: &LoadShape,
 ) -> Result<AgentPool> {
-    let (specs, token_env) = agents_for(run, agents_dir)?;
+    let (specs, token_env) = agents_for(run, agents_dir, target)?;
     AgentPool::connect(runtime, specs, token_env.as_deref(), peak_users(shape), run.on_loss)
         .map_err(|message| anyhow::anyhow!(message))
 }

@@ -148,8 +148,9 @@ pub fn run_cell(
     tracing::info!(app_url = %emulator.target_url(), control_url = %emulator.control_url(), "emulator listening");
     let scenario = compress(&config.scenario, model.time_scale);
     let agents_dir = dir.join("agents");
-    let pool = agents::pool_for_cell(runtime.handle().clone(), run, &agents_dir, &scenario.shape)?;
-    let plan = Plan { scenario, target: emulator.target_url(), seed: config.seed, time_scale: model.time_scale };
+    let target = emulator.target_url();
+    let pool = agents::pool_for_cell(runtime.handle().clone(), run, &agents_dir, &target, &scenario.shape)?;
+    let plan = Plan { scenario, target, seed: config.seed, time_scale: model.time_scale };
     let mut backend = EmulatedBackend::new(runtime.clone(), emulator, pool, plan, config);
     let mut policy = build_policy(config);
     let summary = drive(id, config, &mut backend, policy.as_mut(), on_second, on_scale);

@@ -241,7 +241,8 @@ pub fn run_cell(
     };
     let agents_dir = dir.join("agents");
     let scenario = config.scenario.clone();
-    let pool = agents::pool_for_cell(runtime.handle().clone(), &run.agent_run(), &agents_dir, &scenario.shape)?;
+    let pool =
+        agents::pool_for_cell(runtime.handle().clone(), &run.agent_run(), &agents_dir, &run.target, &scenario.shape)?;
     let plan = Plan { scenario, target: run.target.clone(), seed: config.seed, time_scale: 1.0 };
     let mut backend = KubernetesBackend::new(
         Arc::clone(&runtime),
