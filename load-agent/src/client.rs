@@ -94,6 +94,9 @@ impl AgentClient {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
+            // The agent closes connections idle for 60 s (--idle-timeout): drop ours first, so a poll never lands
+            // on a connection the agent is closing.
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .expect("the HTTP client builds with these settings");
         let base = base_url.trim_end_matches('/').to_string();
