@@ -37,6 +37,7 @@ use crate::app::{AppModel, check_scenario_routes};
 use crate::combinations::{self, Axis, Origin};
 use crate::duration;
 use crate::emulated::settings::{self as emulated_settings, EmulatedModel, EmulatedRun, EmulatedSection};
+use crate::limits;
 use crate::policy::hpa::{self, HorizontalPodAutoscaler};
 
 /// Bumped whenever the meaning of a resolved cell config changes, so cell ids change with it.
@@ -365,6 +366,11 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
     let (apps, apps_listed) = one_or_many::<String>(file.apps, path, "apps")?;
     let (policies, policies_listed) = one_or_many::<PolicySpec>(file.policies, path, "policies")?;
     let (scenarios, scenarios_listed) = one_or_many::<String>(file.scenarios, path, "scenarios")?;
+    if let Value::Array(items) = &file.seeds
+        && items.len() > limits::MAX_SEEDS
+    {
+        return Err(err("seeds", limits::above(format!("{} seeds", items.len()), limits::MAX_SEEDS)));
+    }
     let (seeds, seeds_listed) = one_or_many::<u64>(file.seeds, path, "seeds")?;
     let (backends, backends_listed) = match file.backend {
         Some(value) => one_or_many::<Backend>(value, path, "backend")?,
@@ -437,11 +443,15 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         axis(3, seeds.iter().map(u64::to_string).collect()),
         axis(4, backends.iter().map(|b| b.name().to_string()).collect()),
     ];
+    check_cell_count(path, &axes)?;
     let exclude = parse_exclude(path, &file.exclude)?;
     let (include, include_settings) = parse_include(path, file.include, &policies)?;
     let combos = combinations::expand(&axes, &exclude, &include).map_err(|(field, message)| err(&field, message))?;
     if combos.is_empty() {
         return Err(err("exclude", "removes every cell: nothing would run".into()));
+    }
+    if combos.len() > limits::MAX_CELLS {
+        return Err(err("include", limits::above(format!("{} cells", combos.len()), limits::MAX_CELLS)));
     }
     let overrides = parse_overrides(path, &file.overrides, &combos)?;
     let uses_emulated = combos.iter().any(|c| c.values[4] == Backend::Emulated.name());
@@ -504,7 +514,7 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
                     ),
                 ));
             }
-            let scenario = Scenario::load(&scenario_file)?;
+            let scenario = crate::limits::load_scenario(&scenario_file)?;
             check_scenario_routes(app, &scenario, &scenario_file)?;
             loaded_scenarios.insert(scenario_key.clone(), scenario);
         }
@@ -598,6 +608,21 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         kubernetes: kubernetes_run,
         executor,
     })
+}
+
+/// Refuses a product of axes beyond [`limits::MAX_CELLS`] before it is expanded, naming the longest axis.
+fn check_cell_count(file: &Path, axes: &[Axis]) -> Result<(), ConfigError> {
+    let product = axes.iter().map(|a| a.values.len()).fold(1usize, usize::saturating_mul);
+    if product <= limits::MAX_CELLS {
+        return Ok(());
+    }
+    let longest = axes.iter().max_by_key(|a| a.values.len()).expect("five axes");
+    let factors: Vec<String> = axes.iter().map(|a| format!("{} {}", a.values.len(), a.list)).collect();
+    Err(ConfigError::new(
+        file,
+        longest.list,
+        limits::above(format!("{} = {product} cells", factors.join(" x ")), limits::MAX_CELLS),
+    ))
 }
 
 fn axis(k: usize, values: Vec<String>) -> Axis {

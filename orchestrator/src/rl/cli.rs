@@ -91,7 +91,7 @@ fn load_app_and_scenarios(app: &std::path::Path, scenarios: &[PathBuf]) -> Resul
     let app = AppModel::load(app).map_err(|e| BadInput(e.to_string()))?;
     let mut out = Vec::new();
     for file in scenarios {
-        let scenario = Scenario::load(file).map_err(|e| BadInput(e.to_string()))?;
+        let scenario = crate::limits::load_scenario(file).map_err(|e| BadInput(e.to_string()))?;
         check_scenario_routes(&app, &scenario, file).map_err(|e| BadInput(e.to_string()))?;
         out.push(scenario);
     }

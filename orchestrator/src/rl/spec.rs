@@ -308,7 +308,7 @@ pub fn resolve(name: &str, spec: Option<&RlSpec>, ctx: &ResolveContext<'_>) -> R
                 ),
             ));
         }
-        let scenario = Scenario::load(&file)?;
+        let scenario = crate::limits::load_scenario(&file)?;
         check_scenario_routes(ctx.app, &scenario, &file)?;
         scenarios.push(scenario);
     }
