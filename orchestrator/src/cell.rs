@@ -115,7 +115,7 @@ struct Totals {
 
 /// Builds the policy a resolved config describes.
 pub fn build_policy(config: &CellConfig) -> Box<dyn Policy> {
-    match &config.policy {
+    match config.policy.as_ref() {
         ResolvedPolicy::Hpa { manifests, .. } => Box::new(HpaPolicy::new(&config.app, manifests)),
         ResolvedPolicy::Rl(rl) => Box::new(crate::rl::prepare::build_policy(rl, &config.app)),
         ResolvedPolicy::Static { replicas, .. } => Box::new(StaticPolicy::new(

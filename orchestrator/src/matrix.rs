@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use glob::Pattern;
@@ -279,9 +280,28 @@ pub struct CellConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulated: Option<EmulatedModel>,
     pub seed: u64,
-    pub app: AppModel,
-    pub scenario: Scenario,
-    pub policy: ResolvedPolicy,
+    // Shared: the cells of a matrix point at one copy of each app, scenario and policy.
+    #[serde(with = "shared")]
+    pub app: Arc<AppModel>,
+    #[serde(with = "shared")]
+    pub scenario: Arc<Scenario>,
+    #[serde(with = "shared")]
+    pub policy: Arc<ResolvedPolicy>,
+}
+
+/// Serializes an `Arc<T>` as the `T` it points to (serde's own impl needs its `rc` feature).
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &Arc<T>, serializer: S) -> Result<S::Ok, S::Error> {
+        T::serialize(value, serializer)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<T>, D::Error> {
+        T::deserialize(deserializer).map(Arc::new)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -314,6 +334,16 @@ pub struct Matrix {
 impl Matrix {
     /// Loads `path` and everything it names. Any problem is one error naming the file and field.
     pub fn load(path: &Path) -> Result<Matrix, ConfigError> {
+        let mut cells = Vec::new();
+        let mut matrix = Matrix::load_each(path, &mut |cell| cells.push(cell))?;
+        matrix.cells = cells;
+        Ok(matrix)
+    }
+
+    /// [`Matrix::load`] that hands each cell to `on_cell` as soon as it is resolved, in plan order, and keeps none
+    /// (`cells` is empty): what `orch plan` prints, in memory that does not grow with the cells. Every file is read
+    /// and checked before the first cell is handed on, so an error comes before any cell.
+    pub fn load_each(path: &Path, on_cell: &mut dyn FnMut(Cell)) -> Result<Matrix, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path, "", format!("cannot read matrix: {e}")))?;
         let mut tree: Value = yaml::from_str(&text, path)?;
@@ -323,7 +353,7 @@ impl Matrix {
         }
         let file: MatrixFile = typed(tree, path, "")?;
         let base = path.parent().unwrap_or(Path::new("."));
-        resolve(file, path, base)
+        resolve(file, path, base, on_cell)
     }
 }
 
@@ -358,7 +388,8 @@ fn one_or_many<T: DeserializeOwned>(value: Value, file: &Path, at: &str) -> Resu
     }
 }
 
-fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigError> {
+/// Resolves a parsed matrix, handing its cells to `on_cell` in plan order; the returned matrix has no cells.
+fn resolve(file: MatrixFile, path: &Path, base: &Path, on_cell: &mut dyn FnMut(Cell)) -> Result<Matrix, ConfigError> {
     let err = |field: &str, message: String| ConfigError::new(path, field, message);
     if file.name.trim().is_empty() {
         return Err(err("name", "must not be empty".into()));
@@ -468,18 +499,21 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         return Err(err("report.baseline", format!("{name:?} is not a policy of this matrix; policies: {known:?}")));
     }
 
-    let mut loaded_apps: HashMap<String, AppModel> = HashMap::new();
-    let mut loaded_scenarios: HashMap<(String, String), Scenario> = HashMap::new();
-    let mut resolved_policies: HashMap<(usize, String), Option<ResolvedPolicy>> = HashMap::new();
-    let mut cells = Vec::with_capacity(combos.len());
-    let mut ids = BTreeSet::new();
-    for combo in &combos {
-        // Where each of this combination's values was written, for errors about it.
-        let field_of = |k: usize| match &combo.origin {
-            Origin::Axes(index) => axis_path(k, index[k]),
-            Origin::Include(i) if include[*i][k].is_some() => format!("include[{i}].{}", AXES[k].0),
-            Origin::Include(_) => axis_path(k, 0),
-        };
+    let mut loaded_apps: HashMap<String, Arc<AppModel>> = HashMap::new();
+    let mut loaded_scenarios: HashMap<(String, String), Arc<Scenario>> = HashMap::new();
+    let mut resolved_policies: HashMap<(usize, String), Option<Arc<ResolvedPolicy>>> = HashMap::new();
+    // An app with a cell's SLO settings applied; cells share it, so memory grows with the variants, not the cells.
+    let mut app_variants: HashMap<(String, String, u64, u64), Arc<AppModel>> = HashMap::new();
+    // Where each of a combination's values was written, for errors about it.
+    let field_of = |combo: &combinations::Combination, k: usize| match &combo.origin {
+        Origin::Axes(index) => axis_path(k, index[k]),
+        Origin::Include(i) if include[*i][k].is_some() => format!("include[{i}].{}", AXES[k].0),
+        Origin::Include(_) => axis_path(k, 0),
+    };
+    // First every file is read and every cell's settings checked, so that no error comes after the first cell has
+    // been handed on: what a cell needs is kept as shared pointers, a few words per cell.
+    let mut planned = Vec::with_capacity(combos.len());
+    for (c, combo) in combos.iter().enumerate() {
         let [app_name, policy_name, scenario_name, seed, backend] = &combo.values[..] else {
             unreachable!("one value per axis")
         };
@@ -487,7 +521,7 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
             let app_file = base.join(&file.paths.apps).join(format!("{app_name}.yaml"));
             if !app_file.is_file() {
                 return Err(err(
-                    &field_of(0),
+                    &field_of(combo, 0),
                     format!("unknown app {app_name:?}: {} does not exist", app_file.display()),
                 ));
             }
@@ -499,7 +533,7 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
                     format!("is {:?} but the file is named {app_name:?}", app.name),
                 ));
             }
-            loaded_apps.insert(app_name.clone(), app);
+            loaded_apps.insert(app_name.clone(), Arc::new(app));
         }
         let app = &loaded_apps[app_name];
         let scenario_key = (app_name.clone(), scenario_name.clone());
@@ -507,16 +541,16 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
             let scenario_file = base.join(&file.paths.scenarios).join(app_name).join(format!("{scenario_name}.yaml"));
             if !scenario_file.is_file() {
                 return Err(err(
-                    &field_of(2),
+                    &field_of(combo, 2),
                     format!(
                         "unknown scenario {scenario_name:?} for app {app_name:?}: {} does not exist",
                         scenario_file.display()
                     ),
                 ));
             }
-            let scenario = crate::limits::load_scenario(&scenario_file)?;
+            let scenario = limits::load_scenario(&scenario_file)?;
             check_scenario_routes(app, &scenario, &scenario_file)?;
-            loaded_scenarios.insert(scenario_key.clone(), scenario);
+            loaded_scenarios.insert(scenario_key.clone(), Arc::new(scenario));
         }
         let p = policies.iter().position(|spec| &spec.name == policy_name).expect("include policies are checked");
         let policy_key = (p, app_name.clone());
@@ -533,7 +567,7 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
                 }
                 _ => Some(resolve_policy(spec, &at, path, base, &file.paths, app)?),
             };
-            resolved_policies.insert(policy_key.clone(), policy);
+            resolved_policies.insert(policy_key.clone(), policy.map(Arc::new));
         }
         let Some(policy) = resolved_policies[&policy_key].clone() else { continue };
 
@@ -550,30 +584,41 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         for &i in &combo.includes {
             layers.push((format!("include[{i}]"), &include_settings[i]));
         }
-        let mut app = app.clone();
+        let mut slo = app.slo.clone();
         let mut timeout = default_timeout;
         for (at, settings) in layers {
-            if let Some(slo) = &settings.slo {
-                if let Some(route) = &slo.route {
+            if let Some(slo_override) = &settings.slo {
+                if let Some(route) = &slo_override.route {
                     if app.route_index(route).is_none() {
                         return Err(err(
                             &format!("{at}.slo.route"),
                             format!("app {:?} has no route {route:?}", app.name),
                         ));
                     }
-                    app.slo.route = route.clone();
+                    slo.route = route.clone();
                 }
-                if let Some(percentile) = slo.percentile {
-                    app.slo.percentile = percentile;
+                if let Some(percentile) = slo_override.percentile {
+                    slo.percentile = percentile;
                 }
-                if let Some(threshold) = slo.threshold_ms {
-                    app.slo.threshold_ms = threshold;
+                if let Some(threshold) = slo_override.threshold_ms {
+                    slo.threshold_ms = threshold;
                 }
             }
             if let Some(t) = settings.timeout {
                 timeout = t;
             }
         }
+        let app = if slo == app.slo {
+            Arc::clone(app)
+        } else {
+            let key = (app_name.clone(), slo.route.clone(), slo.percentile.to_bits(), slo.threshold_ms.to_bits());
+            let variant = app_variants.entry(key).or_insert_with(|| {
+                let mut variant = AppModel::clone(app);
+                variant.slo = slo;
+                Arc::new(variant)
+            });
+            Arc::clone(variant)
+        };
         let backend = Backend::parse(backend).expect("backends are parsed");
         if backend == Backend::Emulated && emulation_checked.insert(scenario_key.clone()) {
             let app_file = base.join(&file.paths.apps).join(format!("{app_name}.yaml"));
@@ -584,26 +629,32 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
             format_version: CELL_FORMAT_VERSION,
             backend,
             emulated: emulated_model.clone().filter(|_| backend == Backend::Emulated),
-            seed: seed.parse().map_err(|_| err(&field_of(3), format!("{seed:?} is not a seed")))?,
+            seed: seed.parse().map_err(|_| err(&field_of(combo, 3), format!("{seed:?} is not a seed")))?,
             app,
-            scenario: loaded_scenarios[&scenario_key].clone(),
+            scenario: Arc::clone(&loaded_scenarios[&scenario_key]),
             policy,
         };
+        planned.push((c, config, timeout));
+    }
+    let longest = planned.iter().map(|(_, _, timeout)| *timeout).max().unwrap_or(default_timeout);
+    let executor = crate::kubernetes::jobs::resolve(file.executor.as_ref(), longest, path)?;
+
+    // Then the cells, one at a time: an id hashes the whole config, the one costly step per cell.
+    let mut ids = BTreeSet::new();
+    for (c, config, timeout) in planned {
         let id = cell_id(&config);
         if !ids.insert(id.clone()) {
-            return Err(err(&field_of(0), format!("cell {id} appears twice")));
+            return Err(err(&field_of(&combos[c], 0), format!("cell {id} appears twice")));
         }
-        cells.push(Cell { id, config, timeout });
+        on_cell(Cell { id, config, timeout });
     }
-    let longest = cells.iter().map(|c| c.timeout).max().unwrap_or(default_timeout);
-    let executor = crate::kubernetes::jobs::resolve(file.executor.as_ref(), longest, path)?;
     Ok(Matrix {
         file: path.to_path_buf(),
         name: file.name,
         max_parallel,
         strategy: execution,
         baseline,
-        cells,
+        cells: Vec::new(),
         emulated: emulated_run,
         kubernetes: kubernetes_run,
         executor,

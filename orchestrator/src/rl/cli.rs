@@ -199,16 +199,17 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         backend: Backend::Sim,
         emulated: None,
         seed: args.seed,
-        app,
-        scenario: scenarios.into_iter().next().expect("one scenario"),
-        policy: ResolvedPolicy::Rl(Box::new(RlPolicyConfig {
+        app: std::sync::Arc::new(app),
+        scenario: std::sync::Arc::new(scenarios.into_iter().next().expect("one scenario")),
+        policy: std::sync::Arc::new(ResolvedPolicy::Rl(Box::new(RlPolicyConfig {
             name: format!("rl-{}-{}", meta.algorithm.algo().name(), training.model.name()),
             training,
             checkpoint: Some(args.checkpoint.clone()),
-        })),
+        }))),
     };
     let id = format!("eval.{}.s{}", config.scenario.name, args.seed);
     let summary = crate::cell::simulate(&id, &config, |_| {}, |_, _, _, _, _| {});
+    summary.check_figures()?;
     println!("{}", serde_json::to_string_pretty(&summary).context("serializing the summary")?);
     Ok(())
 }
