@@ -28,10 +28,54 @@ pub const MAX_ARRIVAL_RATE: f64 = 100_000.0;
 pub const MAX_SEEDS: usize = 10_000;
 /// Cells of one matrix, after exclude and include.
 pub const MAX_CELLS: usize = 100_000;
+/// Bytes of a matrix file (4 MiB): parsing YAML takes many times its size in memory, so a file far beyond any
+/// real matrix (a seed list of millions) is refused before it is parsed.
+pub const MAX_MATRIX_FILE_BYTES: usize = 4 * 1024 * 1024;
 
 /// "X is above the limit of Y (see docs/LIMITS.md)".
 pub fn above(what: impl std::fmt::Display, limit: impl std::fmt::Display) -> String {
     format!("{what} is above the limit of {limit} (see {DOC})")
+}
+
+/// Refuses matrix text beyond [`MAX_MATRIX_FILE_BYTES`], naming the top-level field that takes most of it (the
+/// text is not parsed: that is what the limit spares).
+pub fn check_matrix_size(text: &str, file: &Path) -> Result<(), ConfigError> {
+    if text.len() <= MAX_MATRIX_FILE_BYTES {
+        return Ok(());
+    }
+    // Top-level keys of a block mapping start a line at column 0: `seeds: [...]`.
+    let mut largest: Option<(&str, usize)> = None;
+    let mut current: Option<(&str, usize)> = None;
+    for line in text.split_inclusive('\n') {
+        let key = line.split_once(':').map(|(key, _)| key).filter(|key| {
+            !key.is_empty() && !key.starts_with([' ', '\t', '#', '-']) && !key.contains(char::is_whitespace)
+        });
+        if let Some(key) = key {
+            largest = larger(largest, current);
+            current = Some((key, 0));
+        }
+        if let Some((_, bytes)) = current.as_mut() {
+            *bytes += line.len();
+        }
+    }
+    largest = larger(largest, current);
+    let (field, detail) = match largest {
+        Some((key, bytes)) => (key, format!(", {bytes} of them in `{key}`")),
+        None => ("", String::new()),
+    };
+    Err(ConfigError::new(
+        file,
+        field,
+        above(format!("a matrix file of {} bytes{detail}", text.len()), format!("{MAX_MATRIX_FILE_BYTES} bytes")),
+    ))
+}
+
+/// The larger of two (key, bytes) spans.
+fn larger<'a>(a: Option<(&'a str, usize)>, b: Option<(&'a str, usize)>) -> Option<(&'a str, usize)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.1 > a.1 { b } else { a }),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Reads a scenario file for a cell: the load-agent's own checks, then these limits.
@@ -116,6 +160,7 @@ mod tests {
             ("MAX_ARRIVAL_RATE", MAX_ARRIVAL_RATE.to_string()),
             ("MAX_SEEDS", MAX_SEEDS.to_string()),
             ("MAX_CELLS", MAX_CELLS.to_string()),
+            ("MAX_MATRIX_FILE_BYTES", MAX_MATRIX_FILE_BYTES.to_string()),
         ] {
             let row = page.lines().find(|l| l.contains(&format!("`{name}`")));
             let row = row.unwrap_or_else(|| panic!("{DOC} has no row for {name}"));

@@ -346,6 +346,7 @@ impl Matrix {
     pub fn load_each(path: &Path, on_cell: &mut dyn FnMut(Cell)) -> Result<Matrix, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path, "", format!("cannot read matrix: {e}")))?;
+        limits::check_matrix_size(&text, path)?;
         let mut tree: Value = yaml::from_str(&text, path)?;
         // Top-level `x-` keys hold YAML anchors for later aliases, as in Compose files; they are not settings.
         if let Value::Object(map) = &mut tree {
