@@ -640,10 +640,11 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path, on_cell: &mut dyn FnMut(C
     let longest = planned.iter().map(|(_, _, timeout)| *timeout).max().unwrap_or(default_timeout);
     let executor = crate::kubernetes::jobs::resolve(file.executor.as_ref(), longest, path)?;
 
-    // Then the cells, one at a time: an id hashes the whole config, the one costly step per cell.
+    // Then the cells, one at a time. The maps above hold every shared part until the end, as the hasher needs.
+    let mut hasher = ConfigHasher::default();
     let mut ids = BTreeSet::new();
     for (c, config, timeout) in planned {
-        let id = cell_id(&config);
+        let id = cell_id_with(&config, &mut hasher);
         if !ids.insert(id.clone()) {
             return Err(err(&field_of(&combos[c], 0), format!("cell {id} appears twice")));
         }
@@ -837,13 +838,17 @@ fn check_id_part(file: &Path, at: &str, name: &str) -> Result<(), ConfigError> {
 
 /// `<app>.<policy>.<scenario>.s<seed>-<hash8>`.
 pub fn cell_id(config: &CellConfig) -> String {
+    cell_id_with(config, &mut ConfigHasher::default())
+}
+
+fn cell_id_with(config: &CellConfig, hasher: &mut ConfigHasher) -> String {
     format!(
         "{}.{}.{}.s{}-{}",
         config.app.name,
         config.policy.name(),
         config.scenario.name,
         config.seed,
-        &config_hash(config)[..8]
+        &hasher.hash(config)[..8]
     )
 }
 
@@ -1015,13 +1020,58 @@ fn is_id_part(name: &str) -> bool {
 /// A policy's `*_file` fields say where an input was read from; its content is in the config and hashed, the
 /// path is not, so the same cell has the same id whichever directory or path form the matrix was run from.
 pub fn config_hash(config: &CellConfig) -> String {
-    let mut tree = serde_json::to_value(config).expect("cell config serializes");
-    if let Some(Value::Object(policy)) = tree.get_mut("policy") {
-        policy.retain(|key, _| !key.ends_with("_file"));
+    ConfigHasher::default().hash(config)
+}
+
+/// Hashes cell configs as [`config_hash`] defines, reusing the JSON of the apps, scenarios and policies cells
+/// share (by pointer): the canonical JSON of a config is the object of its fields under sorted keys, so it is put
+/// together from each field's JSON, and a cell's own cost is its few small fields. Only for configs whose shared
+/// parts outlive the hasher (a pointer must not be reused for another value while it runs).
+#[derive(Default)]
+struct ConfigHasher {
+    parts: HashMap<(&'static str, usize), Vec<u8>>,
+}
+
+impl ConfigHasher {
+    fn hash(&mut self, config: &CellConfig) -> String {
+        let mut hasher = Sha256::new();
+        // The fields of CellConfig in sorted order, as serde_json writes a sorted object (no spaces).
+        hasher.update(b"{\"app\":");
+        hasher.update(self.part("app", &config.app, canonical_json));
+        hasher.update(b",\"backend\":");
+        hasher.update(canonical_json(&config.backend));
+        if let Some(emulated) = &config.emulated {
+            hasher.update(b",\"emulated\":");
+            hasher.update(canonical_json(emulated));
+        }
+        hasher.update(b",\"format_version\":");
+        hasher.update(canonical_json(&config.format_version));
+        hasher.update(b",\"policy\":");
+        hasher.update(self.part("policy", &config.policy, |policy| {
+            let mut tree = serde_json::to_value(policy).expect("cell config serializes");
+            if let Value::Object(fields) = &mut tree {
+                fields.retain(|key, _| !key.ends_with("_file"));
+            }
+            serde_json::to_vec(&canonical(tree)).expect("cell config serializes")
+        }));
+        hasher.update(b",\"scenario\":");
+        hasher.update(self.part("scenario", &config.scenario, canonical_json));
+        hasher.update(b",\"seed\":");
+        hasher.update(canonical_json(&config.seed));
+        hasher.update(b"}");
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
-    let json = serde_json::to_vec(&canonical(tree)).expect("cell config serializes");
-    let digest = Sha256::digest(&json);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+
+    fn part<T>(&mut self, kind: &'static str, value: &Arc<T>, json: impl FnOnce(&T) -> Vec<u8>) -> &[u8] {
+        let key = (kind, Arc::as_ptr(value) as *const () as usize);
+        self.parts.entry(key).or_insert_with(|| json(value))
+    }
+}
+
+/// A value's JSON with every object's keys sorted.
+fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let tree = serde_json::to_value(value).expect("cell config serializes");
+    serde_json::to_vec(&canonical(tree)).expect("cell config serializes")
 }
 
 /// The same tree with every object's keys in sorted order (whatever map type serde_json was built with), so the
@@ -1035,5 +1085,36 @@ fn canonical(value: Value) -> Value {
         }
         Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition of the hash: the canonical JSON of the whole config, policy paths left out.
+    fn reference_hash(config: &CellConfig) -> String {
+        let mut tree = serde_json::to_value(config).expect("cell config serializes");
+        if let Some(Value::Object(policy)) = tree.get_mut("policy") {
+            policy.retain(|key, _| !key.ends_with("_file"));
+        }
+        let json = serde_json::to_vec(&canonical(tree)).expect("cell config serializes");
+        Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn ids_put_together_from_shared_parts_hash_the_whole_config() {
+        let experiments = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        let mut checked = 0;
+        for matrix in ["quick.yaml", "matrix.yaml", "emulated.yaml", "kubernetes.yaml", "rl-quality.yaml"] {
+            let matrix = Matrix::load(&experiments.join(matrix)).unwrap();
+            for cell in &matrix.cells {
+                let reference = reference_hash(&cell.config);
+                assert_eq!(config_hash(&cell.config), reference);
+                assert!(cell.id.ends_with(&format!("-{}", &reference[..8])), "{}", cell.id);
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "{checked} cells");
     }
 }
