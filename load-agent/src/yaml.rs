@@ -75,12 +75,45 @@ pub fn documents_from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Resul
 /// the JSON control API takes, and `<<` merge keys are applied first.
 fn from_value<T: DeserializeOwned>(mut value: serde_yaml::Value, file: &Path) -> Result<T, ConfigError> {
     value.apply_merge().map_err(|e| ConfigError::new(file, "", e.to_string()))?;
+    // JSON has no NaN or infinity: the conversion below would turn them into null, and the error into a baffling
+    // "invalid type: null". Name the value and its field instead.
+    if let Some((field, written)) = non_finite_number(&value, String::new()) {
+        return Err(ConfigError::new(file, field, format!("{written} is not a finite number")));
+    }
     let json = serde_json::to_value(&value).map_err(|e| ConfigError::new(file, "", e.to_string()))?;
     serde_path_to_error::deserialize(json).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { String::new() } else { path };
         ConfigError::new(file, field, redact::parse_error(&e.inner().to_string()))
     })
+}
+
+/// The field path of the first NaN or infinite number in `value`, and how YAML writes it (`.nan`, `.inf`, `-.inf`).
+fn non_finite_number(value: &serde_yaml::Value, at: String) -> Option<(String, &'static str)> {
+    use serde_yaml::Value;
+    match value {
+        Value::Number(n) => {
+            let x = n.as_f64()?;
+            match () {
+                _ if x.is_nan() => Some((at, ".nan")),
+                _ if x == f64::INFINITY => Some((at, ".inf")),
+                _ if x == f64::NEG_INFINITY => Some((at, "-.inf")),
+                _ => None,
+            }
+        }
+        Value::Sequence(items) => {
+            items.iter().enumerate().find_map(|(i, item)| non_finite_number(item, format!("{at}[{i}]")))
+        }
+        Value::Mapping(map) => map.iter().find_map(|(key, item)| {
+            let key = match key {
+                Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other).map(|s| s.trim_end().to_string()).unwrap_or_default(),
+            };
+            non_finite_number(item, if at.is_empty() { key } else { format!("{at}.{key}") })
+        }),
+        Value::Tagged(tagged) => non_finite_number(&tagged.value, at),
+        Value::Null | Value::Bool(_) | Value::String(_) => None,
+    }
 }
 
 /// Writes a value as YAML (for resolved configs the user can read back).
@@ -146,6 +179,25 @@ mod tests {
         assert!(err.message.contains("expected struct Outer"), "{err}");
         let err = documents_from_str::<Inner>(text, Path::new("passwd")).unwrap_err();
         assert!(!err.to_string().contains("root:"), "{err}");
+    }
+
+    #[test]
+    fn nan_and_infinities_are_named_with_their_field() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Doc {
+            items: Vec<std::collections::BTreeMap<String, f64>>,
+        }
+        for (written, shown) in [(".nan", ".nan"), (".NaN", ".nan"), (".inf", ".inf"), ("-.Inf", "-.inf")] {
+            let text = format!("items:\n  - {{a: 1}}\n  - {{a: 2, b: {written}}}\n");
+            let err = from_str::<Doc>(&text, Path::new("f.yaml")).unwrap_err();
+            assert_eq!(err.to_string(), format!("f.yaml: items[1].b: {shown} is not a finite number"));
+        }
+        // Merged in by a merge key, or in a later document: still named.
+        let err = from_str::<Doc>("items: [{a: 1}, {<<: {a: .nan}}]\n", Path::new("f.yaml")).unwrap_err();
+        assert_eq!(err.field, "items[1].a");
+        let err = documents_from_str::<Inner>("weight: 1\n---\nweight: .inf\n", Path::new("m.yaml")).unwrap_err();
+        assert_eq!(err.to_string(), "m.yaml: document 2: weight: .inf is not a finite number");
     }
 
     #[test]

@@ -247,6 +247,12 @@ impl AppModel {
             if s.replicas.min == 0 {
                 return err(format!("{at}.replicas.min"), "must be at least 1".into());
             }
+            if s.replicas.max > crate::limits::MAX_REPLICAS {
+                return err(
+                    format!("{at}.replicas.max"),
+                    crate::limits::above(format!("{} replicas", s.replicas.max), crate::limits::MAX_REPLICAS),
+                );
+            }
             if s.replicas.min > s.replicas.max {
                 return err(
                     format!("{at}.replicas.min"),
@@ -284,6 +290,16 @@ impl AppModel {
                 _ => return err(format!("{at}.match"), "give method and path, or redis".into()),
             }
             self.validate_call(&route.call, &format!("{at}.call"), &mut Vec::new())?;
+            let calls = calls_per_request(&route.call, 1.0);
+            if calls > crate::limits::MAX_CALLS_PER_REQUEST {
+                return err(
+                    format!("{at}.call"),
+                    crate::limits::above(
+                        format!("{calls} calls per request over the call tree"),
+                        crate::limits::MAX_CALLS_PER_REQUEST,
+                    ),
+                );
+            }
         }
         for (i, route) in self.routes.iter().enumerate() {
             if let Some(target) = &route.redirect {
@@ -325,6 +341,12 @@ impl AppModel {
         }
         if !(call.count.is_finite() && call.count > 0.0) {
             return Err((format!("{at}.count"), format!("must be a positive number, got {}", call.count)));
+        }
+        if call.count > crate::limits::MAX_CALL_COUNT {
+            return Err((
+                format!("{at}.count"),
+                crate::limits::above(format!("{} calls per parent call", call.count), crate::limits::MAX_CALL_COUNT),
+            ));
         }
         if let Some(cpu) = call.cpu_ms
             && !(cpu.is_finite() && cpu > 0.0)
@@ -382,6 +404,12 @@ impl AppModel {
         }
         None
     }
+}
+
+/// Calls one request causes in `call`'s subtree, `parent_calls` times over (counts are validated: finite, bounded).
+fn calls_per_request(call: &Call, parent_calls: f64) -> f64 {
+    let calls = parent_calls * call.count;
+    calls + call.calls.iter().map(|child| calls_per_request(child, calls)).sum::<f64>()
 }
 
 /// Checks that every request of `scenario` is served by a route of `app`; the error names the request's field path.

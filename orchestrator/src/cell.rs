@@ -20,6 +20,7 @@ pub struct CellSummary {
     #[serde(default = "sim")]
     pub backend: String,
     pub duration_s: u64,
+    // Every figure below is finite: see `check_figures`, which runs before a summary is written.
     /// Area under the ready-pod curve, summed over services.
     pub pod_minutes: f64,
     /// CPU requested by every existing pod (ready or starting), over time.
@@ -43,6 +44,57 @@ pub struct CellSummary {
     pub scaling_actions: u64,
 }
 
+/// A figure of a cell's summary that is not a finite number: the cell has no valid summary, and fails with this
+/// reason instead of writing a summary.json whose figures read back as null.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("summary figure {figure} is {value}, not a finite number: {reason}")]
+pub struct NonFiniteFigure {
+    pub figure: &'static str,
+    pub value: f64,
+    pub reason: &'static str,
+}
+
+impl CellSummary {
+    /// Every figure of the summary, by its name in summary.json.
+    pub fn figures(&self) -> [(&'static str, f64); 16] {
+        [
+            ("pod_minutes", self.pod_minutes),
+            ("cpu_core_hours", self.cpu_core_hours),
+            ("slo_violation_seconds_pct", self.slo_violation_seconds_pct),
+            ("slo_violation_requests_pct", self.slo_violation_requests_pct),
+            ("slo_p50_ms", self.slo_p50_ms),
+            ("slo_p95_ms", self.slo_p95_ms),
+            ("slo_p99_ms", self.slo_p99_ms),
+            ("overall_p50_ms", self.overall_p50_ms),
+            ("overall_p95_ms", self.overall_p95_ms),
+            ("overall_p99_ms", self.overall_p99_ms),
+            ("failure_pct", self.failure_pct),
+            ("offered_requests", self.offered_requests),
+            ("achieved_requests", self.achieved_requests),
+            ("mean_offered_rps", self.mean_offered_rps),
+            ("mean_achieved_rps", self.mean_achieved_rps),
+            ("scaling_actions", self.scaling_actions as f64),
+        ]
+    }
+
+    /// The first figure that is NaN or infinite, with why it can be (a run whose requests all failed has no
+    /// latency percentiles).
+    pub fn check_figures(&self) -> Result<(), NonFiniteFigure> {
+        let Some((figure, value)) = self.figures().into_iter().find(|(_, v)| !v.is_finite()) else { return Ok(()) };
+        let reason = match figure {
+            "slo_p50_ms" | "slo_p95_ms" | "slo_p99_ms" => {
+                "no request to the SLO route completed (none was sent, or every one failed), so it has no latency \
+                 percentiles"
+            }
+            "overall_p50_ms" | "overall_p95_ms" | "overall_p99_ms" => {
+                "no request completed (none was sent, or every one failed), so there are no latency percentiles"
+            }
+            _ => "the backend reported a figure that is not a number",
+        };
+        Err(NonFiniteFigure { figure, value, reason })
+    }
+}
+
 fn sim() -> String {
     Backend::Sim.name().to_string()
 }
@@ -63,7 +115,7 @@ struct Totals {
 
 /// Builds the policy a resolved config describes.
 pub fn build_policy(config: &CellConfig) -> Box<dyn Policy> {
-    match &config.policy {
+    match config.policy.as_ref() {
         ResolvedPolicy::Hpa { manifests, .. } => Box::new(HpaPolicy::new(&config.app, manifests)),
         ResolvedPolicy::Rl(rl) => Box::new(crate::rl::prepare::build_policy(rl, &config.app)),
         ResolvedPolicy::Static { replicas, .. } => Box::new(StaticPolicy::new(

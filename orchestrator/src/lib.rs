@@ -5,7 +5,8 @@
 //! `orch cell` process ([`cell_process`]) with timeouts, retries and cancellation; each cell ([`cell`]) drives a
 //! [`backend`] (the embedded [`sim`]ulator, the [`emulated`] app or a real cluster through [`kubernetes`], under
 //! real load from [`agents`]) with a
-//! [`policy`] and summarises the run; [`report`] renders the run folder as HTML.
+//! [`policy`] and summarises the run; [`report`] renders the run folder as HTML. [`limits`] bounds what input
+//! files may ask for.
 
 pub mod agents;
 pub mod app;
@@ -19,6 +20,7 @@ pub mod fault;
 pub mod inspect;
 pub mod interrupt;
 pub mod kubernetes;
+pub mod limits;
 pub mod matrix;
 pub mod plan_diff;
 pub mod policy;

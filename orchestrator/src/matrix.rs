@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use glob::Pattern;
@@ -38,6 +39,7 @@ use crate::app::{AppModel, check_scenario_routes};
 use crate::combinations::{self, Axis, Origin};
 use crate::duration;
 use crate::emulated::settings::{self as emulated_settings, EmulatedModel, EmulatedRun, EmulatedSection};
+use crate::limits;
 use crate::policy::hpa::{self, HorizontalPodAutoscaler};
 
 /// Bumped whenever the meaning of a resolved cell config changes, so cell ids change with it.
@@ -279,9 +281,28 @@ pub struct CellConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emulated: Option<EmulatedModel>,
     pub seed: u64,
-    pub app: AppModel,
-    pub scenario: Scenario,
-    pub policy: ResolvedPolicy,
+    // Shared: the cells of a matrix point at one copy of each app, scenario and policy.
+    #[serde(with = "shared")]
+    pub app: Arc<AppModel>,
+    #[serde(with = "shared")]
+    pub scenario: Arc<Scenario>,
+    #[serde(with = "shared")]
+    pub policy: Arc<ResolvedPolicy>,
+}
+
+/// Serializes an `Arc<T>` as the `T` it points to (serde's own impl needs its `rc` feature).
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &Arc<T>, serializer: S) -> Result<S::Ok, S::Error> {
+        T::serialize(value, serializer)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<T>, D::Error> {
+        T::deserialize(deserializer).map(Arc::new)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -314,8 +335,19 @@ pub struct Matrix {
 impl Matrix {
     /// Loads `path` and everything it names. Any problem is one error naming the file and field.
     pub fn load(path: &Path) -> Result<Matrix, ConfigError> {
+        let mut cells = Vec::new();
+        let mut matrix = Matrix::load_each(path, &mut |cell| cells.push(cell))?;
+        matrix.cells = cells;
+        Ok(matrix)
+    }
+
+    /// [`Matrix::load`] that hands each cell to `on_cell` as soon as it is resolved, in plan order, and keeps none
+    /// (`cells` is empty): what `orch plan` prints, in memory that does not grow with the cells. Every file is read
+    /// and checked before the first cell is handed on, so an error comes before any cell.
+    pub fn load_each(path: &Path, on_cell: &mut dyn FnMut(Cell)) -> Result<Matrix, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path, "", format!("cannot read matrix: {e}")))?;
+        limits::check_matrix_size(&text, path)?;
         let mut tree: Value = yaml::from_str(&text, path)?;
         // Top-level `x-` keys hold YAML anchors for later aliases, as in Compose files; they are not settings.
         if let Value::Object(map) = &mut tree {
@@ -323,7 +355,7 @@ impl Matrix {
         }
         let file: MatrixFile = typed(tree, path, "")?;
         let base = path.parent().unwrap_or(Path::new("."));
-        resolve(file, path, base)
+        resolve(file, path, base, on_cell)
     }
 }
 
@@ -358,7 +390,8 @@ fn one_or_many<T: DeserializeOwned>(value: Value, file: &Path, at: &str) -> Resu
     }
 }
 
-fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigError> {
+/// Resolves a parsed matrix, handing its cells to `on_cell` in plan order; the returned matrix has no cells.
+fn resolve(file: MatrixFile, path: &Path, base: &Path, on_cell: &mut dyn FnMut(Cell)) -> Result<Matrix, ConfigError> {
     let err = |field: &str, message: String| ConfigError::new(path, field, message);
     if file.name.trim().is_empty() {
         return Err(err("name", "must not be empty".into()));
@@ -366,6 +399,11 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
     let (apps, apps_listed) = one_or_many::<String>(file.apps, path, "apps")?;
     let (policies, policies_listed) = one_or_many::<PolicySpec>(file.policies, path, "policies")?;
     let (scenarios, scenarios_listed) = one_or_many::<String>(file.scenarios, path, "scenarios")?;
+    if let Value::Array(items) = &file.seeds
+        && items.len() > limits::MAX_SEEDS
+    {
+        return Err(err("seeds", limits::above(format!("{} seeds", items.len()), limits::MAX_SEEDS)));
+    }
     let (seeds, seeds_listed) = one_or_many::<u64>(file.seeds, path, "seeds")?;
     let (backends, backends_listed) = match file.backend {
         Some(value) => one_or_many::<Backend>(value, path, "backend")?,
@@ -438,11 +476,15 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         axis(3, seeds.iter().map(u64::to_string).collect()),
         axis(4, backends.iter().map(|b| b.name().to_string()).collect()),
     ];
+    check_cell_count(path, &axes)?;
     let exclude = parse_exclude(path, &file.exclude)?;
     let (include, include_settings) = parse_include(path, file.include, &policies)?;
     let combos = combinations::expand(&axes, &exclude, &include).map_err(|(field, message)| err(&field, message))?;
     if combos.is_empty() {
         return Err(err("exclude", "removes every cell: nothing would run".into()));
+    }
+    if combos.len() > limits::MAX_CELLS {
+        return Err(err("include", limits::above(format!("{} cells", combos.len()), limits::MAX_CELLS)));
     }
     let overrides = parse_overrides(path, &file.overrides, &combos)?;
     let uses_emulated = combos.iter().any(|c| c.values[4] == Backend::Emulated.name());
@@ -459,18 +501,21 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         return Err(err("report.baseline", format!("{name:?} is not a policy of this matrix; policies: {known:?}")));
     }
 
-    let mut loaded_apps: HashMap<String, AppModel> = HashMap::new();
-    let mut loaded_scenarios: HashMap<(String, String), Scenario> = HashMap::new();
-    let mut resolved_policies: HashMap<(usize, String), Option<ResolvedPolicy>> = HashMap::new();
-    let mut cells = Vec::with_capacity(combos.len());
-    let mut ids = BTreeSet::new();
-    for combo in &combos {
-        // Where each of this combination's values was written, for errors about it.
-        let field_of = |k: usize| match &combo.origin {
-            Origin::Axes(index) => axis_path(k, index[k]),
-            Origin::Include(i) if include[*i][k].is_some() => format!("include[{i}].{}", AXES[k].0),
-            Origin::Include(_) => axis_path(k, 0),
-        };
+    let mut loaded_apps: HashMap<String, Arc<AppModel>> = HashMap::new();
+    let mut loaded_scenarios: HashMap<(String, String), Arc<Scenario>> = HashMap::new();
+    let mut resolved_policies: HashMap<(usize, String), Option<Arc<ResolvedPolicy>>> = HashMap::new();
+    // An app with a cell's SLO settings applied; cells share it, so memory grows with the variants, not the cells.
+    let mut app_variants: HashMap<(String, String, u64, u64), Arc<AppModel>> = HashMap::new();
+    // Where each of a combination's values was written, for errors about it.
+    let field_of = |combo: &combinations::Combination, k: usize| match &combo.origin {
+        Origin::Axes(index) => axis_path(k, index[k]),
+        Origin::Include(i) if include[*i][k].is_some() => format!("include[{i}].{}", AXES[k].0),
+        Origin::Include(_) => axis_path(k, 0),
+    };
+    // First every file is read and every cell's settings checked, so that no error comes after the first cell has
+    // been handed on: what a cell needs is kept as shared pointers, a few words per cell.
+    let mut planned = Vec::with_capacity(combos.len());
+    for (c, combo) in combos.iter().enumerate() {
         let [app_name, policy_name, scenario_name, seed, backend] = &combo.values[..] else {
             unreachable!("one value per axis")
         };
@@ -479,10 +524,10 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
             let app_file = apps_dir.join(format!("{app_name}.yaml"));
             match tree::locate(&apps_dir, &app_file) {
                 Located::File(_) => {}
-                Located::Outside => return Err(err(&field_of(0), tree::leaves(app_name, &apps_dir))),
+                Located::Outside => return Err(err(&field_of(combo, 0), tree::leaves(app_name, &apps_dir))),
                 Located::Missing => {
                     return Err(err(
-                        &field_of(0),
+                        &field_of(combo, 0),
                         format!("unknown app {app_name:?}: {} does not exist", app_file.display()),
                     ));
                 }
@@ -495,7 +540,7 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
                     format!("is {:?} but the file is named {app_name:?}", app.name),
                 ));
             }
-            loaded_apps.insert(app_name.clone(), app);
+            loaded_apps.insert(app_name.clone(), Arc::new(app));
         }
         let app = &loaded_apps[app_name];
         let scenario_key = (app_name.clone(), scenario_name.clone());
@@ -504,10 +549,10 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
             let scenario_file = scenarios_dir.join(app_name).join(format!("{scenario_name}.yaml"));
             match tree::locate(&scenarios_dir, &scenario_file) {
                 Located::File(_) => {}
-                Located::Outside => return Err(err(&field_of(2), tree::leaves(scenario_name, &scenarios_dir))),
+                Located::Outside => return Err(err(&field_of(combo, 2), tree::leaves(scenario_name, &scenarios_dir))),
                 Located::Missing => {
                     return Err(err(
-                        &field_of(2),
+                        &field_of(combo, 2),
                         format!(
                             "unknown scenario {scenario_name:?} for app {app_name:?}: {} does not exist",
                             scenario_file.display()
@@ -516,9 +561,9 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
                 }
             }
             // A trace the scenario replays may be anywhere under the scenarios folder, and nowhere else.
-            let scenario = Scenario::load_within(&scenario_file, &scenarios_dir)?;
+            let scenario = limits::load_scenario(&scenario_file, &scenarios_dir)?;
             check_scenario_routes(app, &scenario, &scenario_file)?;
-            loaded_scenarios.insert(scenario_key.clone(), scenario);
+            loaded_scenarios.insert(scenario_key.clone(), Arc::new(scenario));
         }
         let p = policies.iter().position(|spec| &spec.name == policy_name).expect("include policies are checked");
         let policy_key = (p, app_name.clone());
@@ -535,7 +580,7 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
                 }
                 _ => Some(resolve_policy(spec, &at, path, base, &file.paths, app)?),
             };
-            resolved_policies.insert(policy_key.clone(), policy);
+            resolved_policies.insert(policy_key.clone(), policy.map(Arc::new));
         }
         let Some(policy) = resolved_policies[&policy_key].clone() else { continue };
 
@@ -552,30 +597,41 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
         for &i in &combo.includes {
             layers.push((format!("include[{i}]"), &include_settings[i]));
         }
-        let mut app = app.clone();
+        let mut slo = app.slo.clone();
         let mut timeout = default_timeout;
         for (at, settings) in layers {
-            if let Some(slo) = &settings.slo {
-                if let Some(route) = &slo.route {
+            if let Some(slo_override) = &settings.slo {
+                if let Some(route) = &slo_override.route {
                     if app.route_index(route).is_none() {
                         return Err(err(
                             &format!("{at}.slo.route"),
                             format!("app {:?} has no route {route:?}", app.name),
                         ));
                     }
-                    app.slo.route = route.clone();
+                    slo.route = route.clone();
                 }
-                if let Some(percentile) = slo.percentile {
-                    app.slo.percentile = percentile;
+                if let Some(percentile) = slo_override.percentile {
+                    slo.percentile = percentile;
                 }
-                if let Some(threshold) = slo.threshold_ms {
-                    app.slo.threshold_ms = threshold;
+                if let Some(threshold) = slo_override.threshold_ms {
+                    slo.threshold_ms = threshold;
                 }
             }
             if let Some(t) = settings.timeout {
                 timeout = t;
             }
         }
+        let app = if slo == app.slo {
+            Arc::clone(app)
+        } else {
+            let key = (app_name.clone(), slo.route.clone(), slo.percentile.to_bits(), slo.threshold_ms.to_bits());
+            let variant = app_variants.entry(key).or_insert_with(|| {
+                let mut variant = AppModel::clone(app);
+                variant.slo = slo;
+                Arc::new(variant)
+            });
+            Arc::clone(variant)
+        };
         let backend = Backend::parse(backend).expect("backends are parsed");
         if backend == Backend::Emulated && emulation_checked.insert(scenario_key.clone()) {
             let app_file = base.join(&file.paths.apps).join(format!("{app_name}.yaml"));
@@ -586,30 +642,52 @@ fn resolve(file: MatrixFile, path: &Path, base: &Path) -> Result<Matrix, ConfigE
             format_version: CELL_FORMAT_VERSION,
             backend,
             emulated: emulated_model.clone().filter(|_| backend == Backend::Emulated),
-            seed: seed.parse().map_err(|_| err(&field_of(3), format!("{seed:?} is not a seed")))?,
+            seed: seed.parse().map_err(|_| err(&field_of(combo, 3), format!("{seed:?} is not a seed")))?,
             app,
-            scenario: loaded_scenarios[&scenario_key].clone(),
+            scenario: Arc::clone(&loaded_scenarios[&scenario_key]),
             policy,
         };
-        let id = cell_id(&config);
-        if !ids.insert(id.clone()) {
-            return Err(err(&field_of(0), format!("cell {id} appears twice")));
-        }
-        cells.push(Cell { id, config, timeout });
+        planned.push((c, config, timeout));
     }
-    let longest = cells.iter().map(|c| c.timeout).max().unwrap_or(default_timeout);
+    let longest = planned.iter().map(|(_, _, timeout)| *timeout).max().unwrap_or(default_timeout);
     let executor = crate::kubernetes::jobs::resolve(file.executor.as_ref(), longest, path)?;
+
+    // Then the cells, one at a time. The maps above hold every shared part until the end, as the hasher needs.
+    let mut hasher = ConfigHasher::default();
+    let mut ids = BTreeSet::new();
+    for (c, config, timeout) in planned {
+        let id = cell_id_with(&config, &mut hasher);
+        if !ids.insert(id.clone()) {
+            return Err(err(&field_of(&combos[c], 0), format!("cell {id} appears twice")));
+        }
+        on_cell(Cell { id, config, timeout });
+    }
     Ok(Matrix {
         file: path.to_path_buf(),
         name: file.name,
         max_parallel,
         strategy: execution,
         baseline,
-        cells,
+        cells: Vec::new(),
         emulated: emulated_run,
         kubernetes: kubernetes_run,
         executor,
     })
+}
+
+/// Refuses a product of axes beyond [`limits::MAX_CELLS`] before it is expanded, naming the longest axis.
+fn check_cell_count(file: &Path, axes: &[Axis]) -> Result<(), ConfigError> {
+    let product = axes.iter().map(|a| a.values.len()).fold(1usize, usize::saturating_mul);
+    if product <= limits::MAX_CELLS {
+        return Ok(());
+    }
+    let longest = axes.iter().max_by_key(|a| a.values.len()).expect("five axes");
+    let factors: Vec<String> = axes.iter().map(|a| format!("{} {}", a.values.len(), a.list)).collect();
+    Err(ConfigError::new(
+        file,
+        longest.list,
+        limits::above(format!("{} = {product} cells", factors.join(" x ")), limits::MAX_CELLS),
+    ))
 }
 
 fn axis(k: usize, values: Vec<String>) -> Axis {
@@ -772,13 +850,17 @@ fn check_id_part(file: &Path, at: &str, name: &str) -> Result<(), ConfigError> {
 
 /// `<app>.<policy>.<scenario>.s<seed>-<hash8>`.
 pub fn cell_id(config: &CellConfig) -> String {
+    cell_id_with(config, &mut ConfigHasher::default())
+}
+
+fn cell_id_with(config: &CellConfig, hasher: &mut ConfigHasher) -> String {
     format!(
         "{}.{}.{}.s{}-{}",
         config.app.name,
         config.policy.name(),
         config.scenario.name,
         config.seed,
-        &config_hash(config)[..8]
+        &hasher.hash(config)[..8]
     )
 }
 
@@ -955,13 +1037,58 @@ fn is_id_part(name: &str) -> bool {
 /// A policy's `*_file` fields say where an input was read from; its content is in the config and hashed, the
 /// path is not, so the same cell has the same id whichever directory or path form the matrix was run from.
 pub fn config_hash(config: &CellConfig) -> String {
-    let mut tree = serde_json::to_value(config).expect("cell config serializes");
-    if let Some(Value::Object(policy)) = tree.get_mut("policy") {
-        policy.retain(|key, _| !key.ends_with("_file"));
+    ConfigHasher::default().hash(config)
+}
+
+/// Hashes cell configs as [`config_hash`] defines, reusing the JSON of the apps, scenarios and policies cells
+/// share (by pointer): the canonical JSON of a config is the object of its fields under sorted keys, so it is put
+/// together from each field's JSON, and a cell's own cost is its few small fields. Only for configs whose shared
+/// parts outlive the hasher (a pointer must not be reused for another value while it runs).
+#[derive(Default)]
+struct ConfigHasher {
+    parts: HashMap<(&'static str, usize), Vec<u8>>,
+}
+
+impl ConfigHasher {
+    fn hash(&mut self, config: &CellConfig) -> String {
+        let mut hasher = Sha256::new();
+        // The fields of CellConfig in sorted order, as serde_json writes a sorted object (no spaces).
+        hasher.update(b"{\"app\":");
+        hasher.update(self.part("app", &config.app, canonical_json));
+        hasher.update(b",\"backend\":");
+        hasher.update(canonical_json(&config.backend));
+        if let Some(emulated) = &config.emulated {
+            hasher.update(b",\"emulated\":");
+            hasher.update(canonical_json(emulated));
+        }
+        hasher.update(b",\"format_version\":");
+        hasher.update(canonical_json(&config.format_version));
+        hasher.update(b",\"policy\":");
+        hasher.update(self.part("policy", &config.policy, |policy| {
+            let mut tree = serde_json::to_value(policy).expect("cell config serializes");
+            if let Value::Object(fields) = &mut tree {
+                fields.retain(|key, _| !key.ends_with("_file"));
+            }
+            serde_json::to_vec(&canonical(tree)).expect("cell config serializes")
+        }));
+        hasher.update(b",\"scenario\":");
+        hasher.update(self.part("scenario", &config.scenario, canonical_json));
+        hasher.update(b",\"seed\":");
+        hasher.update(canonical_json(&config.seed));
+        hasher.update(b"}");
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
-    let json = serde_json::to_vec(&canonical(tree)).expect("cell config serializes");
-    let digest = Sha256::digest(&json);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+
+    fn part<T>(&mut self, kind: &'static str, value: &Arc<T>, json: impl FnOnce(&T) -> Vec<u8>) -> &[u8] {
+        let key = (kind, Arc::as_ptr(value) as *const () as usize);
+        self.parts.entry(key).or_insert_with(|| json(value))
+    }
+}
+
+/// A value's JSON with every object's keys sorted.
+fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let tree = serde_json::to_value(value).expect("cell config serializes");
+    serde_json::to_vec(&canonical(tree)).expect("cell config serializes")
 }
 
 /// The same tree with every object's keys in sorted order (whatever map type serde_json was built with), so the
@@ -975,5 +1102,36 @@ fn canonical(value: Value) -> Value {
         }
         Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition of the hash: the canonical JSON of the whole config, policy paths left out.
+    fn reference_hash(config: &CellConfig) -> String {
+        let mut tree = serde_json::to_value(config).expect("cell config serializes");
+        if let Some(Value::Object(policy)) = tree.get_mut("policy") {
+            policy.retain(|key, _| !key.ends_with("_file"));
+        }
+        let json = serde_json::to_vec(&canonical(tree)).expect("cell config serializes");
+        Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn ids_put_together_from_shared_parts_hash_the_whole_config() {
+        let experiments = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        let mut checked = 0;
+        for matrix in ["quick.yaml", "matrix.yaml", "emulated.yaml", "kubernetes.yaml", "rl-quality.yaml"] {
+            let matrix = Matrix::load(&experiments.join(matrix)).unwrap();
+            for cell in &matrix.cells {
+                let reference = reference_hash(&cell.config);
+                assert_eq!(config_hash(&cell.config), reference);
+                assert!(cell.id.ends_with(&format!("-{}", &reference[..8])), "{}", cell.id);
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "{checked} cells");
     }
 }

@@ -374,17 +374,28 @@ fn mark_interrupted(dir: &Path) -> Result<()> {
 }
 
 /// summary.csv from the succeeded cells' summary.json files, in plan order: the same bytes whether the run went
-/// through at once or was resumed.
+/// through at once or was resumed. A summary.json that cannot be read (corrupt, or with null figures from an
+/// older version) leaves its cell out with a warning: one bad cell does not cost the run its summary.
 pub fn write_summary_from_folder(run_dir: &Path, ids: &[String]) -> Result<Vec<CellSummary>> {
     let mut summaries = Vec::new();
     for id in ids {
         let dir = run_folder::cell_dir(run_dir, id);
         if run_folder::read_status(&dir).is_ok_and(|s| s.state == CellState::Succeeded) {
-            summaries.push(run_folder::read_json(&dir.join("summary.json"))?);
+            match read_summary(&dir.join("summary.json")) {
+                Ok(summary) => summaries.push(summary),
+                Err(e) => eprintln!("warning: {id}: left out of summary.csv: {e:#}"),
+            }
         }
     }
     write_summary_csv(&run_dir.join("summary.csv"), &summaries)?;
     Ok(summaries)
+}
+
+/// A cell's summary.json, with every figure a finite number.
+fn read_summary(path: &Path) -> Result<CellSummary> {
+    let summary: CellSummary = run_folder::read_json(path)?;
+    summary.check_figures().with_context(|| format!("{}", path.display()))?;
+    Ok(summary)
 }
 
 /// A progress bar on a terminal, a line per cell otherwise.
@@ -504,7 +515,9 @@ pub fn execute_cell_with(
                 tracing::info!(t, service, from, to, reason, "scaled");
             },
         );
-        let summary = match summary {
+        // A figure that is not a number fails the cell here, with its reason, rather than reaching summary.json
+        // as a null that nothing downstream can read.
+        let summary = match summary.and_then(|summary| Ok(summary.check_figures().map(|()| summary)?)) {
             Ok(summary) => summary,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cell failed");

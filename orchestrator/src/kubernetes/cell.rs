@@ -153,7 +153,7 @@ pub fn prepare(id: &str, config: &CellConfig, run: &KubernetesRun) -> Result<Pre
         api = api.dry_run();
     }
     let mut restore = Restore::new(Arc::clone(&runtime), api.clone());
-    let (policy, hpas): (Box<dyn Policy>, _) = match &config.policy {
+    let (policy, hpas): (Box<dyn Policy>, _) = match config.policy.as_ref() {
         ResolvedPolicy::Hpa { manifests, .. } => {
             let mut objects = hpa_objects(manifests, &app.namespace, id)?;
             for object in &mut objects {
@@ -240,7 +240,7 @@ pub fn run_cell(
         None => Acting::Scale,
     };
     let agents_dir = dir.join("agents");
-    let scenario = config.scenario.clone();
+    let scenario = load_agent::scenario::Scenario::clone(&config.scenario);
     let pool =
         agents::pool_for_cell(runtime.handle().clone(), &run.agent_run(), &agents_dir, &run.target, &scenario.shape)?;
     let plan = Plan { scenario, target: run.target.clone(), seed: config.seed, time_scale: 1.0 };

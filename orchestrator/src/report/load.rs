@@ -518,6 +518,10 @@ fn read_summary(path: &Path) -> Result<(BTreeMap<String, f64>, SummaryIdentity),
     let Json::Object(object) = value else {
         return Err("summary.json is not a JSON object".into());
     };
+    // A figure written as null (NaN or infinity through JSON, by an older orch) is no figure at all.
+    if let Some((field, _)) = object.iter().find(|(_, v)| v.is_null()) {
+        return Err(format!("summary.json: field `{field}` is null, not a number"));
+    }
     for field in REQUIRED_SUMMARY_FIELDS {
         if !object.get(field).is_some_and(Json::is_number) {
             return Err(format!("summary.json: field `{field}` is missing or not a number"));
@@ -615,6 +619,18 @@ mod tests {
         let cell = read_cell(dir.path(), "a.b.c.s1-00000000");
         assert_eq!(cell.state, CellState::Incomplete);
         assert!(cell.reason.unwrap().contains("`cpu_core_hours`"));
+    }
+
+    #[test]
+    fn a_summary_with_a_null_figure_is_incomplete_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut summary: serde_json::Map<String, Json> =
+            REQUIRED_SUMMARY_FIELDS.iter().map(|f| (f.to_string(), Json::from(1.0))).collect();
+        summary.insert("overall_p95_ms".into(), Json::Null);
+        fs::write(dir.path().join("summary.json"), Json::Object(summary).to_string()).unwrap();
+        let cell = read_cell(dir.path(), "a.b.c.s1-00000000");
+        assert_eq!(cell.state, CellState::Incomplete);
+        assert_eq!(cell.reason.as_deref(), Some("summary.json: field `overall_p95_ms` is null, not a number"));
     }
 
     #[test]

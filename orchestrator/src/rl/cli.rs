@@ -91,7 +91,8 @@ fn load_app_and_scenarios(app: &std::path::Path, scenarios: &[PathBuf]) -> Resul
     let app = AppModel::load(app).map_err(|e| BadInput(e.to_string()))?;
     let mut out = Vec::new();
     for file in scenarios {
-        let scenario = Scenario::load(file).map_err(|e| BadInput(e.to_string()))?;
+        let scenario = crate::limits::load_scenario(file, &load_agent::tree::folder_of(file))
+            .map_err(|e| BadInput(e.to_string()))?;
         check_scenario_routes(&app, &scenario, file).map_err(|e| BadInput(e.to_string()))?;
         out.push(scenario);
     }
@@ -199,16 +200,17 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         backend: Backend::Sim,
         emulated: None,
         seed: args.seed,
-        app,
-        scenario: scenarios.into_iter().next().expect("one scenario"),
-        policy: ResolvedPolicy::Rl(Box::new(RlPolicyConfig {
+        app: std::sync::Arc::new(app),
+        scenario: std::sync::Arc::new(scenarios.into_iter().next().expect("one scenario")),
+        policy: std::sync::Arc::new(ResolvedPolicy::Rl(Box::new(RlPolicyConfig {
             name: format!("rl-{}-{}", meta.algorithm.algo().name(), training.model.name()),
             training,
             checkpoint: Some(args.checkpoint.clone()),
-        })),
+        }))),
     };
     let id = format!("eval.{}.s{}", config.scenario.name, args.seed);
     let summary = crate::cell::simulate(&id, &config, |_| {}, |_, _, _, _, _| {});
+    summary.check_figures()?;
     println!("{}", serde_json::to_string_pretty(&summary).context("serializing the summary")?);
     Ok(())
 }

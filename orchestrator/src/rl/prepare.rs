@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -27,7 +27,7 @@ pub type Prepared = BTreeMap<String, Result<PathBuf, String>>;
 
 /// The RL settings of a cell, if it is an RL cell.
 pub fn rl_config(config: &CellConfig) -> Option<&RlPolicyConfig> {
-    match &config.policy {
+    match config.policy.as_ref() {
         ResolvedPolicy::Rl(rl) => Some(rl),
         _ => None,
     }
@@ -174,7 +174,7 @@ pub fn attach(cell: &Cell, prepared: &Prepared) -> Result<Cell> {
     RlPolicy::from_checkpoint(&checkpoint, &cell.config.app)
         .with_context(|| format!("loading the checkpoint of model {key}"))?;
     let mut cell = cell.clone();
-    if let ResolvedPolicy::Rl(rl) = &mut cell.config.policy {
+    if let ResolvedPolicy::Rl(rl) = Arc::make_mut(&mut cell.config.policy) {
         rl.checkpoint = Some(checkpoint);
     }
     Ok(cell)

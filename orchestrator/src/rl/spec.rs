@@ -313,7 +313,7 @@ pub fn resolve(name: &str, spec: Option<&RlSpec>, ctx: &ResolveContext<'_>) -> R
                 ));
             }
         }
-        let scenario = Scenario::load_within(&file, ctx.scenarios_dir)?;
+        let scenario = crate::limits::load_scenario(&file, ctx.scenarios_dir)?;
         check_scenario_routes(ctx.app, &scenario, &file)?;
         scenarios.push(scenario);
     }
