@@ -363,7 +363,11 @@ impl Matrix {
 fn typed<T: DeserializeOwned>(value: Value, file: &Path, at: &str) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let inner = e.path().to_string();
-        ConfigError::new(file, join_path(at, if inner == "." { "" } else { &inner }), e.inner().to_string())
+        ConfigError::new(
+            file,
+            join_path(at, if inner == "." { "" } else { &inner }),
+            load_agent::redact::parse_error(&e.inner().to_string()),
+        )
     })
 }
 

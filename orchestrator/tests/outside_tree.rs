@@ -113,3 +113,13 @@ fn a_trace_shared_under_the_scenarios_folder_is_accepted() {
     let output = scratch.orch(&["plan", MATRIX]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn a_wrong_value_in_the_matrix_itself_is_named_by_its_kind_not_repeated() {
+    let scratch = Scratch::new();
+    let matrix = hpa_matrix("hpa-cpu-60.yaml")
+        .replace("seeds: [1]", "seeds: [1]\nstrategy: {max_parallel: \"SECRET-MARKER root:x:0:0\"}");
+    scratch.write(MATRIX, &matrix);
+    let error = refused(&scratch, "m.yaml", "strategy.max_parallel");
+    assert!(error.contains("a string of 24 characters"), "{error}");
+}
