@@ -191,7 +191,10 @@ fn bounded_stages(field: &str, count: usize) -> Result<(), Invalid> {
 /// Durations that add up over a shape: the total stays within [`MAX_DURATION_S`].
 fn within_total(field: &str, total: f64) -> Result<(), Invalid> {
     if total > MAX_DURATION_S {
-        return Err(invalid(field, format!("the shape lasts {total} s in all; at most {MAX_DURATION_S} s are allowed")));
+        return Err(invalid(
+            field,
+            format!("the shape lasts {total} s in all; at most {MAX_DURATION_S} s are allowed"),
+        ));
     }
     Ok(())
 }

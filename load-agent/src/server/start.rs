@@ -227,6 +227,11 @@ mod tests {
             body.pointer_mut(parent).unwrap().as_object_mut().unwrap().insert(key.to_string(), value);
             body.to_string()
         };
+        let replaced = |pointer: &str, value: serde_json::Value| {
+            let mut body = good.clone();
+            *body.pointer_mut(pointer).unwrap() = value;
+            body.to_string()
+        };
         let cases = [
             (with("/seed", json!(-1)), "seed"),
             (with("/target", json!("localhost:80")), "target"),
@@ -234,6 +239,15 @@ mod tests {
             (with("/scenario/shape/stages/0/users", json!(11)), "scenario.shape.stages[0].users"),
             (with("/scenario/users/0/weight", json!(0)), "scenario.users[0].weight"),
             (with("/deadline_s", json!(0.0)), "deadline_s"),
+            (with("/deadline_s", json!(1e308)), "deadline_s"),
+            (with("/agent_count", json!(MAX_AGENT_COUNT + 1)), "agent_count"),
+            (with("/scenario/request_timeout_s", json!(1e308)), "scenario.request_timeout_s"),
+            (with("/scenario/shape/stages/0/spawn_rate", json!(1e308)), "scenario.shape.stages[0].spawn_rate"),
+            (
+                replaced("/scenario/users/0/tasks/0/requests/0", json!({"redis": ["GET", "k"]})),
+                "scenario.users[0].tasks[0].requests[0].redis",
+            ),
+            (with("/target", json!("redis://127.0.0.1:9")), "scenario.users[0].tasks[0].requests[0].method"),
             (with("/start_at_unix_ms", json!(u64::MAX / 2)), "start_at_unix_ms"),
         ];
         for (body, field) in cases {
@@ -277,6 +291,11 @@ mod tests {
             (json!({"users": 11}), "users"),
             (json!({"users": "many"}), "users"),
             (json!({"users": 3, "spawn_rate": 0}), "spawn_rate"),
+            (json!({"users": 3, "spawn_rate": 1e308}), "spawn_rate"),
+            (
+                json!({"shape": {"stages": [{"end": 5, "users": 3, "spawn_rate": 1}, {"end": 1e9, "users": 3, "spawn_rate": 1}]}}),
+                "shape.stages[1].end",
+            ),
             (json!({}), "users"),
             (json!({"userz": 3}), "userz"),
             (json!({"shape": {"stages": [{"end": 0, "users": 3, "spawn_rate": 1}]}}), "shape.stages[0].end"),
