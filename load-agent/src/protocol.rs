@@ -20,7 +20,7 @@
 //! documented limits ([`crate::scenario::limits`]); a body over one is a 400 naming the field, and every request of
 //! a scenario must suit the target's protocol (`redis` requests a `redis://` target, HTTP requests an `http://` one).
 //!
-//! A stop answers once the run is over (users finish requests in flight for 1 s at most), so its state is final
+//! A stop answers once the run is over (users finish requests in flight for 0.5 s at most), so its state is final
 //! and the agent's run slot free; after 1.5 s it answers anyway, with the state then. A run ends at its deadline
 //! whatever its shape, and is aborted if it has not ended 10 s after its stop or deadline plus its drain time.
 

@@ -176,6 +176,7 @@ fn a_million_tasks_are_refused_without_taking_the_memory() {
 
     // The 55 MB body itself is held once, with its parse stopped at the first task too many.
     let peak = peak_rss(&agent);
+    eprintln!("agent peak RSS after the refused bodies: {} MB", peak >> 20);
     assert!(peak < 500 << 20, "the agent peaked at {} MB", peak >> 20);
     let (status, _) = agent.json("GET", "/v1/health", None);
     assert_eq!(status, 200);

@@ -211,8 +211,9 @@ impl RunHandle {
             let until_start = plan.start_at.and_then(|at| at.duration_since(SystemTime::now()).ok());
             Instant::now() + until_start.unwrap_or_default() + runner::PROBE_TIMEOUT + deadline
         });
-        let drain = Duration::from_secs_f64(plan.scenario.request_timeout_s.clamp(0.0, 3600.0)).min(runner::MAX_DRAIN)
-            + runner::DRAIN_MARGIN;
+        // The longer of the two drains: a run stopped near its deadline may be draining as after the deadline.
+        let drain =
+            runner::drain_time(Duration::from_secs_f64(plan.scenario.request_timeout_s.clamp(0.0, 3600.0)), false);
         let run = tokio::spawn(runner::run(plan, shared.clone()));
         tokio::spawn(enforce_end(shared.clone(), latest_deadline, drain, run.abort_handle()));
         tokio::spawn(async move {

@@ -1,8 +1,8 @@
 //! One run from start to end: waits for the common start time, drives the closed or open model from the shape (as
 //! changes leave it), moves request records into the collector and closes one window per second of run time, watches
 //! the generator, and ends at the shape's end (Finished), at stop() or the deadline (Stopped), or on a fatal error
-//! (Failed). At the end, users finish the request in flight (for at most the request timeout or [`MAX_DRAIN`]), so
-//! the agent and the target agree on counts.
+//! (Failed). At the end, users finish the request in flight (for a bounded time, see [`drain_time`]), so the agent
+//! and the target agree on counts.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -24,10 +24,17 @@ use crate::stats::Collector;
 const TICK: Duration = Duration::from_millis(10);
 /// Longest wait for a Redis target to answer at the start.
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// After a stop, the deadline or the shape's end, users finish the request in flight for at most this long (or
-/// the request timeout, when shorter), plus [`DRAIN_MARGIN`]; what is still running then is aborted.
-pub(super) const MAX_DRAIN: Duration = Duration::from_secs(5);
-pub(super) const DRAIN_MARGIN: Duration = Duration::from_secs(1);
+/// At the deadline or the shape's end, users finish the request in flight for at most this long (or the request
+/// timeout, when shorter), plus [`DRAIN_MARGIN`] to record a timeout; what is still running then is aborted.
+const MAX_DRAIN: Duration = Duration::from_secs(5);
+const DRAIN_MARGIN: Duration = Duration::from_secs(1);
+/// After a stop, whoever asked waits for the run to be over: requests in flight get this long at most.
+const MAX_DRAIN_AFTER_STOP: Duration = Duration::from_millis(500);
+
+/// How long users may finish their requests in flight once the run ends, by a stop (`stopped`) or otherwise.
+pub(super) fn drain_time(timeout: Duration, stopped: bool) -> Duration {
+    if stopped { (timeout + DRAIN_MARGIN).min(MAX_DRAIN_AFTER_STOP) } else { timeout.min(MAX_DRAIN) + DRAIN_MARGIN }
+}
 
 /// Tasks aborted when dropped: users never outlive their run, even one cancelled mid-drain.
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
@@ -233,7 +240,7 @@ pub(super) async fn run(plan: RunPlan, shared: Arc<Shared>) -> Result<RunState, 
         Model::Closed(users) => users.stop_all(),
         Model::Open(pool) => pool.stop_all(),
     });
-    let grace_end = Instant::now() + timeout.min(MAX_DRAIN) + DRAIN_MARGIN;
+    let grace_end = Instant::now() + drain_time(timeout, *stop.borrow());
     loop {
         tasks.0.retain(|task| !task.is_finished());
         let now = Instant::now();

@@ -1,5 +1,7 @@
 //! The scenario format: a Locust-equivalent description of user behaviour and load over time.
 //!
+//! Sizes and numbers are bounded ([`limits`]): a scenario over a limit is refused, naming the field.
+//!
 //! One file is the single source of truth for a load: `load-agent` replays it against a real target and the
 //! orchestrator's simulator derives its request mix and arrival rates from it.
 //!
