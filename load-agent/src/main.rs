@@ -223,7 +223,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
+/// After SIGTERM or Ctrl-C the agent stops its runs and writes their files; a second signal, or this long without
+/// having exited, ends the process at once (exit code 1), whatever still runs.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Resolves at the next SIGTERM or SIGINT.
+async fn termination_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -236,7 +241,22 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
     }
-    tracing::info!("shutting down: stopping runs and writing their files");
+}
+
+async fn shutdown_signal() {
+    termination_signal().await;
+    tracing::info!("shutting down: stopping runs and writing their files (a second signal exits at once)");
+    // A plain thread, so the bound holds even if every runtime thread were busy.
+    std::thread::spawn(|| {
+        std::thread::sleep(SHUTDOWN_GRACE);
+        eprintln!("error: not shut down {} s after the signal: exiting now", SHUTDOWN_GRACE.as_secs());
+        std::process::exit(1);
+    });
+    tokio::spawn(async {
+        termination_signal().await;
+        eprintln!("error: a second signal: exiting now, runs may be left interrupted");
+        std::process::exit(1);
+    });
 }
 
 fn serve(args: ServerArgs) -> ExitCode {

@@ -10,13 +10,19 @@
 //! | GET  /v1/runs/{id}/windows?since=N  |                | [`WindowList`]: closed windows N, N+1, … |
 //! | GET  /v1/runs/{id}/stats            |                | [`crate::stats::StatsSnapshot`] (cumulative) |
 //! | PATCH /v1/runs/{id}                 | [`ChangeRun`]  | [`RunStatus`]                            |
-//! | POST /v1/runs/{id}/stop             |                | [`RunStatus`] (idempotent)               |
+//! | POST /v1/runs/{id}/stop             |                | [`RunStatus`] (idempotent), see below    |
 //! | GET  /v1/runs/{id}/files            |                | [`FileList`]                             |
 //! | GET  /v1/runs/{id}/files/{name}     |                | the file's bytes                         |
 //! | GET  /metrics                       |                | Prometheus text, locust_exporter names   |
 //!
 //! Errors answer with [`ApiError`]: 400 (invalid body, `field` names the path), 401 (token), 403 (target not
-//! allowed), 404 (unknown run or file), 409 (agent busy), 413 (body too large).
+//! allowed), 404 (unknown run or file), 409 (agent busy), 413 (body too large). A scenario's sizes and numbers have
+//! documented limits ([`crate::scenario::limits`]); a body over one is a 400 naming the field, and every request of
+//! a scenario must suit the target's protocol (`redis` requests a `redis://` target, HTTP requests an `http://` one).
+//!
+//! A stop answers once the run is over (users finish requests in flight for 0.5 s at most), so its state is final
+//! and the agent's run slot free; after 1.5 s it answers anyway, with the state then. A run ends at its deadline
+//! whatever its shape, and is aborted if it has not ended 10 s after its stop or deadline plus its drain time.
 
 use serde::{Deserialize, Serialize};
 
@@ -67,12 +73,13 @@ pub struct StartRun {
     /// This agent's share of the users: users are dealt round-robin, user i runs on agent i % agent_count.
     #[serde(default)]
     pub agent_index: u32,
+    /// How many agents share the run: 1 to 256.
     #[serde(default = "one")]
     pub agent_count: u32,
     /// Common start time of all agents (Unix ms); absent = now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at_unix_ms: Option<u64>,
-    /// Hard stop after this many seconds from the start, whatever the shape says.
+    /// Hard stop after this many seconds from the start, whatever the shape says (at most 7 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_s: Option<f64>,
 }

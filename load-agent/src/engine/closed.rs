@@ -133,6 +133,19 @@ impl ClosedUsers {
     }
 }
 
+impl Drop for ClosedUsers {
+    /// Users outlive neither their model nor a run that was aborted.
+    fn drop(&mut self) {
+        for live in &self.live {
+            live.stop.stop();
+            live.task.abort();
+        }
+        for task in &self.stopping {
+            task.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

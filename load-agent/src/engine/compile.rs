@@ -1,6 +1,8 @@
 //! A scenario compiled for one target: templates parsed once, variables indexed, everything that does not depend
 //! on drawn values (paths, headers, bodies) built once, so a request costs as little as possible to send.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderValue, Method, Uri};
@@ -15,6 +17,8 @@ pub struct Compiled {
     pub classes: Vec<Class>,
     /// `(method, name)` of every request, as the statistics record them; [`Req::stat`] indexes it.
     pub stats_keys: Vec<(String, String)>,
+    /// Where each key lies in `stats_keys`, so compiling stays linear in the requests.
+    stats_index: HashMap<(String, String), u32>,
     /// The scenario's variables, in name order (as [`Draws`] holds their values).
     variables: Vec<Variable>,
 }
@@ -114,6 +118,7 @@ impl Compiled {
         let mut compiled = Compiled {
             classes: Vec::new(),
             stats_keys: Vec::new(),
+            stats_index: HashMap::new(),
             variables: scenario.variables.values().cloned().collect(),
         };
         for user in &scenario.users {
@@ -140,13 +145,13 @@ impl Compiled {
 
     fn stat(&mut self, method: &str, name: String) -> u32 {
         let key = (method.to_string(), name);
-        match self.stats_keys.iter().position(|k| *k == key) {
-            Some(i) => i as u32,
-            None => {
-                self.stats_keys.push(key);
-                (self.stats_keys.len() - 1) as u32
-            }
+        if let Some(&i) = self.stats_index.get(&key) {
+            return i;
         }
+        let i = self.stats_keys.len() as u32;
+        self.stats_index.insert(key.clone(), i);
+        self.stats_keys.push(key);
+        i
     }
 
     fn request(&mut self, request: &Request, target: &Target, names: &[&str]) -> Result<Req, String> {

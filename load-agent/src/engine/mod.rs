@@ -131,6 +131,44 @@ impl Shared {
     }
 }
 
+/// How long after a stop (or its deadline) a run may take to end before its tasks are aborted: its users' drain
+/// time has passed by then, so only a runner that stopped making progress is cut short.
+const ABORT_AFTER: Duration = Duration::from_secs(10);
+
+/// Makes a stop and the deadline pre-emptive: once either has come and `drain` plus [`ABORT_AFTER`] has passed
+/// without the run ending, aborts its runner (whose users go with it).
+async fn enforce_end(
+    shared: Arc<Shared>,
+    latest_deadline: Option<Instant>,
+    drain: Duration,
+    runner: tokio::task::AbortHandle,
+) {
+    let mut over = shared.over.subscribe();
+    let mut stop = shared.stop.subscribe();
+    let end_asked = async {
+        match latest_deadline {
+            Some(deadline) => tokio::select! {
+                _ = stop.wait_for(|s| *s) => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            },
+            None => {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = over.wait_for(Option::is_some) => return,
+        _ = end_asked => {}
+    }
+    tokio::select! {
+        _ = over.wait_for(Option::is_some) => {}
+        _ = tokio::time::sleep(drain + ABORT_AFTER) => {
+            tracing::warn!("a run did not end within {:?} of its stop or deadline: aborting it", drain + ABORT_AFTER);
+            runner.abort();
+        }
+    }
+}
+
 /// A started run. Cloning gives another handle to the same run.
 #[derive(Clone)]
 pub struct RunHandle {
@@ -169,19 +207,31 @@ impl RunHandle {
             over: watch::channel(None).0,
         });
         let handle = RunHandle { shared: shared.clone() };
+        let latest_deadline = plan.deadline.map(|deadline| {
+            let until_start = plan.start_at.and_then(|at| at.duration_since(SystemTime::now()).ok());
+            Instant::now() + until_start.unwrap_or_default() + runner::PROBE_TIMEOUT + deadline
+        });
+        // The longer of the two drains: a run stopped near its deadline may be draining as after the deadline.
+        let drain =
+            runner::drain_time(Duration::from_secs_f64(plan.scenario.request_timeout_s.clamp(0.0, 3600.0)), false);
         let run = tokio::spawn(runner::run(plan, shared.clone()));
+        tokio::spawn(enforce_end(shared.clone(), latest_deadline, drain, run.abort_handle()));
         tokio::spawn(async move {
             let result = match run.await {
-                Ok(result) => result,
-                Err(e) => Err(format!("the engine failed: {e}")),
+                Ok(result) => result.map_err(|error| (RunState::Failed, error)),
+                Err(e) if e.is_cancelled() => Err((
+                    RunState::Stopped,
+                    format!("the run did not end within {} s of its stop: it was aborted", ABORT_AFTER.as_secs()),
+                )),
+                Err(e) => Err((RunState::Failed, format!("the engine failed: {e}"))),
             };
             let final_state = {
                 let mut progress = shared.progress();
                 let state = match result {
                     Ok(state) => state,
-                    Err(error) => {
+                    Err((state, error)) => {
                         progress.error = Some(error);
-                        RunState::Failed
+                        state
                     }
                 };
                 let elapsed = progress.started.map_or(0.0, |s| s.elapsed().as_secs_f64());

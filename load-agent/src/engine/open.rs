@@ -123,17 +123,30 @@ impl OpenUsers {
         let before = self.arrivals;
         // Exact for a rate linear over the step (the shapes are piecewise linear and the steps short).
         self.arrivals += 0.5 * (r0 + rate) * h;
-        while self.issued as f64 + 0.5 <= self.arrivals {
-            let k = self.issued;
-            self.issued += 1;
-            if k % self.agent_count.max(1) as u64 != self.agent_index as u64 {
-                continue;
-            }
+        // Iterations k with k + 1/2 <= arrivals are due (the cast saturates, so any rate stays finite work).
+        let due_end = if self.arrivals >= 0.5 { ((self.arrivals - 0.5).floor() as u64).saturating_add(1) } else { 0 };
+        let mut k = self.next_local(self.issued);
+        while k < due_end {
             let s = offset_within_step(k as f64 + 0.5 - before, r0, rate, h);
             let intended = started + Duration::from_secs_f64((t0 + s).max(0.0));
-            self.dispatch(intended, ctx, classes)?;
+            if !self.dispatch(intended, ctx, classes)? {
+                // The pool is exhausted: the rest of this step's iterations find no free user either. Counting
+                // them at once keeps a step's work bounded by the pool size, whatever the rate.
+                let count = self.agent_count.max(1) as u64;
+                self.dropped += (due_end - 1 - k) / count;
+                break;
+            }
+            k = k.saturating_add(self.agent_count.max(1) as u64);
         }
+        self.issued = self.issued.max(due_end);
         Ok(())
+    }
+
+    /// The first iteration at or after `k` that runs on this agent.
+    fn next_local(&self, k: u64) -> u64 {
+        let count = self.agent_count.max(1) as u64;
+        let index = self.agent_index as u64 % count;
+        k.saturating_add((index + count - k % count) % count)
     }
 
     /// How long until this agent's next iteration falls due at `rate` (None: not at this rate).
@@ -141,16 +154,13 @@ impl OpenUsers {
         if rate.is_nan() || rate <= 0.0 {
             return None;
         }
-        let count = self.agent_count.max(1) as u64;
-        let mut k = self.issued;
-        while k % count != self.agent_index as u64 {
-            k += 1;
-        }
+        let k = self.next_local(self.issued);
         let remaining = (k as f64 + 0.5 - self.arrivals).max(0.0);
         Some(Duration::from_secs_f64((remaining / rate).min(3600.0)))
     }
 
-    fn dispatch(&mut self, intended: Instant, ctx: &Arc<RunCtx>, classes: &mut ClassTable) -> Result<(), String> {
+    /// Hands one iteration to a free user (spawning one while the pool may grow); false when it was dropped.
+    fn dispatch(&mut self, intended: Instant, ctx: &Arc<RunCtx>, classes: &mut ClassTable) -> Result<bool, String> {
         while let Ok(id) = self.free_rx.try_recv() {
             self.free.push(id);
         }
@@ -160,12 +170,12 @@ impl OpenUsers {
                 None if self.users() < self.max_users => self.spawn(ctx, classes)?,
                 None => {
                     self.dropped += 1;
-                    return Ok(());
+                    return Ok(false);
                 }
             };
             // A free user waits on an empty channel; one that ended (it cannot, short of a panic) is skipped.
             if self.senders[id].try_send(intended).is_ok() {
-                return Ok(());
+                return Ok(true);
             }
         }
     }
@@ -175,6 +185,16 @@ impl OpenUsers {
         self.stop.stop();
         self.senders.clear();
         std::mem::take(&mut self.tasks)
+    }
+}
+
+impl Drop for OpenUsers {
+    /// Users outlive neither their pool nor a run that was aborted.
+    fn drop(&mut self) {
+        self.stop.stop();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! One run from start to end: waits for the common start time, drives the closed or open model from the shape (as
 //! changes leave it), moves request records into the collector and closes one window per second of run time, watches
 //! the generator, and ends at the shape's end (Finished), at stop() or the deadline (Stopped), or on a fatal error
-//! (Failed). At the end, users finish the request in flight (bounded by the request timeout), so the agent and the
-//! target agree on counts.
+//! (Failed). At the end, users finish the request in flight (for a bounded time, see [`drain_time`]), so the agent
+//! and the target agree on counts.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,29 @@ use crate::stats::Collector;
 /// The longest the runner sleeps: how often it re-reads the shape and moves records into the collector.
 const TICK: Duration = Duration::from_millis(10);
 /// Longest wait for a Redis target to answer at the start.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// At the deadline or the shape's end, users finish the request in flight for at most this long (or the request
+/// timeout, when shorter), plus [`DRAIN_MARGIN`] to record a timeout; what is still running then is aborted.
+const MAX_DRAIN: Duration = Duration::from_secs(5);
+const DRAIN_MARGIN: Duration = Duration::from_secs(1);
+/// After a stop, whoever asked waits for the run to be over: requests in flight get this long at most.
+const MAX_DRAIN_AFTER_STOP: Duration = Duration::from_millis(500);
+
+/// How long users may finish their requests in flight once the run ends, by a stop (`stopped`) or otherwise.
+pub(super) fn drain_time(timeout: Duration, stopped: bool) -> Duration {
+    if stopped { (timeout + DRAIN_MARGIN).min(MAX_DRAIN_AFTER_STOP) } else { timeout.min(MAX_DRAIN) + DRAIN_MARGIN }
+}
+
+/// Tasks aborted when dropped: users never outlive their run, even one cancelled mid-drain.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
 
 enum Model {
     Closed(ClosedUsers),
@@ -214,28 +236,23 @@ pub(super) async fn run(plan: RunPlan, shared: Arc<Shared>) -> Result<RunState, 
 
     // Users finish the request in flight and start no other; windows keep closing meanwhile.
     let users_at_end = model.users();
-    let mut tasks = match &mut model {
+    let mut tasks = AbortOnDrop(match &mut model {
         Model::Closed(users) => users.stop_all(),
         Model::Open(pool) => pool.stop_all(),
-    };
-    let grace_end = Instant::now() + timeout + Duration::from_secs(1);
+    });
+    let grace_end = Instant::now() + drain_time(timeout, *stop.borrow());
     loop {
-        tasks.retain(|task| !task.is_finished());
+        tasks.0.retain(|task| !task.is_finished());
         let now = Instant::now();
-        if windows.flush(micros_since(started, now), tasks.len() as u64) > 0 {
+        if windows.flush(micros_since(started, now), tasks.0.len() as u64) > 0 {
             shared.windows_closed.store(windows.closed, Ordering::Relaxed);
         }
-        if tasks.is_empty() {
-            break;
-        }
-        if now >= grace_end {
-            for task in &tasks {
-                task.abort();
-            }
+        if tasks.0.is_empty() || now >= grace_end {
             break;
         }
         tokio::time::sleep_until((now + TICK).min(grace_end).into()).await;
     }
+    drop(tasks);
     monitor.stop();
     windows.finish(users_at_end);
     shared.windows_closed.store(windows.closed, Ordering::Relaxed);

@@ -1,5 +1,7 @@
 //! The scenario format: a Locust-equivalent description of user behaviour and load over time.
 //!
+//! Sizes and numbers are bounded ([`limits`]): a scenario over a limit is refused, naming the field.
+//!
 //! One file is the single source of truth for a load: `load-agent` replays it against a real target and the
 //! orchestrator's simulator derives its request mix and arrival rates from it.
 //!
@@ -18,6 +20,7 @@
 //!   stages: [{end: 900, users: 400, spawn_rate: 50}]
 //! ```
 
+pub mod limits;
 mod shape;
 mod template;
 mod trace;
@@ -35,9 +38,9 @@ pub use shape::{ArrivalRate, LoadShape, Ramp, RateStage, Stage, UsersTarget, ste
 pub use template::{Template, TemplatePart};
 pub use trace::TraceSpec;
 
-/// A whole scenario file.
+/// A whole scenario file. Reading one counts its elements against [`limits::MAX_ELEMENTS`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Scenario {
     /// Defaults to the file name without extension.
     #[serde(default)]
@@ -45,9 +48,14 @@ pub struct Scenario {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// Values that request templates draw from, once per task execution (so one task's requests agree).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "limits::map::<{ limits::MAX_VARIABLES }, _, _>"
+    )]
     pub variables: BTreeMap<String, Variable>,
     /// User classes, picked in proportion to their weights when users are spawned.
+    #[serde(deserialize_with = "limits::list::<{ limits::MAX_USER_CLASSES }, _, _>")]
     pub users: Vec<UserClass>,
     pub shape: LoadShape,
     /// Per-request timeout in seconds; a slower request counts as failed.
@@ -59,6 +67,19 @@ fn default_timeout_s() -> f64 {
     10.0
 }
 
+impl<'de> Deserialize<'de> for Scenario {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Scenario, D::Error> {
+        let _budget = limits::ElementBudget::begin();
+        Scenario::deserialize(d)
+    }
+}
+
+impl Serialize for Scenario {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Scenario::serialize(self, s)
+    }
+}
+
 fn one() -> u32 {
     1
 }
@@ -68,7 +89,7 @@ fn one() -> u32 {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Variable {
     /// One of these strings, uniformly.
-    Values(Vec<String>),
+    Values(#[serde(deserialize_with = "limits::list::<{ limits::MAX_VALUES_PER_VARIABLE }, _, _>")] Vec<String>),
     /// An integer in `[low, high]`, both inclusive, uniformly.
     Range([i64; 2]),
 }
@@ -84,8 +105,13 @@ pub struct UserClass {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<WaitTime>,
     /// Requests each user sends once when it starts, without a wait before them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "limits::list::<{ limits::MAX_REQUESTS_PER_TASK }, _, _>"
+    )]
     pub on_start: Vec<Request>,
+    #[serde(deserialize_with = "limits::list::<{ limits::MAX_TASKS_PER_CLASS }, _, _>")]
     pub tasks: Vec<Task>,
 }
 
@@ -122,6 +148,7 @@ pub struct Task {
     pub name: String,
     #[serde(default = "one")]
     pub weight: u32,
+    #[serde(deserialize_with = "limits::list::<{ limits::MAX_REQUESTS_PER_TASK }, _, _>")]
     pub requests: Vec<Request>,
 }
 
@@ -135,16 +162,28 @@ pub struct Request {
     pub method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "limits::map::<{ limits::MAX_FIELDS_PER_REQUEST }, _, _>"
+    )]
     pub headers: BTreeMap<String, String>,
     /// Form fields, sent URL-encoded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "limits::optional_map::<{ limits::MAX_FIELDS_PER_REQUEST }, _, _>"
+    )]
     pub form: Option<BTreeMap<String, String>>,
     /// A JSON body; string leaves are templates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "limits::optional_json")]
     pub json: Option<serde_json::Value>,
     /// A Redis command and its arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "limits::optional_list::<{ limits::MAX_FIELDS_PER_REQUEST }, _, _>"
+    )]
     pub redis: Option<Vec<String>>,
     /// Stats name grouping requests (Locust's `name=`); defaults to the path or command template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,6 +258,12 @@ impl Scenario {
     /// Checks a scenario that did not come through [`Scenario::parse`] (e.g. from JSON): `(field path, message)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         validate::validate(self)
+    }
+
+    /// Checks that every request suits the target's protocol (after [`Scenario::validate`]): `(field path,
+    /// message)` of the first that does not.
+    pub fn check_requests_suit(&self, redis_target: bool) -> Result<(), (String, String)> {
+        validate::requests_suit(self, redis_target)
     }
 
     /// How long the scenario runs, in seconds.

@@ -2,14 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::{self, MAX_STAGES};
+
 /// The load over time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum LoadShape {
     /// Locust `StagesShape`: cumulative end times. A new stage pre-empts an unfinished ramp (Locust blocks on it).
-    Stages(Vec<Stage>),
+    Stages(#[serde(deserialize_with = "limits::list::<MAX_STAGES, _, _>")] Vec<Stage>),
     /// Goose-style linear ramps: reach `users` over `over` seconds, then hold for `hold` seconds.
-    Ramps(Vec<Ramp>),
+    Ramps(#[serde(deserialize_with = "limits::list::<MAX_STAGES, _, _>")] Vec<Ramp>),
     /// Open model: task starts per second, independent of response times.
     ArrivalRate(ArrivalRate),
     /// A recorded load from a CSV file; replaced by stages or an arrival rate when the scenario file is read.
@@ -43,6 +45,7 @@ pub struct ArrivalRate {
     /// Rate at time 0, in task starts per second; each stage moves linearly from the previous target to its own.
     #[serde(default)]
     pub start_rate: f64,
+    #[serde(deserialize_with = "limits::list::<MAX_STAGES, _, _>")]
     pub stages: Vec<RateStage>,
     /// Users created up front to run iterations.
     pub preallocated_users: u32,

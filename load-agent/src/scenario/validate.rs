@@ -1,7 +1,11 @@
 //! Semantic checks a scenario must pass after parsing. Each error carries the field path it concerns.
 
+use super::limits::{
+    MAX_ARRIVAL_RATE, MAX_DURATION_S, MAX_REQUEST_TIMEOUT_S, MAX_REQUESTS, MAX_SPAWN_RATE, MAX_STAGES,
+    MAX_THROUGHPUT_PER_USER, MAX_WAIT_S, in_range,
+};
 use super::template::Template;
-use super::{HTTP_METHODS, LoadShape, Request, Scenario, Variable, WaitTime};
+use super::{HTTP_METHODS, LoadShape, Request, RequestKind, Scenario, Variable, WaitTime};
 
 type Invalid = (String, String);
 
@@ -9,20 +13,14 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
     (field.into(), message.into())
 }
 
-fn positive(field: &str, value: f64) -> Result<(), Invalid> {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(invalid(field, format!("must be a positive number, got {value}")))
-    }
+/// Above 0 and at most `max`.
+fn positive(field: &str, value: f64, max: f64) -> Result<(), Invalid> {
+    in_range(field, value, 0.0, true, max)
 }
 
-fn non_negative(field: &str, value: f64) -> Result<(), Invalid> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(())
-    } else {
-        Err(invalid(field, format!("must be zero or positive, got {value}")))
-    }
+/// From 0 to `max`.
+fn non_negative(field: &str, value: f64, max: f64) -> Result<(), Invalid> {
+    in_range(field, value, 0.0, false, max)
 }
 
 pub(super) fn validate(scenario: &Scenario) -> Result<(), Invalid> {
@@ -38,10 +36,11 @@ pub(super) fn validate(scenario: &Scenario) -> Result<(), Invalid> {
             _ => {}
         }
     }
-    positive("request_timeout_s", scenario.request_timeout_s)?;
+    positive("request_timeout_s", scenario.request_timeout_s, MAX_REQUEST_TIMEOUT_S)?;
     if scenario.users.is_empty() {
         return Err(invalid("users", "needs at least one user class"));
     }
+    let mut requests = 0;
     for (u, user) in scenario.users.iter().enumerate() {
         let at = format!("users[{u}]");
         if user.weight == 0 {
@@ -53,6 +52,7 @@ pub(super) fn validate(scenario: &Scenario) -> Result<(), Invalid> {
         for (r, request) in user.on_start.iter().enumerate() {
             validate_request(scenario, &format!("{at}.on_start[{r}]"), request)?;
         }
+        requests += user.on_start.len();
         if user.tasks.is_empty() {
             return Err(invalid(format!("{at}.tasks"), "needs at least one task"));
         }
@@ -67,6 +67,13 @@ pub(super) fn validate(scenario: &Scenario) -> Result<(), Invalid> {
             for (r, request) in task.requests.iter().enumerate() {
                 validate_request(scenario, &format!("{at}.requests[{r}]"), request)?;
             }
+            requests += task.requests.len();
+            if requests > MAX_REQUESTS {
+                return Err(invalid(
+                    format!("{at}.requests"),
+                    format!("the scenario holds more than {MAX_REQUESTS} requests in all: its limit"),
+                ));
+            }
         }
     }
     validate_shape(&scenario.shape)
@@ -74,17 +81,20 @@ pub(super) fn validate(scenario: &Scenario) -> Result<(), Invalid> {
 
 fn validate_wait(field: &str, wait: WaitTime) -> Result<(), Invalid> {
     match wait {
-        WaitTime::Constant(t) => non_negative(&format!("{field}.constant"), t),
+        WaitTime::Constant(t) => non_negative(&format!("{field}.constant"), t, MAX_WAIT_S),
         WaitTime::Between([low, high]) => {
-            non_negative(&format!("{field}.between[0]"), low)?;
-            non_negative(&format!("{field}.between[1]"), high)?;
+            non_negative(&format!("{field}.between[0]"), low, MAX_WAIT_S)?;
+            non_negative(&format!("{field}.between[1]"), high, MAX_WAIT_S)?;
             if low > high {
                 return Err(invalid(format!("{field}.between"), format!("low {low} is above high {high}")));
             }
             Ok(())
         }
-        WaitTime::ConstantPacing(t) => positive(&format!("{field}.constant_pacing"), t),
-        WaitTime::ConstantThroughput(r) => positive(&format!("{field}.constant_throughput"), r),
+        WaitTime::ConstantPacing(t) => positive(&format!("{field}.constant_pacing"), t, MAX_WAIT_S),
+        // At least one task a day: a slower rate is a wait longer than MAX_WAIT_S.
+        WaitTime::ConstantThroughput(r) => {
+            in_range(&format!("{field}.constant_throughput"), r, 1.0 / MAX_WAIT_S, false, MAX_THROUGHPUT_PER_USER)
+        }
     }
 }
 
@@ -170,23 +180,43 @@ fn collect_json_strings(value: &serde_json::Value, at: &str, out: &mut Vec<(Stri
     }
 }
 
+/// At most [`MAX_STAGES`] (a trace read from a file is not bounded while it is read).
+fn bounded_stages(field: &str, count: usize) -> Result<(), Invalid> {
+    if count > MAX_STAGES {
+        return Err(invalid(field, format!("holds {count} stages; at most {MAX_STAGES} are allowed")));
+    }
+    Ok(())
+}
+
+/// Durations that add up over a shape: the total stays within [`MAX_DURATION_S`].
+fn within_total(field: &str, total: f64) -> Result<(), Invalid> {
+    if total > MAX_DURATION_S {
+        return Err(invalid(
+            field,
+            format!("the shape lasts {total} s in all; at most {MAX_DURATION_S} s are allowed"),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_shape(shape: &LoadShape) -> Result<(), Invalid> {
     match shape {
         LoadShape::Stages(stages) => {
             if stages.is_empty() {
                 return Err(invalid("shape.stages", "needs at least one stage"));
             }
+            bounded_stages("shape.stages", stages.len())?;
             let mut previous_end = 0.0;
             for (i, stage) in stages.iter().enumerate() {
                 let at = format!("shape.stages[{i}]");
-                positive(&format!("{at}.end"), stage.end)?;
+                positive(&format!("{at}.end"), stage.end, MAX_DURATION_S)?;
                 if stage.end <= previous_end {
                     return Err(invalid(
                         format!("{at}.end"),
                         format!("end times are cumulative and must increase: {} follows {previous_end}", stage.end),
                     ));
                 }
-                positive(&format!("{at}.spawn_rate"), stage.spawn_rate)?;
+                positive(&format!("{at}.spawn_rate"), stage.spawn_rate, MAX_SPAWN_RATE)?;
                 previous_end = stage.end;
             }
         }
@@ -194,13 +224,17 @@ fn validate_shape(shape: &LoadShape) -> Result<(), Invalid> {
             if ramps.is_empty() {
                 return Err(invalid("shape.ramps", "needs at least one ramp"));
             }
+            bounded_stages("shape.ramps", ramps.len())?;
+            let mut total = 0.0;
             for (i, ramp) in ramps.iter().enumerate() {
                 let at = format!("shape.ramps[{i}]");
-                non_negative(&format!("{at}.over"), ramp.over)?;
-                non_negative(&format!("{at}.hold"), ramp.hold)?;
+                non_negative(&format!("{at}.over"), ramp.over, MAX_DURATION_S)?;
+                non_negative(&format!("{at}.hold"), ramp.hold, MAX_DURATION_S)?;
                 if ramp.over + ramp.hold <= 0.0 {
                     return Err(invalid(at, "over + hold must be positive"));
                 }
+                total += ramp.over + ramp.hold;
+                within_total(&at, total)?;
             }
         }
         LoadShape::Trace(_) => {
@@ -210,14 +244,18 @@ fn validate_shape(shape: &LoadShape) -> Result<(), Invalid> {
             ));
         }
         LoadShape::ArrivalRate(open) => {
-            non_negative("shape.arrival_rate.start_rate", open.start_rate)?;
+            non_negative("shape.arrival_rate.start_rate", open.start_rate, MAX_ARRIVAL_RATE)?;
             if open.stages.is_empty() {
                 return Err(invalid("shape.arrival_rate.stages", "needs at least one stage"));
             }
+            bounded_stages("shape.arrival_rate.stages", open.stages.len())?;
+            let mut total = 0.0;
             for (i, stage) in open.stages.iter().enumerate() {
                 let at = format!("shape.arrival_rate.stages[{i}]");
-                positive(&format!("{at}.duration"), stage.duration)?;
-                non_negative(&format!("{at}.target"), stage.target)?;
+                positive(&format!("{at}.duration"), stage.duration, MAX_DURATION_S)?;
+                non_negative(&format!("{at}.target"), stage.target, MAX_ARRIVAL_RATE)?;
+                total += stage.duration;
+                within_total(&at, total)?;
             }
             if open.preallocated_users == 0 {
                 return Err(invalid("shape.arrival_rate.preallocated_users", "must be at least 1"));
@@ -227,6 +265,35 @@ fn validate_shape(shape: &LoadShape) -> Result<(), Invalid> {
                     "shape.arrival_rate.max_users",
                     format!("{} is below preallocated_users {}", open.max_users, open.preallocated_users),
                 ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first request that does not suit a target of the other protocol: `redis` requests need a `redis://` target,
+/// HTTP requests an `http://` one.
+pub(super) fn requests_suit(scenario: &Scenario, redis_target: bool) -> Result<(), Invalid> {
+    for (u, user) in scenario.users.iter().enumerate() {
+        let on_start = user.on_start.iter().enumerate().map(|(r, q)| (format!("users[{u}].on_start[{r}]"), q));
+        let tasks = user.tasks.iter().enumerate().flat_map(|(t, task)| {
+            task.requests.iter().enumerate().map(move |(r, q)| (format!("users[{u}].tasks[{t}].requests[{r}]"), q))
+        });
+        for (at, request) in on_start.chain(tasks) {
+            match (request.kind(), redis_target) {
+                (RequestKind::Redis { .. }, false) => {
+                    return Err(invalid(
+                        format!("{at}.redis"),
+                        "a redis request needs a redis://host:port target, and the target is HTTP",
+                    ));
+                }
+                (RequestKind::Http { .. }, true) => {
+                    return Err(invalid(
+                        format!("{at}.method"),
+                        "an HTTP request needs an http:// target, and the target is redis://",
+                    ));
+                }
+                _ => {}
             }
         }
     }

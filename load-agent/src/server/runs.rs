@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
@@ -77,6 +77,23 @@ pub struct Registry {
     /// Turns true at shutdown: tasks still retrying a run's files make one last attempt.
     closing: tokio::sync::watch::Sender<bool>,
     retention: store::Retention,
+}
+
+/// How long a stop waits for its run to end before answering: runs against a target that answers stop within a few
+/// milliseconds, and `orch` gives a stop 2 s.
+const STOP_WAIT: Duration = Duration::from_millis(1500);
+
+/// The runtime runs execute on: threads of their own, so however hard a run works the control API (and the signal
+/// that stops the agent) is served by other threads, and the process exits without waiting for the engine's.
+/// `None` if it could not be built: runs then share the API's runtime.
+fn engine_runtime() -> Option<&'static tokio::runtime::Runtime> {
+    static ENGINE: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let built = tokio::runtime::Builder::new_multi_thread().thread_name("load-engine").enable_all().build();
+            built.map_err(|e| tracing::warn!("no runtime of their own for runs ({e}): they share the API's")).ok()
+        })
+        .as_ref()
 }
 
 fn now_unix_ms() -> u64 {
@@ -212,7 +229,10 @@ impl Registry {
             Ok(Err(e)) => return Err(AgentError::Internal(format!("cannot create {}: {e}", dir.display()))),
             Err(e) => return Err(AgentError::Internal(e.to_string())),
         }
-        let handle = RunHandle::start(plan);
+        let handle = {
+            let _engine = engine_runtime().map(|runtime| runtime.enter());
+            RunHandle::start(plan)
+        };
         let writes = store::WriteProblems::default();
         tracing::info!(run = %id, target = %request.target, scenario = %request.scenario.name, "run started");
         let entry = RunEntry {
@@ -323,18 +343,26 @@ pub async fn change_run(
     })
 }
 
-/// POST /v1/runs/{id}/stop: idempotent; a run already over answers its status.
+/// POST /v1/runs/{id}/stop: idempotent; answers once the run is over (its final state, its slot free), or after
+/// [`STOP_WAIT`] with its state then, if its users are still finishing slow requests.
 pub async fn stop_run(
     State(state): State<AppState>,
     path: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Json<RunStatus>, AgentError> {
     let UrlPath(id) = path?;
-    state.registry.with_run(&id, |run| {
-        if let Run::Live(live) = &run.run {
-            live.handle.stop();
-        }
-        Ok(Json(run.status()))
-    })
+    let live = state.registry.with_run(&id, |run| {
+        Ok(match &run.run {
+            Run::Live(live) => {
+                live.handle.stop();
+                Some(live.handle.clone())
+            }
+            Run::Stored { .. } => None,
+        })
+    })?;
+    if let Some(handle) = live {
+        let _ = tokio::time::timeout(STOP_WAIT, handle.wait()).await;
+    }
+    state.registry.with_run(&id, |run| Ok(Json(run.status())))
 }
 
 /// Where a run's figures come from: this process's memory, or the run's folder.

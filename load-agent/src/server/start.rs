@@ -9,10 +9,14 @@ use super::ServerConfig;
 use super::errors::AgentError;
 use crate::engine::{RunPlan, Target};
 use crate::protocol::{ChangeRun, StartRun};
+use crate::scenario::limits::{MAX_DURATION_S, MAX_SPAWN_RATE};
 use crate::scenario::{LoadShape, Scenario};
 
 /// How far ahead a common start time may lie: a run scheduled further out would hold a slot for nothing.
 const MAX_START_DELAY_S: u64 = 24 * 3600;
+/// Most agents one run may be split over: each agent walks the users of all of them (user classes are dealt in
+/// spawn order over all agents), so its work grows with the count.
+pub const MAX_AGENT_COUNT: u32 = 256;
 
 /// Deserializes a JSON body; errors name the JSON path of the offending value.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AgentError> {
@@ -137,8 +141,15 @@ pub fn check_start(body: &[u8], config: &ServerConfig) -> Result<(StartRun, RunP
         .validate()
         .map_err(|(field, message)| AgentError::invalid(format!("scenario.{field}"), message))?;
     let target = Target::parse(&request.target).map_err(|message| AgentError::invalid("target", message))?;
-    if request.agent_count == 0 {
-        return Err(AgentError::invalid("agent_count", "must be at least 1"));
+    request
+        .scenario
+        .check_requests_suit(matches!(target, Target::Redis { .. }))
+        .map_err(|(field, message)| AgentError::invalid(format!("scenario.{field}"), message))?;
+    if !(1..=MAX_AGENT_COUNT).contains(&request.agent_count) {
+        return Err(AgentError::invalid(
+            "agent_count",
+            format!("must be from 1 to {MAX_AGENT_COUNT}, got {}", request.agent_count),
+        ));
     }
     if request.agent_index >= request.agent_count {
         return Err(AgentError::invalid(
@@ -147,9 +158,12 @@ pub fn check_start(body: &[u8], config: &ServerConfig) -> Result<(StartRun, RunP
         ));
     }
     if let Some(deadline) = request.deadline_s
-        && !(deadline.is_finite() && deadline > 0.0 && deadline <= 1e9)
+        && !(deadline.is_finite() && deadline > 0.0 && deadline <= MAX_DURATION_S)
     {
-        return Err(AgentError::invalid("deadline_s", format!("must be a positive number of seconds, got {deadline}")));
+        return Err(AgentError::invalid(
+            "deadline_s",
+            format!("must be a number of seconds above 0 and at most {MAX_DURATION_S} (7 days), got {deadline:?}"),
+        ));
     }
     if let Some(at) = request.start_at_unix_ms {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
@@ -201,9 +215,12 @@ pub fn check_change(body: &[u8], run: &StartRun, max_users: u32) -> Result<Chang
         }
     }
     if let Some(rate) = change.spawn_rate
-        && !(rate.is_finite() && rate > 0.0)
+        && !(rate.is_finite() && rate > 0.0 && rate <= MAX_SPAWN_RATE)
     {
-        return Err(AgentError::invalid("spawn_rate", format!("must be a positive number, got {rate}")));
+        return Err(AgentError::invalid(
+            "spawn_rate",
+            format!("must be a number of users per second above 0 and at most {MAX_SPAWN_RATE}, got {rate:?}"),
+        ));
     }
     if let Some(shape) = &change.shape {
         let scenario = Scenario { shape: shape.clone(), ..run.scenario.clone() };
@@ -256,6 +273,11 @@ mod tests {
             body.pointer_mut(parent).unwrap().as_object_mut().unwrap().insert(key.to_string(), value);
             body.to_string()
         };
+        let replaced = |pointer: &str, value: serde_json::Value| {
+            let mut body = good.clone();
+            *body.pointer_mut(pointer).unwrap() = value;
+            body.to_string()
+        };
         let cases = [
             (with("/seed", json!(-1)), "seed"),
             (with("/target", json!("localhost:80")), "target"),
@@ -263,6 +285,15 @@ mod tests {
             (with("/scenario/shape/stages/0/users", json!(11)), "scenario.shape.stages[0].users"),
             (with("/scenario/users/0/weight", json!(0)), "scenario.users[0].weight"),
             (with("/deadline_s", json!(0.0)), "deadline_s"),
+            (with("/deadline_s", json!(1e308)), "deadline_s"),
+            (with("/agent_count", json!(MAX_AGENT_COUNT + 1)), "agent_count"),
+            (with("/scenario/request_timeout_s", json!(1e308)), "scenario.request_timeout_s"),
+            (with("/scenario/shape/stages/0/spawn_rate", json!(1e308)), "scenario.shape.stages[0].spawn_rate"),
+            (
+                replaced("/scenario/users/0/tasks/0/requests/0", json!({"redis": ["GET", "k"]})),
+                "scenario.users[0].tasks[0].requests[0].redis",
+            ),
+            (with("/target", json!("redis://127.0.0.1:9")), "scenario.users[0].tasks[0].requests[0].method"),
             (with("/start_at_unix_ms", json!(u64::MAX / 2)), "start_at_unix_ms"),
         ];
         for (body, field) in cases {
@@ -338,6 +369,11 @@ mod tests {
             (json!({"users": 11}), "users"),
             (json!({"users": "many"}), "users"),
             (json!({"users": 3, "spawn_rate": 0}), "spawn_rate"),
+            (json!({"users": 3, "spawn_rate": 1e308}), "spawn_rate"),
+            (
+                json!({"shape": {"stages": [{"end": 5, "users": 3, "spawn_rate": 1}, {"end": 1e9, "users": 3, "spawn_rate": 1}]}}),
+                "shape.stages[1].end",
+            ),
             (json!({}), "users"),
             (json!({"userz": 3}), "userz"),
             (json!({"shape": {"stages": [{"end": 0, "users": 3, "spawn_rate": 1}]}}), "shape.stages[0].end"),
