@@ -34,6 +34,10 @@ fn later_start(target: &str) -> String {
     let hour_ahead = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64 + 3_600_000;
     let mut body = start_body(target, 1.0, 1);
     body["start_at_unix_ms"] = hour_ahead.into();
+    if target.starts_with("redis://") {
+        // A Redis target takes Redis requests: the scenario must suit it before the target is judged.
+        body["scenario"]["users"][0]["tasks"][0]["requests"] = serde_json::json!([{"redis": ["PING"]}]);
+    }
     body.to_string()
 }
 
