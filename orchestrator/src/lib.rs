@@ -6,18 +6,18 @@
 //! [`backend`] (the embedded [`sim`]ulator, the [`emulated`] app or a real cluster through [`kubernetes`], under
 //! real load from [`agents`]) with a
 //! [`policy`] and summarises the run; [`report`] renders the run folder as HTML. [`limits`] bounds what input
-//! files may ask for.
+//! files may ask for. [`cli`] is the `orch` command line, a file per subcommand.
 
 pub mod agents;
 pub mod app;
 pub mod backend;
 pub mod cell;
 pub mod cell_process;
+pub mod cli;
 pub mod combinations;
 pub mod duration;
 pub mod emulated;
 pub mod fault;
-pub mod inspect;
 pub mod interrupt;
 pub mod kubernetes;
 pub mod limits;

@@ -15,13 +15,12 @@
 //! - [`checkpoint`]: weights in safetensors, hyperparameters, feature layout and service order in JSON;
 //! - [`spec`], [`train`], [`prepare`]: `kind: rl` matrix entries, one training run, and the training step of a
 //!   matrix run (train once per app, policy and seed; cache by hash);
-//! - [`policy`]: [`RlPolicy`](policy::RlPolicy), a checkpoint driving a cell; [`cli`]: `orch train`, `orch eval`.
+//! - [`policy`]: [`RlPolicy`](policy::RlPolicy), a checkpoint driving a cell.
 
 pub mod a2c;
 pub mod actions;
 pub mod bc;
 pub mod checkpoint;
-pub mod cli;
 pub mod distributions;
 pub mod dqn;
 pub mod env;

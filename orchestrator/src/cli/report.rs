@@ -1,10 +1,10 @@
-//! `orch report`: arguments and exit codes; the work is in orchestrator::report.
+//! `orch report`: arguments and exit codes; the work is in crate::report.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use orchestrator::report::stats::BootstrapConfig;
-use orchestrator::report::{self, NotARunFolder, ReportOptions};
+use crate::report::stats::BootstrapConfig;
+use crate::report::{self, NotARunFolder, ReportOptions};
 
 /// Render the HTML report of a run folder: reports/<run-tag>/index.html, a page per cell, summary.csv,
 /// summary.json and summary.md. The files are self-contained (no script, no network) and open from file://.

@@ -1,12 +1,26 @@
-//! `orch status <run-tag>` and `orch logs <cell-id>`: read a run folder, never write it.
+//! `orch status <run-tag>`: where each cell of a run stands, read from the run folder, never written.
 
 use std::fmt::Write as _;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::run_folder::{self, CellState, CellStatus, RUN_JSON, RunInfo, RunLock};
+
+/// `orch status`: prints the table, or the error with exit code 1.
+pub fn run(logs_dir: &Path, run_tag: &str) -> ExitCode {
+    match status_report(logs_dir, run_tag) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Longest error shown in the status table.
 const ERROR_WIDTH: usize = 70;
@@ -76,46 +90,4 @@ fn row(status: &CellStatus, now: f64, run_is_live: bool) -> String {
         time,
         heartbeat
     )
-}
-
-/// The folder of `cell` (a full id, or one without its hash) under `logs_dir`, in run `run` if given.
-pub fn find_cell(logs_dir: &Path, cell: &str, run: Option<&str>) -> Result<PathBuf> {
-    let runs: Vec<PathBuf> = match run {
-        Some(tag) => {
-            let dir = logs_dir.join(tag);
-            if !dir.is_dir() {
-                bail!("no run {tag:?} under {}", logs_dir.display());
-            }
-            vec![dir]
-        }
-        None => {
-            let mut dirs: Vec<PathBuf> = fs::read_dir(logs_dir)
-                .with_context(|| format!("reading {}", logs_dir.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_dir())
-                .collect();
-            dirs.sort();
-            dirs
-        }
-    };
-    let mut hits = Vec::new();
-    for run_dir in runs {
-        let Ok(entries) = fs::read_dir(&run_dir) else { continue };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let without_hash = name.rsplit_once('-').map_or(name.as_str(), |(n, _)| n);
-            if (name == cell || without_hash == cell) && entry.path().join("config.yaml").is_file() {
-                hits.push(entry.path());
-            }
-        }
-    }
-    hits.sort();
-    match hits.len() {
-        0 => bail!("no cell {cell:?} under {}", logs_dir.display()),
-        1 => Ok(hits.remove(0)),
-        _ => bail!(
-            "{cell:?} is in several runs; pass --run <tag>:\n{}",
-            hits.iter().map(|p| format!("  {}", p.display())).collect::<Vec<_>>().join("\n")
-        ),
-    }
 }

@@ -1,16 +1,15 @@
-//! `orch train` and `orch eval`: one training run or one evaluation outside a matrix.
+//! `orch train`: one training run outside a matrix; the work is in crate::rl::train. Also the loading of the app and
+//! scenarios and the exit codes `orch eval` shares.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use load_agent::scenario::Scenario;
 
+use super::EXIT_CONFIG;
 use crate::app::{AppModel, check_scenario_routes};
-use crate::matrix::{Backend, CELL_FORMAT_VERSION, CellConfig, ResolvedPolicy};
-use crate::rl::checkpoint;
-use crate::rl::spec::{
-    Algo, ModelKind, NetworkSpec, RlPolicyConfig, RlSpec, TrainingConfig, TrainingSpec, WarmStartSpec,
-};
+use crate::rl::spec::{Algo, ModelKind, NetworkSpec, RlSpec, TrainingSpec, WarmStartSpec};
 
 /// Train one RL autoscaler on the simulator and write its checkpoint.
 #[derive(Debug, clap::Args)]
@@ -60,20 +59,6 @@ pub struct TrainArgs {
     pub warm_start: Option<PathBuf>,
 }
 
-/// Evaluate a checkpoint in one simulated cell and print its summary as JSON.
-#[derive(Debug, clap::Args)]
-pub struct EvalArgs {
-    /// The checkpoint's base path (without .safetensors/.json), e.g. models/ob/model.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    #[arg(long)]
-    pub app: PathBuf,
-    #[arg(long)]
-    pub scenario: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-}
-
 fn parse_algo(s: &str) -> Result<Algo, String> {
     serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| format!("{s:?}: expected ppo, a2c or dqn"))
 }
@@ -87,7 +72,10 @@ fn parse_model(s: &str) -> Result<ModelKind, String> {
 #[error("{0}")]
 pub struct BadInput(pub String);
 
-fn load_app_and_scenarios(app: &std::path::Path, scenarios: &[PathBuf]) -> Result<(AppModel, Vec<Scenario>), BadInput> {
+pub(super) fn load_app_and_scenarios(
+    app: &std::path::Path,
+    scenarios: &[PathBuf],
+) -> Result<(AppModel, Vec<Scenario>), BadInput> {
     let app = AppModel::load(app).map_err(|e| BadInput(e.to_string()))?;
     let mut out = Vec::new();
     for file in scenarios {
@@ -172,45 +160,13 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// `orch eval`.
-pub fn eval(args: &EvalArgs) -> Result<()> {
-    let (app, scenarios) = load_app_and_scenarios(&args.app, std::slice::from_ref(&args.scenario))?;
-    let meta = checkpoint::load_meta(&args.checkpoint).map_err(|e| BadInput(e.to_string()))?;
-    crate::rl::policy::RlPolicy::from_checkpoint(&args.checkpoint, &app).map_err(|e| BadInput(e.to_string()))?;
-    // The cell's policy describes the checkpoint as far as its JSON tells (no training scenarios).
-    let training = TrainingConfig {
-        model: match meta.model {
-            checkpoint::ModelSpec::Gnn(_) => ModelKind::Gnn,
-            checkpoint::ModelSpec::Mlp(_) => ModelKind::Mlp,
-        },
-        network: NetworkSpec::default(),
-        algorithm: meta.algorithm.clone(),
-        budget: meta.env_steps,
-        envs: 1,
-        decision_interval_s: meta.env.decision_interval_s,
-        reward: meta.env.reward.clone(),
-        features: meta.env.features.clone(),
-        actions: meta.env.actions.clone(),
-        scenarios: Vec::new(),
-        randomization: Default::default(),
-        warm_start: None,
-    };
-    let config = CellConfig {
-        format_version: CELL_FORMAT_VERSION,
-        backend: Backend::Sim,
-        emulated: None,
-        seed: args.seed,
-        app: std::sync::Arc::new(app),
-        scenario: std::sync::Arc::new(scenarios.into_iter().next().expect("one scenario")),
-        policy: std::sync::Arc::new(ResolvedPolicy::Rl(Box::new(RlPolicyConfig {
-            name: format!("rl-{}-{}", meta.algorithm.algo().name(), training.model.name()),
-            training,
-            checkpoint: Some(args.checkpoint.clone()),
-        }))),
-    };
-    let id = format!("eval.{}.s{}", config.scenario.name, args.seed);
-    let summary = crate::cell::simulate(&id, &config, |_| {}, |_, _, _, _, _| {});
-    summary.check_figures()?;
-    println!("{}", serde_json::to_string_pretty(&summary).context("serializing the summary")?);
-    Ok(())
+/// Exit status of `orch train` / `orch eval`: 2 for bad input, 1 for other failures.
+pub fn rl_exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<BadInput>().is_some() { ExitCode::from(EXIT_CONFIG) } else { ExitCode::FAILURE }
+        }
+    }
 }

@@ -1,0 +1,69 @@
+//! `orch emulate`: an app model served as the emulated backend does, on its own; the work is in
+//! crate::emulated::standalone.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::EXIT_CONFIG;
+
+#[derive(clap::Args)]
+pub struct EmulateArgs {
+    /// The app model, e.g. experiments/apps/online-boutique.yaml.
+    app: PathBuf,
+    /// Where the app listens (HTTP, or RESP for a Redis app).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Where the pod-control API and /metrics listen.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    control_listen: std::net::SocketAddr,
+    /// Emulated seconds per wall second of control time (pod start-up, metrics windows).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Requests one pod serves at once.
+    #[arg(long, default_value_t = 1)]
+    pod_concurrency: u32,
+    /// Replicas every deployment starts with: initial (the model's), max, or a number (within each one's bounds).
+    #[arg(long, default_value = "initial")]
+    replicas: crate::emulated::standalone::StartReplicas,
+    /// Seconds a request may take inside the app before it fails with 504.
+    #[arg(long, default_value_t = 10.0)]
+    request_timeout: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// `orch emulate`.
+pub fn emulate(args: EmulateArgs) -> ExitCode {
+    use crate::emulated::standalone::{Options, load, serve};
+    if !(args.time_scale.is_finite() && args.time_scale >= 1.0) {
+        eprintln!("error: --time-scale must be at least 1");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if args.pod_concurrency == 0 || !(args.request_timeout.is_finite() && args.request_timeout > 0.0) {
+        eprintln!("error: --pod-concurrency and --request-timeout must be positive");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let options = Options {
+        app_file: args.app,
+        listen: args.listen,
+        control_listen: args.control_listen,
+        model: crate::emulated::EmulatedModel { time_scale: args.time_scale, pod_concurrency: args.pod_concurrency },
+        replicas: args.replicas,
+        request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
+        seed: args.seed,
+    };
+    let app = match load(&options) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match serve(app, options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
