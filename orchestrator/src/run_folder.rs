@@ -116,7 +116,7 @@ impl CellState {
 }
 
 /// logs/<run-tag>/<cell-id>/status.json. orch writes every field; one written by hand may leave out those with a
-/// default (the folder names the cell).
+/// default (the folder, its config.yaml and the cell's id say who the cell is), but not its state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellStatus {
     #[serde(default)]
@@ -132,10 +132,15 @@ pub struct CellStatus {
     pub error: Option<String>,
     #[serde(default)]
     pub log_tail: Vec<String>,
+    #[serde(default)]
     pub app: String,
+    #[serde(default)]
     pub policy: String,
+    #[serde(default)]
     pub scenario: String,
+    #[serde(default)]
     pub seed: u64,
+    #[serde(default)]
     pub backend: String,
 }
 
@@ -389,6 +394,16 @@ mod tests {
         write_atomically(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn states_read_back_as_written_and_incomplete_is_never_read() {
+        for state in CellState::ALL {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.name()));
+            assert_eq!(serde_json::from_str::<CellState>(&json).unwrap(), state);
+        }
+        assert!(serde_json::from_str::<CellState>("\"incomplete\"").is_err());
     }
 
     #[test]

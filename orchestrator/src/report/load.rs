@@ -1,8 +1,7 @@
 //! Reads a run folder (logs/<run-tag>/) into what the report shows: the run's metadata and, per cell, its
 //! identity, state and summary. Files other branches of the tool add over time (run.json, status.json,
 //! training.csv, agents/) are used when present; a cell whose files are missing or corrupt is kept, marked
-//! incomplete, with the reason. Each file is read as the type the runner writes it with ([`RunInfo`],
-//! [`CellStatus`], [`CellSummary`]).
+//! incomplete, with the reason. [`super::files`] reads each file as the type the runner writes it with.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,16 +9,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 use sha2::{Digest, Sha256};
 
-use crate::cell::CellSummary;
+use super::files::{StatusFile, SummaryFile, read_status, read_summary, read_typed, said};
 pub use crate::run_folder::CellState;
 use crate::run_folder::{
-    AGENTS_JSON, CONFIG_YAML, CellStatus, EVENTS_JSONL, MATRIX_YAML, METRICS_CSV, RUN_JSON, RUN_LOG, RunInfo,
-    STATUS_JSON, SUMMARY_CSV, SUMMARY_JSON, TRAINING_CSV,
+    AGENTS_JSON, CONFIG_YAML, EVENTS_JSONL, MATRIX_YAML, METRICS_CSV, RUN_JSON, RUN_LOG, RunInfo, STATUS_JSON,
+    SUMMARY_CSV, SUMMARY_JSON, TRAINING_CSV,
 };
 
 /// Files of a cell folder the report links to, when they exist.
@@ -320,7 +317,7 @@ pub fn read_cell(dir: &Path, id: &str) -> CellRecord {
     let mut status_state = None;
     if dir.join(STATUS_JSON).is_file() {
         let mut problems = Vec::new();
-        if let Some((state, status)) = read_status(&dir.join(STATUS_JSON), &mut problems) {
+        if let Some(StatusFile { state, status, gives }) = read_status(&dir.join(STATUS_JSON), &mut problems) {
             status_state = state;
             if let Some(status) = status {
                 cell.started_unix_s = status.started_unix_s;
@@ -329,13 +326,15 @@ pub fn read_cell(dir: &Path, id: &str) -> CellRecord {
                     cell.reason = Some(error);
                 }
                 cell.log_tail = status.log_tail;
-                fill_if_empty(&mut cell.app, Some(status.app));
-                fill_if_empty(&mut cell.policy, Some(status.policy));
-                fill_if_empty(&mut cell.scenario, Some(status.scenario));
-                if cell.seed.is_none() {
+                fill_if_empty(&mut cell.app, said(&status.app));
+                fill_if_empty(&mut cell.policy, said(&status.policy));
+                fill_if_empty(&mut cell.scenario, said(&status.scenario));
+                if cell.seed.is_none() && gives.seed {
                     cell.seed = Some(status.seed);
                 }
-                cell.backend = status.backend;
+                if gives.backend {
+                    cell.backend = status.backend;
+                }
             }
         }
         cell.warnings.extend(problems);
@@ -344,8 +343,8 @@ pub fn read_cell(dir: &Path, id: &str) -> CellRecord {
     // The figures.
     let summary = read_summary(&dir.join(SUMMARY_JSON));
     match (&summary, status_state) {
-        (Ok((figures, _)), None | Some(CellState::Succeeded)) => {
-            cell.summary = Some(figures.clone());
+        (Ok(file), None | Some(CellState::Succeeded)) => {
+            cell.summary = Some(file.figures.clone());
             cell.state = CellState::Succeeded;
         }
         (Err(problem), None | Some(CellState::Succeeded)) => {
@@ -365,14 +364,16 @@ pub fn read_cell(dir: &Path, id: &str) -> CellRecord {
             }
         }
     }
-    if let Ok((_, summary)) = summary {
+    if let Ok(SummaryFile { summary, gives, .. }) = summary {
         fill_if_empty(&mut cell.app, said(&summary.app));
         fill_if_empty(&mut cell.policy, said(&summary.policy));
         fill_if_empty(&mut cell.scenario, said(&summary.scenario));
-        if cell.seed.is_none() {
+        if cell.seed.is_none() && gives.seed {
             cell.seed = Some(summary.seed);
         }
-        cell.backend = summary.backend;
+        if gives.backend {
+            cell.backend = summary.backend;
+        }
     }
     fill_identity_from_id(&mut cell);
     if cell.is_complete() && !dir.join(METRICS_CSV).is_file() {
@@ -432,103 +433,6 @@ fn fill_if_empty(field: &mut String, value: Option<String>) {
     }
 }
 
-/// status.json's state, when it is one this version knows, and the rest of the status, when it reads; `None`
-/// (with a warning) when the file is not a JSON object.
-fn read_status(path: &Path, warnings: &mut Vec<String>) -> Option<(Option<CellState>, Option<CellStatus>)> {
-    let mut object = read_json_object(path, warnings)?;
-    let state = object.get("state").cloned();
-    let known = state.clone().and_then(|s| serde_json::from_value::<CellState>(s).ok());
-    if known.is_none() {
-        let word = state.as_ref().and_then(Json::as_str).unwrap_or("(none)");
-        warnings.push(format!("status.json: unknown state {word:?}"));
-        // The rest of a status whose state is not known here (written by a newer orch) is still worth reading.
-        object.insert("state".into(), Json::from(CellState::Planned.name()));
-    }
-    let status = match deserialize_object::<CellStatus>(object) {
-        Ok(status) => Some(status),
-        Err(e) => {
-            warnings.push(format!("status.json: {}", describe(&e)));
-            None
-        }
-    };
-    Some((known, status))
-}
-
-/// summary.json's numbers (every numeric field, by name) and the summary, or why it cannot be used.
-fn read_summary(path: &Path) -> Result<(BTreeMap<String, f64>, CellSummary), String> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err("summary.json is missing: the cell did not finish".into());
-        }
-        Err(e) => return Err(format!("summary.json cannot be read: {e}")),
-    };
-    let value: Json = serde_json::from_str(&text).map_err(|e| format!("summary.json is not valid JSON: {e}"))?;
-    let Json::Object(object) = value else {
-        return Err("summary.json is not a JSON object".into());
-    };
-    // A figure written as null (NaN or infinity through JSON, by an older orch) is no figure at all.
-    if let Some((field, _)) = object.iter().find(|(_, v)| v.is_null()) {
-        return Err(format!("summary.json: field `{field}` is null, not a number"));
-    }
-    let numbers = object.iter().filter_map(|(key, v)| v.as_f64().map(|v| (key.clone(), v))).collect();
-    let summary = deserialize_object::<CellSummary>(object).map_err(|e| match e.field() {
-        // The fields a summary cannot do without are its headline figures: all numbers.
-        Some(field) if e.is_missing() || e.wanted_a_number() => {
-            format!("summary.json: field `{field}` is missing or not a number")
-        }
-        _ => format!("summary.json: {}", describe(&e)),
-    })?;
-    Ok((numbers, summary))
-}
-
-/// Why a JSON object does not read as the type of its file.
-struct FieldError(serde_path_to_error::Error<serde_json::Error>);
-
-impl FieldError {
-    /// The field at fault: the one missing, or the one whose value does not fit.
-    fn field(&self) -> Option<String> {
-        if self.is_missing() {
-            let message = self.0.inner().to_string();
-            return message.strip_prefix("missing field `")?.split('`').next().map(String::from);
-        }
-        let path = self.0.path().to_string();
-        (path != ".").then_some(path)
-    }
-
-    fn is_missing(&self) -> bool {
-        self.0.inner().to_string().starts_with("missing field `")
-    }
-
-    fn wanted_a_number(&self) -> bool {
-        let message = self.0.inner().to_string();
-        message.ends_with("expected f64") || message.ends_with("expected u64")
-    }
-}
-
-fn describe(e: &FieldError) -> String {
-    match e.field() {
-        Some(field) if !e.is_missing() => format!("field `{field}`: {}", e.0.inner()),
-        _ => e.0.inner().to_string(),
-    }
-}
-
-fn deserialize_object<T: DeserializeOwned>(object: serde_json::Map<String, Json>) -> Result<T, FieldError> {
-    serde_path_to_error::deserialize(Json::Object(object)).map_err(FieldError)
-}
-
-/// A JSON object file as `T`; a missing file is `None` silently, a corrupt one is `None` with a warning.
-fn read_typed<T: DeserializeOwned>(path: &Path, warnings: &mut Vec<String>) -> Option<T> {
-    let object = read_json_object(path, warnings)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    deserialize_object(object).map_err(|e| warnings.push(format!("{name}: {}", describe(&e)))).ok()
-}
-
-/// A text field of a file, where empty means the file does not say.
-fn said(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.to_string())
-}
-
 fn list_agents(dir: &Path) -> Vec<String> {
     let mut agents: Vec<String> = fs::read_dir(dir.join("agents"))
         .map(|entries| {
@@ -543,23 +447,6 @@ fn list_agents(dir: &Path) -> Vec<String> {
     agents
 }
 
-/// A JSON object file; a missing file is `None` silently, a corrupt one is `None` with a warning.
-fn read_json_object(path: &Path, warnings: &mut Vec<String>) -> Option<serde_json::Map<String, Json>> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let text = fs::read_to_string(path).ok()?;
-    match serde_json::from_str::<Json>(&text) {
-        Ok(Json::Object(object)) => Some(object),
-        Ok(_) => {
-            warnings.push(format!("{name}: not a JSON object"));
-            None
-        }
-        Err(e) => {
-            warnings.push(format!("{name}: not valid JSON: {e}"));
-            None
-        }
-    }
-}
-
 fn modified_unix_s(path: &Path) -> Option<f64> {
     let modified = fs::metadata(path).ok()?.modified().ok()?;
     Some(modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
@@ -571,6 +458,8 @@ pub fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value as Json;
+
     use super::*;
 
     /// A summary.json's fields as orch writes them, every figure 1.
@@ -657,6 +546,49 @@ mod tests {
         assert_eq!(cell.metric("slo_violation_seconds_pct"), Some(0.0));
         assert_eq!(cell.metric("mean_reward"), Some(-3e-4), "a small figure above the dust is kept");
         assert_eq!(cell.metric("pod_minutes"), Some(1.0));
+    }
+
+    #[test]
+    fn a_summary_with_only_its_headline_figures_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let headline = [
+            "pod_minutes",
+            "cpu_core_hours",
+            "slo_violation_seconds_pct",
+            "slo_violation_requests_pct",
+            "slo_p50_ms",
+            "slo_p95_ms",
+            "slo_p99_ms",
+            "failure_pct",
+            "scaling_actions",
+        ];
+        let summary: serde_json::Map<String, Json> = headline.iter().map(|f| (f.to_string(), Json::from(2))).collect();
+        fs::write(dir.path().join(SUMMARY_JSON), Json::Object(summary).to_string()).unwrap();
+        let cell = read_cell(dir.path(), "a.b.c.s1-00000000");
+        assert!(cell.is_complete(), "{:?}", cell.reason);
+        assert_eq!(cell.metric("scaling_actions"), Some(2.0));
+        assert_eq!(cell.metric("overall_p95_ms"), None, "a figure the file does not have stays absent");
+        assert_eq!(cell.seed, Some(1), "the seed comes from the id");
+    }
+
+    #[test]
+    fn a_status_with_a_state_unknown_here_is_named_and_the_rest_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(SUMMARY_JSON), Json::Object(summary_fields()).to_string()).unwrap();
+        fs::write(
+            dir.path().join(STATUS_JSON),
+            r#"{"state":"incomplete","started_unix_s":5.0,"error":"held","app":"a","policy":"p","scenario":"s","seed":2,"backend":"emulated"}"#,
+        )
+        .unwrap();
+        let cell = read_cell(dir.path(), "whatever");
+        assert!(
+            cell.warnings.contains(&r#"status.json: unknown state "incomplete""#.to_string()),
+            "{:?}",
+            cell.warnings
+        );
+        assert_eq!(cell.state, CellState::Succeeded, "the summary decides");
+        assert_eq!((cell.started_unix_s, cell.reason.as_deref()), (Some(5.0), Some("held")));
+        assert_eq!((cell.app.as_str(), cell.backend.as_str()), ("a", "emulated"));
     }
 
     #[test]
