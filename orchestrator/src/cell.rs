@@ -8,17 +8,24 @@ use crate::matrix::{Backend, CellConfig, ResolvedPolicy};
 use crate::policy::{HpaPolicy, Policy, StaticPolicy};
 use crate::sim::Simulator;
 
-/// The figures of one cell over its whole run.
+/// The figures of one cell over its whole run: its summary.json. orch writes every field; a summary written by hand
+/// or by another tool needs only the headline figures (cost, SLO, failures, scaling), the fields without a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellSummary {
+    #[serde(default)]
     pub cell: String,
+    #[serde(default)]
     pub app: String,
+    #[serde(default)]
     pub policy: String,
+    #[serde(default)]
     pub scenario: String,
+    #[serde(default)]
     pub seed: u64,
     /// The backend the cell ran on (`sim`, `emulated`); summaries written before it existed are `sim`.
     #[serde(default = "sim")]
     pub backend: String,
+    #[serde(default)]
     pub duration_s: u64,
     // Every figure below is finite: see `check_figures`, which runs before a summary is written.
     /// Area under the ready-pod curve, summed over services.
@@ -32,13 +39,20 @@ pub struct CellSummary {
     pub slo_p50_ms: f64,
     pub slo_p95_ms: f64,
     pub slo_p99_ms: f64,
+    #[serde(default)]
     pub overall_p50_ms: f64,
+    #[serde(default)]
     pub overall_p95_ms: f64,
+    #[serde(default)]
     pub overall_p99_ms: f64,
     pub failure_pct: f64,
+    #[serde(default)]
     pub offered_requests: f64,
+    #[serde(default)]
     pub achieved_requests: f64,
+    #[serde(default)]
     pub mean_offered_rps: f64,
+    #[serde(default)]
     pub mean_achieved_rps: f64,
     /// Changes of a deployment's desired replicas.
     pub scaling_actions: u64,

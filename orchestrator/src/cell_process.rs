@@ -58,7 +58,7 @@ impl Shared {
         let mut guard = self.status.lock().unwrap_or_else(|p| p.into_inner());
         let Some(mut status) = guard.take() else { return false };
         let tail = if state == CellState::Failed {
-            run_folder::tail(&self.dir.join("run.log"), LOG_TAIL_LINES)
+            run_folder::tail(&self.dir.join(run_folder::RUN_LOG), LOG_TAIL_LINES)
         } else {
             Vec::new()
         };
@@ -200,7 +200,7 @@ fn kubernetes_run(run_dir: &Path, cell: &Cell) -> Result<Option<crate::kubernete
 }
 
 fn load_cell(dir: &Path, cell_id: &str) -> Result<Cell> {
-    let config_file = dir.join("config.yaml");
+    let config_file = dir.join(run_folder::CONFIG_YAML);
     let config = matrix::read_config_yaml(&config_file).map_err(|e| anyhow!("{e}"))?;
     let id = matrix::cell_id(&config);
     if id != cell_id {
@@ -274,7 +274,7 @@ fn inject(fault: &Fault, attempt: u32, shared: &Shared) -> Result<()> {
 fn log_error(dir: &Path, message: &str, key: &str, detail: &str) {
     let line =
         serde_json::json!({"level": "ERROR", "fields": {"message": message, key: detail}, "target": module_path!()});
-    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("run.log")) {
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(run_folder::RUN_LOG)) {
         let _ = writeln!(file, "{line}");
     }
 }

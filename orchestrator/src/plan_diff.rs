@@ -104,7 +104,7 @@ fn readable_name(id: &str) -> &str {
 
 /// Fields of the resolved config that differ, named by input: `app model: slo.threshold_ms: 60.0 -> 80.0`.
 fn changed_fields(run_dir: &Path, old_id: &str, new: &Cell) -> Vec<String> {
-    let config_file = run_folder::cell_dir(run_dir, old_id).join("config.yaml");
+    let config_file = run_folder::cell_dir(run_dir, old_id).join(run_folder::CONFIG_YAML);
     let old: Value = match load_agent::yaml::read_file(&config_file) {
         Ok(v) => v,
         Err(e) => return vec![format!("(cannot read the recorded config: {e})")],

@@ -1,6 +1,7 @@
-//! The files of a run folder that say what the run is and where each cell stands: run.json, and per cell
-//! status.json and events.jsonl. Every whole-file write goes through a temporary file, fsync and rename, so a
-//! reader (or a resumed run after kill -9) never sees half a file.
+//! The files of a run folder: the name of each, and the typed form of those that say what the run is and where
+//! each cell stands (run.json, and per cell status.json and events.jsonl), which the runner writes and every
+//! reader (`orch status`, the report) reads. Every whole-file write goes through a temporary file, fsync and
+//! rename, so a reader (or a resumed run after kill -9) never sees half a file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -16,42 +17,77 @@ use crate::matrix::Cell;
 /// Version of run.json and status.json.
 pub const FORMAT: u32 = 1;
 
+// The run's files, in logs/<run-tag>/.
 pub const RUN_JSON: &str = "run.json";
+/// The copy of the matrix the run was started with.
+pub const MATRIX_YAML: &str = "matrix.yaml";
+/// One row per succeeded cell, in plan order.
+pub const SUMMARY_CSV: &str = "summary.csv";
+
+// A cell's files, in logs/<run-tag>/<cell-id>/.
 pub const STATUS_JSON: &str = "status.json";
 pub const EVENTS_JSONL: &str = "events.jsonl";
+/// The cell's resolved configuration.
+pub const CONFIG_YAML: &str = "config.yaml";
+pub const RUN_LOG: &str = "run.log";
+/// What the cell's process wrote to stderr.
+pub const STDERR_LOG: &str = "stderr.log";
+/// One row per simulated second.
+pub const METRICS_CSV: &str = "metrics.csv";
+/// The cell's [`crate::cell::CellSummary`].
+pub const SUMMARY_JSON: &str = "summary.json";
+/// The load agents of an emulated or kubernetes cell.
+pub const AGENTS_JSON: &str = "agents.json";
+/// The training curve of an RL policy's model, copied next to the cell that uses it.
+pub const TRAINING_CSV: &str = "training.csv";
 const LOCK_FILE: &str = ".lock";
 /// Lines of run.log (and of the process's stderr) kept in a failed cell's status.
 pub const LOG_TAIL_LINES: usize = 20;
 
-/// logs/<run-tag>/run.json.
+/// logs/<run-tag>/run.json. orch writes every field; one written by hand may leave out those with a default,
+/// whose empty value (an empty string, time 0) stands for "not said".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
+    #[serde(default)]
     pub format: u32,
+    #[serde(default)]
     pub matrix_name: String,
+    #[serde(default)]
     pub matrix_file: String,
+    #[serde(default)]
     pub matrix_sha256: String,
     pub git_commit: Option<String>,
+    #[serde(default)]
     pub host: String,
+    #[serde(default)]
     pub orch_version: String,
+    #[serde(default)]
     pub started_unix_s: f64,
     pub finished_unix_s: Option<f64>,
     pub baseline: Option<String>,
     /// Cell ids in plan order.
+    #[serde(default)]
     pub cells: Vec<String>,
 }
 
+/// A cell's lifecycle state. Declared in the order reports list states (their counts are sorted by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CellState {
-    Planned,
-    Running,
     Succeeded,
     Failed,
+    Running,
+    Planned,
     Cancelled,
     Skipped,
+    /// Not a state a run records, never read from status.json: a reader's verdict on a cell whose files are
+    /// missing or corrupt with no status saying why.
+    #[serde(skip_deserializing)]
+    Incomplete,
 }
 
 impl CellState {
+    /// The states a run records, in the order `orch status` lists them.
     pub const ALL: [CellState; 6] = [
         CellState::Planned,
         CellState::Running,
@@ -69,26 +105,42 @@ impl CellState {
             CellState::Failed => "failed",
             CellState::Cancelled => "cancelled",
             CellState::Skipped => "skipped",
+            CellState::Incomplete => "incomplete",
         }
+    }
+
+    /// The state's word, as the report shows it: its [`CellState::name`].
+    pub fn label(self) -> &'static str {
+        self.name()
     }
 }
 
-/// logs/<run-tag>/<cell-id>/status.json.
+/// logs/<run-tag>/<cell-id>/status.json. orch writes every field; one written by hand may leave out those with a
+/// default (the folder, its config.yaml and the cell's id say who the cell is), but not its state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellStatus {
+    #[serde(default)]
     pub format: u32,
+    #[serde(default)]
     pub cell: String,
     pub state: CellState,
+    #[serde(default)]
     pub attempt: u32,
     pub started_unix_s: Option<f64>,
     pub finished_unix_s: Option<f64>,
     pub heartbeat_unix_s: Option<f64>,
     pub error: Option<String>,
+    #[serde(default)]
     pub log_tail: Vec<String>,
+    #[serde(default)]
     pub app: String,
+    #[serde(default)]
     pub policy: String,
+    #[serde(default)]
     pub scenario: String,
+    #[serde(default)]
     pub seed: u64,
+    #[serde(default)]
     pub backend: String,
 }
 
@@ -265,7 +317,7 @@ pub fn take_over_unstarted(run_dir: &Path) -> Result<RunLock> {
         let is_file = entry.file_type()?.is_file();
         if name == LOCK_FILE {
             continue;
-        } else if is_file && (name == "matrix.yaml" || (name.starts_with('.') && name.ends_with(".tmp"))) {
+        } else if is_file && (name == MATRIX_YAML || (name.starts_with('.') && name.ends_with(".tmp"))) {
             stale.push(entry.path());
         } else {
             other.push(name);
@@ -309,7 +361,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The cell folders' files that one attempt produces; removed before a cell is run again.
-pub const ATTEMPT_OUTPUTS: [&str; 4] = ["run.log", "metrics.csv", "summary.json", "stderr.log"];
+pub const ATTEMPT_OUTPUTS: [&str; 4] = [RUN_LOG, METRICS_CSV, SUMMARY_JSON, STDERR_LOG];
 
 /// Empties a cell folder for a fresh attempt: the outputs of earlier attempts and stray temporary files go,
 /// config.yaml, status.json, events.jsonl and anything another step placed there (e.g. training files) stay.
@@ -337,7 +389,7 @@ mod tests {
     #[test]
     fn atomic_writes_leave_no_temporary_files() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("status.json");
+        let path = dir.path().join(STATUS_JSON);
         write_atomically(&path, b"one").unwrap();
         write_atomically(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
@@ -345,9 +397,19 @@ mod tests {
     }
 
     #[test]
+    fn states_read_back_as_written_and_incomplete_is_never_read() {
+        for state in CellState::ALL {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.name()));
+            assert_eq!(serde_json::from_str::<CellState>(&json).unwrap(), state);
+        }
+        assert!(serde_json::from_str::<CellState>("\"incomplete\"").is_err());
+    }
+
+    #[test]
     fn tail_keeps_the_last_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.log");
+        let path = dir.path().join(RUN_LOG);
         fs::write(&path, (0..100).map(|i| format!("line {i}\n")).collect::<String>()).unwrap();
         assert_eq!(tail(&path, 3), ["line 97", "line 98", "line 99"]);
         assert!(tail(&dir.path().join("missing"), 3).is_empty());
@@ -372,7 +434,7 @@ mod tests {
         let held = RunLock::acquire(dir.path()).unwrap();
         assert!(take_over_unstarted(dir.path()).is_err(), "a live orch holds it");
         drop(held);
-        fs::write(dir.path().join("matrix.yaml"), "name: x").unwrap();
+        fs::write(dir.path().join(MATRIX_YAML), "name: x").unwrap();
         fs::write(dir.path().join(".run.json.1.0.tmp"), "{").unwrap();
         let lock = take_over_unstarted(dir.path()).unwrap();
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();

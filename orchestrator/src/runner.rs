@@ -111,7 +111,7 @@ pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prep
         };
         (lock, new_run_info(matrix, &matrix_bytes))
     };
-    run_folder::write_atomically(&run_dir.join("matrix.yaml"), &matrix_bytes)?;
+    run_folder::write_atomically(&run_dir.join(run_folder::MATRIX_YAML), &matrix_bytes)?;
     run_folder::write_json(&run_dir.join(RUN_JSON), &info)?;
     if let Some(emulated) = &matrix.emulated {
         run_folder::write_json(&run_dir.join(crate::emulated::settings::RUN_FILE), emulated)?;
@@ -252,7 +252,7 @@ fn plan_cell(cell: &Cell, options: &RunOptions, run_dir: &Path) -> Result<Planne
     let recorded = if options.resume { run_folder::read_status(&dir).ok() } else { None };
     let selected = options.selection.matches(cell);
     match recorded.as_ref().map(|s| s.state) {
-        Some(CellState::Succeeded) if dir.join("summary.json").is_file() => {
+        Some(CellState::Succeeded) if dir.join(run_folder::SUMMARY_JSON).is_file() => {
             return Ok(if selected { Planned::Kept } else { Planned::Left });
         }
         Some(CellState::Failed) if !options.retry_failed => {
@@ -381,13 +381,13 @@ pub fn write_summary_from_folder(run_dir: &Path, ids: &[String]) -> Result<Vec<C
     for id in ids {
         let dir = run_folder::cell_dir(run_dir, id);
         if run_folder::read_status(&dir).is_ok_and(|s| s.state == CellState::Succeeded) {
-            match read_summary(&dir.join("summary.json")) {
+            match read_summary(&dir.join(run_folder::SUMMARY_JSON)) {
                 Ok(summary) => summaries.push(summary),
                 Err(e) => eprintln!("warning: {id}: left out of summary.csv: {e:#}"),
             }
         }
     }
-    write_summary_csv(&run_dir.join("summary.csv"), &summaries)?;
+    write_summary_csv(&run_dir.join(run_folder::SUMMARY_CSV), &summaries)?;
     Ok(summaries)
 }
 
@@ -461,7 +461,7 @@ pub fn write_cell_config(cell: &Cell, dir: &Path) -> Result<()> {
     let config_yaml = crate::matrix::config_yaml(&cell.config)
         .map_err(|e| anyhow::anyhow!(e))
         .context("serializing the cell config")?;
-    write_atomically(&dir.join("config.yaml"), config_yaml.as_bytes())
+    write_atomically(&dir.join(run_folder::CONFIG_YAML), config_yaml.as_bytes())
 }
 
 /// Runs a cell whose folder exists: run.log, metrics.csv, summary.json.
@@ -477,7 +477,7 @@ pub fn execute_cell_with(
     kubernetes: Option<&crate::kubernetes::settings::KubernetesRun>,
 ) -> Result<CellSummary> {
     crate::rl::prepare::copy_training_csv(&cell.config, dir)?;
-    let log = File::create(dir.join("run.log")).context("creating run.log")?;
+    let log = File::create(dir.join(run_folder::RUN_LOG)).context("creating run.log")?;
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_writer(Mutex::new(log))
@@ -485,7 +485,7 @@ pub fn execute_cell_with(
         .with_span_list(false)
         .without_time()
         .finish();
-    let metrics_path = dir.join("metrics.csv");
+    let metrics_path = dir.join(run_folder::METRICS_CSV);
     let mut metrics = BufWriter::new(File::create(&metrics_path).context("creating metrics.csv")?);
     let service_names: Vec<&str> = cell.config.app.services.iter().map(|s| s.name.as_str()).collect();
     write_metrics_header(&mut metrics, &service_names)?;
@@ -539,9 +539,9 @@ pub fn execute_cell_with(
     metrics.flush().context("writing metrics.csv")?;
     // On disk before summary.json and the succeeded status say the cell is complete.
     metrics.get_ref().sync_data().context("syncing metrics.csv")?;
-    File::open(dir.join("run.log")).and_then(|f| f.sync_data()).context("syncing run.log")?;
+    File::open(dir.join(run_folder::RUN_LOG)).and_then(|f| f.sync_data()).context("syncing run.log")?;
     let json = serde_json::to_vec_pretty(&summary).context("serializing summary.json")?;
-    write_atomically(&dir.join("summary.json"), &json)?;
+    write_atomically(&dir.join(run_folder::SUMMARY_JSON), &json)?;
     Ok(summary)
 }
 

@@ -104,8 +104,8 @@ fn mark(dir: &Path, state: CellState, error: String) {
 
 /// run.log's last lines, then the process's stderr's (where a crash that wrote no log speaks).
 fn failure_tail(dir: &Path) -> Vec<String> {
-    let mut tail = run_folder::tail(&dir.join("run.log"), LOG_TAIL_LINES);
-    let stderr = run_folder::tail(&dir.join("stderr.log"), LOG_TAIL_LINES / 2);
+    let mut tail = run_folder::tail(&dir.join(run_folder::RUN_LOG), LOG_TAIL_LINES);
+    let stderr = run_folder::tail(&dir.join(run_folder::STDERR_LOG), LOG_TAIL_LINES / 2);
     tail.extend(stderr.into_iter().map(|line| format!("stderr: {line}")));
     tail
 }
@@ -308,7 +308,7 @@ impl Supervisor<'_> {
             Exit::Status(status) => match (status.code(), status.signal()) {
                 (Some(cell_process::EXIT_SUCCEEDED), _) if recorded_state == Some(CellState::Succeeded) => {
                     // An empty stderr.log says nothing; keep the folder to the files that do.
-                    let stderr = dir.join("stderr.log");
+                    let stderr = dir.join(run_folder::STDERR_LOG);
                     if std::fs::metadata(&stderr).is_ok_and(|m| m.len() == 0) {
                         let _ = std::fs::remove_file(stderr);
                     }
@@ -338,7 +338,7 @@ impl Supervisor<'_> {
     }
 
     fn spawn(&self, cell: &Cell, dir: &Path, attempt: u32) -> Result<Child> {
-        let stderr = File::create(dir.join("stderr.log")).context("creating stderr.log")?;
+        let stderr = File::create(dir.join(run_folder::STDERR_LOG)).context("creating stderr.log")?;
         let stdout = stderr.try_clone().context("sharing stderr.log")?;
         let mut command = Command::new(self.program);
         command

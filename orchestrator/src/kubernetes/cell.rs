@@ -266,7 +266,7 @@ pub fn run_cell(
         tracing::warn!(%problem, "agent files");
     }
     let json = serde_json::to_vec_pretty(&report).context("serializing agents.json")?;
-    write_atomically(&dir.join("agents.json"), &json)?;
+    write_atomically(&dir.join(crate::run_folder::AGENTS_JSON), &json)?;
     if let Some(failure) = failure {
         return Err(failure);
     }

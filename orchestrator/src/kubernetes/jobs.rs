@@ -241,7 +241,10 @@ pub fn config_map(exec: &JobExecutor, tag: &str, cell_id: &str, cell_dir: &Path)
     let value = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": config_map_name(tag, cell_id), "namespace": exec.namespace, "labels": labels(tag, cell_id)},
-        "data": {"config.yaml": read("config.yaml")?, "status.json": read("status.json")?}
+        "data": {
+            (run_folder::CONFIG_YAML): read(run_folder::CONFIG_YAML)?,
+            (run_folder::STATUS_JSON): read(run_folder::STATUS_JSON)?,
+        }
     });
     serde_json::from_value(value).context("building the ConfigMap")
 }
@@ -577,7 +580,8 @@ pub fn print_dry_run(exec: &JobExecutor, tag: &str, cells: &[crate::matrix::Cell
         let map_path = format!("/api/v1/namespaces/{}/configmaps", exec.namespace);
         let job_path = format!("/apis/batch/v1/namespaces/{}/jobs", exec.namespace);
         let map = json!({"metadata": {"name": config_map_name(tag, &cell.id), "labels": labels(tag, &cell.id)},
-                         "data": {"config.yaml": "<the cell's config.yaml>", "status.json": "<its status>"}});
+                         "data": {(run_folder::CONFIG_YAML): "<the cell's config.yaml>",
+                                  (run_folder::STATUS_JSON): "<its status>"}});
         println!("dry-run: POST {map_path} {map}");
         println!("dry-run: POST {job_path} {}", serde_json::to_string(&job)?);
     }

@@ -1,7 +1,7 @@
 //! Reads a run folder (logs/<run-tag>/) into what the report shows: the run's metadata and, per cell, its
 //! identity, state and summary. Files other branches of the tool add over time (run.json, status.json,
 //! training.csv, agents/) are used when present; a cell whose files are missing or corrupt is kept, marked
-//! incomplete, with the reason.
+//! incomplete, with the reason. [`super::files`] reads each file as the type the runner writes it with.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,34 +9,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use serde::Serialize;
-use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 use sha2::{Digest, Sha256};
 
-/// Fields every summary.json has; a summary lacking one of them is corrupt.
-pub const REQUIRED_SUMMARY_FIELDS: [&str; 9] = [
-    "pod_minutes",
-    "cpu_core_hours",
-    "slo_violation_seconds_pct",
-    "slo_violation_requests_pct",
-    "slo_p50_ms",
-    "slo_p95_ms",
-    "slo_p99_ms",
-    "failure_pct",
-    "scaling_actions",
-];
+use super::files::{StatusFile, SummaryFile, read_status, read_summary, read_typed, said};
+pub use crate::run_folder::CellState;
+use crate::run_folder::{
+    AGENTS_JSON, CONFIG_YAML, EVENTS_JSONL, MATRIX_YAML, METRICS_CSV, RUN_JSON, RUN_LOG, RunInfo, STATUS_JSON,
+    SUMMARY_CSV, SUMMARY_JSON, TRAINING_CSV,
+};
 
 /// Files of a cell folder the report links to, when they exist.
-pub const CELL_FILES: [&str; 8] = [
-    "config.yaml",
-    "run.log",
-    "metrics.csv",
-    "summary.json",
-    "status.json",
-    "events.jsonl",
-    "training.csv",
-    "agents.json",
-];
+pub const CELL_FILES: [&str; 8] =
+    [CONFIG_YAML, RUN_LOG, METRICS_CSV, SUMMARY_JSON, STATUS_JSON, EVENTS_JSONL, TRAINING_CSV, AGENTS_JSON];
 
 /// Where the run's start and end times come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,46 +46,6 @@ pub struct RunMeta {
     pub times_from: Option<TimesFrom>,
     /// run.json's `baseline`.
     pub baseline: Option<String>,
-}
-
-/// A cell's lifecycle state as the report sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CellState {
-    Succeeded,
-    Failed,
-    Running,
-    Planned,
-    Cancelled,
-    Skipped,
-    /// Files missing or corrupt with no status saying why.
-    Incomplete,
-}
-
-impl CellState {
-    fn parse(text: &str) -> Option<CellState> {
-        Some(match text {
-            "succeeded" => CellState::Succeeded,
-            "failed" => CellState::Failed,
-            "running" => CellState::Running,
-            "planned" => CellState::Planned,
-            "cancelled" => CellState::Cancelled,
-            "skipped" => CellState::Skipped,
-            _ => return None,
-        })
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            CellState::Succeeded => "succeeded",
-            CellState::Failed => "failed",
-            CellState::Running => "running",
-            CellState::Planned => "planned",
-            CellState::Cancelled => "cancelled",
-            CellState::Skipped => "skipped",
-            CellState::Incomplete => "incomplete",
-        }
-    }
 }
 
 /// The latency objective of a cell's app.
@@ -225,8 +170,8 @@ pub fn read_run(dir: &Path) -> Result<RunFolder> {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| dir.display().to_string());
     let mut warnings = Vec::new();
-    let run_json = read_json_object(&dir.join("run.json"), &mut warnings);
-    let matrix_path = dir.join("matrix.yaml");
+    let run_json: Option<RunInfo> = read_typed(&dir.join(RUN_JSON), &mut warnings);
+    let matrix_path = dir.join(MATRIX_YAML);
     let matrix_text = fs::read_to_string(&matrix_path).ok();
     let matrix: Option<Yaml> = matrix_text.as_deref().and_then(|text| match serde_yaml::from_str(text) {
         Ok(value) => Some(value),
@@ -238,15 +183,16 @@ pub fn read_run(dir: &Path) -> Result<RunFolder> {
 
     let mut meta = RunMeta::default();
     if let Some(run) = &run_json {
-        meta.matrix_name = json_str(run, "matrix_name");
-        meta.matrix_file = json_str(run, "matrix_file");
-        meta.matrix_sha256 = json_str(run, "matrix_sha256");
-        meta.git_commit = json_str(run, "git_commit");
-        meta.host = json_str(run, "host");
-        meta.orch_version = json_str(run, "orch_version");
-        meta.started_unix_s = run.get("started_unix_s").and_then(Json::as_f64);
-        meta.finished_unix_s = run.get("finished_unix_s").and_then(Json::as_f64);
-        meta.baseline = json_str(run, "baseline");
+        meta.matrix_name = said(&run.matrix_name);
+        meta.matrix_file = said(&run.matrix_file);
+        meta.matrix_sha256 = said(&run.matrix_sha256);
+        meta.git_commit = run.git_commit.clone();
+        meta.host = said(&run.host);
+        meta.orch_version = said(&run.orch_version);
+        // Time 0 is what a run.json that does not say reads as.
+        meta.started_unix_s = Some(run.started_unix_s).filter(|&t| t > 0.0);
+        meta.finished_unix_s = run.finished_unix_s;
+        meta.baseline = run.baseline.clone();
         if meta.started_unix_s.is_some() {
             meta.times_from = Some(TimesFrom::RunJson);
         }
@@ -275,12 +221,7 @@ pub fn read_run(dir: &Path) -> Result<RunFolder> {
         matrix_baseline = matrix.get("report").and_then(|r| r.get("baseline")).and_then(Yaml::as_str).map(String::from);
     }
 
-    let mut planned: Vec<String> = run_json
-        .as_ref()
-        .and_then(|run| run.get("cells"))
-        .and_then(Json::as_array)
-        .map(|cells| cells.iter().filter_map(|c| c.as_str().map(String::from)).collect())
-        .unwrap_or_default();
+    let mut planned: Vec<String> = run_json.map(|run| run.cells).unwrap_or_default();
     // An id names a folder of this run and, in the report, a page file: it must be one plain path component.
     if let Some(bad) = planned.iter().find(|id| !is_plain_component(id)) {
         warnings.push(format!("run.json: cell id {bad:?} is not a folder name; ids like it are left out"));
@@ -312,7 +253,7 @@ pub fn read_run(dir: &Path) -> Result<RunFolder> {
         } else {
             // Older runs: the matrix copy is written first and summary.csv last.
             meta.started_unix_s = modified_unix_s(&matrix_path);
-            meta.finished_unix_s = modified_unix_s(&dir.join("summary.csv"));
+            meta.finished_unix_s = modified_unix_s(&dir.join(SUMMARY_CSV));
             meta.times_from =
                 Some(if meta.started_unix_s.is_some() { TimesFrom::FileTimes } else { TimesFrom::Unknown });
         }
@@ -325,7 +266,7 @@ fn is_plain_component(id: &str) -> bool {
 }
 
 fn looks_like_cell(dir: &Path) -> bool {
-    ["config.yaml", "summary.json", "status.json", "metrics.csv", "run.log"].iter().any(|f| dir.join(f).is_file())
+    [CONFIG_YAML, SUMMARY_JSON, STATUS_JSON, METRICS_CSV, RUN_LOG].iter().any(|f| dir.join(f).is_file())
 }
 
 /// Reads one cell folder; never fails, records what is wrong instead.
@@ -361,7 +302,7 @@ pub fn read_cell(dir: &Path, id: &str) -> CellRecord {
     cell.agents = list_agents(dir);
 
     // Identity and app facts from the resolved config.
-    match fs::read_to_string(dir.join("config.yaml")) {
+    match fs::read_to_string(dir.join(CONFIG_YAML)) {
         Ok(text) => match serde_yaml::from_str::<Yaml>(&text) {
             Ok(config) => {
                 apply_config(&mut cell, &config);
@@ -374,40 +315,36 @@ pub fn read_cell(dir: &Path, id: &str) -> CellRecord {
 
     // Lifecycle from status.json, when the runner writes one.
     let mut status_state = None;
-    if dir.join("status.json").is_file() {
+    if dir.join(STATUS_JSON).is_file() {
         let mut problems = Vec::new();
-        if let Some(status) = read_json_object(&dir.join("status.json"), &mut problems) {
-            let state = status.get("state").and_then(Json::as_str);
-            status_state = state.and_then(CellState::parse);
-            if status_state.is_none() {
-                problems.push(format!("status.json: unknown state {:?}", state.unwrap_or("(none)")));
-            }
-            cell.started_unix_s = status.get("started_unix_s").and_then(Json::as_f64);
-            cell.finished_unix_s = status.get("finished_unix_s").and_then(Json::as_f64);
-            if let Some(error) = json_str(&status, "error") {
-                cell.reason = Some(error);
-            }
-            if let Some(tail) = status.get("log_tail").and_then(Json::as_array) {
-                cell.log_tail = tail.iter().filter_map(|l| l.as_str().map(String::from)).collect();
-            }
-            fill_if_empty(&mut cell.app, json_str(&status, "app"));
-            fill_if_empty(&mut cell.policy, json_str(&status, "policy"));
-            fill_if_empty(&mut cell.scenario, json_str(&status, "scenario"));
-            if cell.seed.is_none() {
-                cell.seed = status.get("seed").and_then(Json::as_u64);
-            }
-            if let Some(backend) = json_str(&status, "backend") {
-                cell.backend = backend;
+        if let Some(StatusFile { state, status, gives }) = read_status(&dir.join(STATUS_JSON), &mut problems) {
+            status_state = state;
+            if let Some(status) = status {
+                cell.started_unix_s = status.started_unix_s;
+                cell.finished_unix_s = status.finished_unix_s;
+                if let Some(error) = status.error {
+                    cell.reason = Some(error);
+                }
+                cell.log_tail = status.log_tail;
+                fill_if_empty(&mut cell.app, said(&status.app));
+                fill_if_empty(&mut cell.policy, said(&status.policy));
+                fill_if_empty(&mut cell.scenario, said(&status.scenario));
+                if cell.seed.is_none() && gives.seed {
+                    cell.seed = Some(status.seed);
+                }
+                if gives.backend {
+                    cell.backend = status.backend;
+                }
             }
         }
         cell.warnings.extend(problems);
     }
 
     // The figures.
-    let summary = read_summary(&dir.join("summary.json"));
+    let summary = read_summary(&dir.join(SUMMARY_JSON));
     match (&summary, status_state) {
-        (Ok(values), None | Some(CellState::Succeeded)) => {
-            cell.summary = Some(values.0.clone());
+        (Ok(file), None | Some(CellState::Succeeded)) => {
+            cell.summary = Some(file.figures.clone());
             cell.state = CellState::Succeeded;
         }
         (Err(problem), None | Some(CellState::Succeeded)) => {
@@ -427,19 +364,19 @@ pub fn read_cell(dir: &Path, id: &str) -> CellRecord {
             }
         }
     }
-    if let Ok((_, identity)) = &summary {
-        fill_if_empty(&mut cell.app, identity.app.clone());
-        fill_if_empty(&mut cell.policy, identity.policy.clone());
-        fill_if_empty(&mut cell.scenario, identity.scenario.clone());
-        if cell.seed.is_none() {
-            cell.seed = identity.seed;
+    if let Ok(SummaryFile { summary, gives, .. }) = summary {
+        fill_if_empty(&mut cell.app, said(&summary.app));
+        fill_if_empty(&mut cell.policy, said(&summary.policy));
+        fill_if_empty(&mut cell.scenario, said(&summary.scenario));
+        if cell.seed.is_none() && gives.seed {
+            cell.seed = Some(summary.seed);
         }
-        if let Some(backend) = &identity.backend {
-            cell.backend = backend.clone();
+        if gives.backend {
+            cell.backend = summary.backend;
         }
     }
     fill_identity_from_id(&mut cell);
-    if cell.is_complete() && !dir.join("metrics.csv").is_file() {
+    if cell.is_complete() && !dir.join(METRICS_CSV).is_file() {
         cell.warnings.push("metrics.csv is missing: no time series".into());
     }
     cell
@@ -496,49 +433,6 @@ fn fill_if_empty(field: &mut String, value: Option<String>) {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-struct SummaryIdentity {
-    app: Option<String>,
-    policy: Option<String>,
-    scenario: Option<String>,
-    seed: Option<u64>,
-    backend: Option<String>,
-}
-
-/// summary.json's numbers, or why it cannot be used.
-fn read_summary(path: &Path) -> Result<(BTreeMap<String, f64>, SummaryIdentity), String> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err("summary.json is missing: the cell did not finish".into());
-        }
-        Err(e) => return Err(format!("summary.json cannot be read: {e}")),
-    };
-    let value: Json = serde_json::from_str(&text).map_err(|e| format!("summary.json is not valid JSON: {e}"))?;
-    let Json::Object(object) = value else {
-        return Err("summary.json is not a JSON object".into());
-    };
-    // A figure written as null (NaN or infinity through JSON, by an older orch) is no figure at all.
-    if let Some((field, _)) = object.iter().find(|(_, v)| v.is_null()) {
-        return Err(format!("summary.json: field `{field}` is null, not a number"));
-    }
-    for field in REQUIRED_SUMMARY_FIELDS {
-        if !object.get(field).is_some_and(Json::is_number) {
-            return Err(format!("summary.json: field `{field}` is missing or not a number"));
-        }
-    }
-    let numbers = object.iter().filter_map(|(key, v)| v.as_f64().map(|v| (key.clone(), v))).collect();
-    let text = |key: &str| object.get(key).and_then(Json::as_str).map(String::from);
-    let identity = SummaryIdentity {
-        app: text("app"),
-        policy: text("policy"),
-        scenario: text("scenario"),
-        seed: object.get("seed").and_then(Json::as_u64),
-        backend: text("backend"),
-    };
-    Ok((numbers, identity))
-}
-
 fn list_agents(dir: &Path) -> Vec<String> {
     let mut agents: Vec<String> = fs::read_dir(dir.join("agents"))
         .map(|entries| {
@@ -553,27 +447,6 @@ fn list_agents(dir: &Path) -> Vec<String> {
     agents
 }
 
-/// A JSON object file; a missing file is `None` silently, a corrupt one is `None` with a warning.
-fn read_json_object(path: &Path, warnings: &mut Vec<String>) -> Option<serde_json::Map<String, Json>> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let text = fs::read_to_string(path).ok()?;
-    match serde_json::from_str::<Json>(&text) {
-        Ok(Json::Object(object)) => Some(object),
-        Ok(_) => {
-            warnings.push(format!("{name}: not a JSON object"));
-            None
-        }
-        Err(e) => {
-            warnings.push(format!("{name}: not valid JSON: {e}"));
-            None
-        }
-    }
-}
-
-fn json_str(object: &serde_json::Map<String, Json>, key: &str) -> Option<String> {
-    object.get(key).and_then(Json::as_str).map(String::from)
-}
-
 fn modified_unix_s(path: &Path) -> Option<f64> {
     let modified = fs::metadata(path).ok()?.modified().ok()?;
     Some(modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
@@ -585,7 +458,35 @@ pub fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value as Json;
+
     use super::*;
+
+    /// A summary.json's fields as orch writes them, every figure 1.
+    fn summary_fields() -> serde_json::Map<String, Json> {
+        let mut summary = serde_json::json!({"seed": 1, "duration_s": 60, "scaling_actions": 1});
+        for figure in [
+            "pod_minutes",
+            "cpu_core_hours",
+            "slo_violation_seconds_pct",
+            "slo_violation_requests_pct",
+            "slo_p50_ms",
+            "slo_p95_ms",
+            "slo_p99_ms",
+            "overall_p50_ms",
+            "overall_p95_ms",
+            "overall_p99_ms",
+            "failure_pct",
+            "offered_requests",
+            "achieved_requests",
+            "mean_offered_rps",
+            "mean_achieved_rps",
+        ] {
+            summary[figure] = 1.0.into();
+        }
+        let Json::Object(summary) = summary else { unreachable!() };
+        summary
+    }
 
     #[test]
     fn identity_falls_back_on_the_cell_id() {
@@ -624,8 +525,7 @@ mod tests {
     #[test]
     fn a_summary_with_a_null_figure_is_incomplete_and_named() {
         let dir = tempfile::tempdir().unwrap();
-        let mut summary: serde_json::Map<String, Json> =
-            REQUIRED_SUMMARY_FIELDS.iter().map(|f| (f.to_string(), Json::from(1.0))).collect();
+        let mut summary = summary_fields();
         summary.insert("overall_p95_ms".into(), Json::Null);
         fs::write(dir.path().join("summary.json"), Json::Object(summary).to_string()).unwrap();
         let cell = read_cell(dir.path(), "a.b.c.s1-00000000");
@@ -636,8 +536,7 @@ mod tests {
     #[test]
     fn floating_point_dust_in_a_summary_reads_as_zero() {
         let dir = tempfile::tempdir().unwrap();
-        let mut summary: serde_json::Map<String, Json> =
-            REQUIRED_SUMMARY_FIELDS.iter().map(|f| (f.to_string(), Json::from(1.0))).collect();
+        let mut summary = summary_fields();
         summary.insert("failure_pct".into(), Json::from(7.6e-15));
         summary.insert("slo_violation_seconds_pct".into(), Json::from(-2e-12));
         summary.insert("mean_reward".into(), Json::from(-3e-4));
@@ -650,10 +549,52 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_with_only_its_headline_figures_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let headline = [
+            "pod_minutes",
+            "cpu_core_hours",
+            "slo_violation_seconds_pct",
+            "slo_violation_requests_pct",
+            "slo_p50_ms",
+            "slo_p95_ms",
+            "slo_p99_ms",
+            "failure_pct",
+            "scaling_actions",
+        ];
+        let summary: serde_json::Map<String, Json> = headline.iter().map(|f| (f.to_string(), Json::from(2))).collect();
+        fs::write(dir.path().join(SUMMARY_JSON), Json::Object(summary).to_string()).unwrap();
+        let cell = read_cell(dir.path(), "a.b.c.s1-00000000");
+        assert!(cell.is_complete(), "{:?}", cell.reason);
+        assert_eq!(cell.metric("scaling_actions"), Some(2.0));
+        assert_eq!(cell.metric("overall_p95_ms"), None, "a figure the file does not have stays absent");
+        assert_eq!(cell.seed, Some(1), "the seed comes from the id");
+    }
+
+    #[test]
+    fn a_status_with_a_state_unknown_here_is_named_and_the_rest_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(SUMMARY_JSON), Json::Object(summary_fields()).to_string()).unwrap();
+        fs::write(
+            dir.path().join(STATUS_JSON),
+            r#"{"state":"incomplete","started_unix_s":5.0,"error":"held","app":"a","policy":"p","scenario":"s","seed":2,"backend":"emulated"}"#,
+        )
+        .unwrap();
+        let cell = read_cell(dir.path(), "whatever");
+        assert!(
+            cell.warnings.contains(&r#"status.json: unknown state "incomplete""#.to_string()),
+            "{:?}",
+            cell.warnings
+        );
+        assert_eq!(cell.state, CellState::Succeeded, "the summary decides");
+        assert_eq!((cell.started_unix_s, cell.reason.as_deref()), (Some(5.0), Some("held")));
+        assert_eq!((cell.app.as_str(), cell.backend.as_str()), ("a", "emulated"));
+    }
+
+    #[test]
     fn a_failed_status_wins_over_a_summary_and_keeps_its_error() {
         let dir = tempfile::tempdir().unwrap();
-        let summary: serde_json::Map<String, Json> =
-            REQUIRED_SUMMARY_FIELDS.iter().map(|f| (f.to_string(), Json::from(1.0))).collect();
+        let summary = summary_fields();
         fs::write(dir.path().join("summary.json"), Json::Object(summary).to_string()).unwrap();
         fs::write(
             dir.path().join("status.json"),

@@ -1,8 +1,8 @@
 //! HTML comparison reports of a run folder: `orch report logs/<run-tag>`.
 //!
-//! [`load`] reads the run folder, [`analysis`] aggregates it with [`stats`], [`html`] renders the index and a
-//! page per cell ([`charts`], [`graph`]), [`export`] writes summary.csv/json/md, [`archive`] the zip, and
-//! [`compare`] several runs side by side. The report is written to a staging folder and moved into place, so a
+//! [`load`] reads the run folder (its JSON files through [`files`]), [`analysis`] aggregates it with [`stats`],
+//! [`html`] renders the index and a page per cell ([`charts`], [`graph`]), [`export`] writes summary.csv/json/md,
+//! [`archive`] the zip, and [`compare`] several runs side by side. The report is written to a staging folder and moved into place, so a
 //! failed render never leaves half a report over a good one.
 
 pub mod analysis;
@@ -11,6 +11,7 @@ pub mod charts;
 pub mod compare;
 pub mod css;
 pub mod export;
+mod files;
 pub mod format;
 pub mod graph;
 pub mod html;

@@ -110,7 +110,7 @@ fn parse_number(text: &str) -> Result<f64> {
 
 /// Reads a cell's metrics.csv: only the columns the report draws, streamed (a run has hundreds of these).
 pub fn read_metrics(path: &Path) -> Result<CellSeries> {
-    const FILE: &str = "metrics.csv";
+    const FILE: &str = crate::run_folder::METRICS_CSV;
     const LOAD: [&str; 8] =
         ["t", "users", "offered_rps", "achieved_rps", "failures", "slo_p50_ms", "slo_p95_ms", "slo_p99_ms"];
     const PER_SERVICE: [&str; 3] = ["_ready", "_desired", "_cpu_util_pct"];
@@ -246,7 +246,7 @@ impl TrainingSeries {
 
 pub fn read_training(path: &Path) -> Result<TrainingSeries> {
     let table = Table::read(path)?;
-    let file = "training.csv";
+    let file = crate::run_folder::TRAINING_CSV;
     let x_name = ["env_steps", "iteration"]
         .into_iter()
         .find(|c| table.column_index(c).is_some())

@@ -184,7 +184,7 @@ pub fn attach(cell: &Cell, prepared: &Prepared) -> Result<Cell> {
 pub fn copy_training_csv(config: &CellConfig, cell_dir: &Path) -> Result<()> {
     let Some(checkpoint) = rl_config(config).and_then(|rl| rl.checkpoint.as_ref()) else { return Ok(()) };
     let source = checkpoint.with_file_name("training.csv");
-    std::fs::copy(&source, cell_dir.join("training.csv"))
+    std::fs::copy(&source, cell_dir.join(crate::run_folder::TRAINING_CSV))
         .with_context(|| format!("copying {} into {}", source.display(), cell_dir.display()))?;
     Ok(())
 }
