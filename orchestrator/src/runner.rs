@@ -391,9 +391,18 @@ pub fn write_summary_from_folder(run_dir: &Path, ids: &[String]) -> Result<Vec<C
     Ok(summaries)
 }
 
-/// A cell's summary.json, with every figure a finite number.
+/// A cell's summary.json, with every field present and every figure a finite number. The type's serde defaults
+/// let the report read hand-made summaries; summary.csv must never show a default 0 for a figure the file lacks.
 fn read_summary(path: &Path) -> Result<CellSummary> {
-    let summary: CellSummary = run_folder::read_json(path)?;
+    let raw: serde_json::Value = run_folder::read_json(path)?;
+    let summary: CellSummary =
+        serde_json::from_value(raw.clone()).with_context(|| format!("reading {}", path.display()))?;
+    let written = serde_json::to_value(&summary)?;
+    let fields = written.as_object().map(|o| o.keys().collect::<Vec<_>>()).unwrap_or_default();
+    // `backend` alone may be absent: summaries written before it existed are simulator cells.
+    if let Some(missing) = fields.into_iter().find(|f| *f != "backend" && raw.get(f.as_str()).is_none()) {
+        bail!("{}: field `{missing}` is missing", path.display());
+    }
     summary.check_figures().with_context(|| format!("{}", path.display()))?;
     Ok(summary)
 }

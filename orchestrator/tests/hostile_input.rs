@@ -268,4 +268,17 @@ fn an_unreadable_summary_leaves_its_cell_out_of_summary_csv_and_incomplete_in_th
     assert!(err.contains("1 incomplete"), "{err}");
     let index = std::fs::read_to_string(scratch.path("reports/t/index.html")).expect("the report is written");
     assert!(index.contains("field `slo_p50_ms` is null, not a number"), "the report names the reason");
+
+    // A summary lacking a figure is left out too: summary.csv never shows a default 0 for it.
+    let other = run_dir.join(&rows[1]).join("summary.json");
+    let text = std::fs::read_to_string(&other).unwrap();
+    let mut summary: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    summary.remove("overall_p95_ms").expect("orch writes every figure");
+    std::fs::write(&other, serde_json::to_vec_pretty(&summary).unwrap()).unwrap();
+    let resumed = scratch.orch(&["run", "--resume", "t"]);
+    let err = stderr(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{err}");
+    assert!(err.contains(&format!("warning: {}: left out of summary.csv", rows[1])), "{err}");
+    assert!(err.contains("field `overall_p95_ms` is missing"), "{err}");
+    assert!(summary_rows(&run_dir).is_empty());
 }
