@@ -124,6 +124,45 @@ fn numbers_out_of_range_are_refused_naming_the_field() {
 }
 
 #[test]
+fn long_names_and_paths_are_refused_before_they_cost_every_window() {
+    // A 1 MB stats name fits in the default body limit; written into every window it kept a 3 s run going for
+    // over a minute at full CPU.
+    let data = tempfile::tempdir().unwrap();
+    let agent = Agent::start(data.path(), &["--token", TOKEN]);
+    let long = "z".repeat(1_000_000);
+    let request = |extra: Value| {
+        let mut body = heavy_body(10.0, 2.0);
+        let target = body.pointer_mut("/scenario/users/0/tasks/0/requests/0").unwrap().as_object_mut().unwrap();
+        for (key, value) in extra.as_object().unwrap() {
+            target.insert(key.clone(), value.clone());
+        }
+        body
+    };
+    let named = request(json!({"name": long}));
+    assert_refused(&agent, &named, "scenario.users[0].tasks[0].requests[0].name");
+    let by_path = request(json!({"path": format!("/{}", "p".repeat(2_000))}));
+    assert_refused(&agent, &by_path, "scenario.users[0].tasks[0].requests[0].path");
+    let long_path = request(json!({"path": format!("/{}", "p".repeat(9_000)), "name": "/p"}));
+    assert_refused(&agent, &long_path, "scenario.users[0].tasks[0].requests[0].path");
+    let mut class = heavy_body(10.0, 2.0);
+    class["scenario"]["users"][0]["name"] = json!("u".repeat(2_000));
+    assert_refused(&agent, &class, "scenario.users[0].name");
+    // Many distinct names, each short: together they are bounded too.
+    let mut many = heavy_body(10.0, 2.0);
+    let requests: Vec<Value> =
+        (0..90).map(|i| json!({"method": "GET", "path": "/", "name": format!("{i:04}{}", "n".repeat(996))})).collect();
+    let tasks: Vec<Value> =
+        requests.chunks(30).enumerate().map(|(t, chunk)| json!({"name": format!("t{t}"), "requests": chunk})).collect();
+    let users: Vec<Value> = (0..3).map(|u| json!({"name": format!("u{u}"), "tasks": tasks})).collect();
+    many["scenario"]["users"] = json!(users);
+    assert_eq!(agent.json("POST", "/v1/runs", Some(&many)).0, 201, "90 KB of names are within the limit");
+    let many_more: Vec<Value> =
+        (0..300).map(|i| json!({"method": "GET", "path": "/", "name": format!("{i:04}{}", "n".repeat(996))})).collect();
+    many["scenario"]["users"] = json!([{"name": "u", "tasks": [{"name": "t", "requests": &many_more[..100]}, {"name": "t2", "requests": &many_more[100..200]}, {"name": "t3", "requests": &many_more[200..]}]}]);
+    assert_refused(&agent, &many, "scenario.users");
+}
+
+#[test]
 fn requests_must_suit_the_targets_protocol() {
     let data = tempfile::tempdir().unwrap();
     let agent = Agent::start(data.path(), &["--token", TOKEN]);

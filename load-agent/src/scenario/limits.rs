@@ -20,6 +20,9 @@
 //! | `constant_throughput`                        | 1/86,400 to 1,000,000 per s |
 //! | `spawn_rate`                                 | up to 1,000,000 users/s |
 //! | arrival rates (`start_rate`, `target`)        | up to 10,000,000 task starts/s |
+//! | names (scenario, user class, task, request's stats name) | 1,024 characters |
+//! | an HTTP request's path (before templates are filled) | 8,192 characters |
+//! | the distinct stats names of a scenario, together | 262,144 bytes |
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -48,6 +51,20 @@ pub const MAX_WAIT_S: f64 = 86_400.0;
 pub const MAX_THROUGHPUT_PER_USER: f64 = 1_000_000.0;
 pub const MAX_SPAWN_RATE: f64 = 1_000_000.0;
 pub const MAX_ARRIVAL_RATE: f64 = 10_000_000.0;
+/// Names are written into every per-second window and every CSV row: a long one costs at each second, not once.
+pub const MAX_NAME_CHARS: usize = 1_024;
+pub const MAX_PATH_CHARS: usize = 8_192;
+/// All distinct stats names of a scenario, in bytes: what one window may spend on names.
+pub const MAX_STATS_NAMES_BYTES: usize = 262_144;
+
+/// At most `max` characters.
+pub(super) fn not_too_long(field: &str, value: &str, max: usize) -> Result<(), (String, String)> {
+    let chars = value.chars().count();
+    if chars > max {
+        return Err((field.to_string(), format!("is {chars} characters long; at most {max}: its limit")));
+    }
+    Ok(())
+}
 
 thread_local! {
     /// Elements the scenario being read may still hold; `None` outside a scenario.

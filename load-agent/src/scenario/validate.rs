@@ -1,8 +1,10 @@
 //! Semantic checks a scenario must pass after parsing. Each error carries the field path it concerns.
 
+use std::collections::BTreeSet;
+
 use super::limits::{
-    MAX_ARRIVAL_RATE, MAX_DURATION_S, MAX_REQUEST_TIMEOUT_S, MAX_REQUESTS, MAX_SPAWN_RATE, MAX_STAGES,
-    MAX_THROUGHPUT_PER_USER, MAX_WAIT_S, in_range,
+    MAX_ARRIVAL_RATE, MAX_DURATION_S, MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_REQUEST_TIMEOUT_S, MAX_REQUESTS,
+    MAX_SPAWN_RATE, MAX_STAGES, MAX_STATS_NAMES_BYTES, MAX_THROUGHPUT_PER_USER, MAX_WAIT_S, in_range, not_too_long,
 };
 use super::template::Template;
 use super::{HTTP_METHODS, LoadShape, Request, RequestKind, Scenario, Variable, WaitTime};
@@ -37,12 +39,14 @@ pub(super) fn validate(scenario: &Scenario) -> Result<(), Invalid> {
         }
     }
     positive("request_timeout_s", scenario.request_timeout_s, MAX_REQUEST_TIMEOUT_S)?;
+    not_too_long("name", &scenario.name, MAX_NAME_CHARS)?;
     if scenario.users.is_empty() {
         return Err(invalid("users", "needs at least one user class"));
     }
     let mut requests = 0;
     for (u, user) in scenario.users.iter().enumerate() {
         let at = format!("users[{u}]");
+        not_too_long(&format!("{at}.name"), &user.name, MAX_NAME_CHARS)?;
         if user.weight == 0 {
             return Err(invalid(format!("{at}.weight"), "must be at least 1"));
         }
@@ -58,6 +62,7 @@ pub(super) fn validate(scenario: &Scenario) -> Result<(), Invalid> {
         }
         for (t, task) in user.tasks.iter().enumerate() {
             let at = format!("{at}.tasks[{t}]");
+            not_too_long(&format!("{at}.name"), &task.name, MAX_NAME_CHARS)?;
             if task.weight == 0 {
                 return Err(invalid(format!("{at}.weight"), "must be at least 1"));
             }
@@ -76,7 +81,33 @@ pub(super) fn validate(scenario: &Scenario) -> Result<(), Invalid> {
             }
         }
     }
+    validate_stats_names(scenario)?;
     validate_shape(&scenario.shape)
+}
+
+/// Every stats name is written into each per-second window: their total is bounded, so is a window.
+fn validate_stats_names(scenario: &Scenario) -> Result<(), Invalid> {
+    let mut names = BTreeSet::new();
+    let mut bytes = 0;
+    for user in &scenario.users {
+        let requests = user.on_start.iter().chain(user.tasks.iter().flat_map(|task| task.requests.iter()));
+        for request in requests {
+            let name = request.stats_name();
+            if !names.contains(&name) {
+                bytes += name.len();
+                names.insert(name);
+            }
+        }
+    }
+    if bytes > MAX_STATS_NAMES_BYTES {
+        return Err(invalid(
+            "users",
+            format!(
+                "the requests' distinct stats names take {bytes} bytes together; at most {MAX_STATS_NAMES_BYTES}: their limit"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_wait(field: &str, wait: WaitTime) -> Result<(), Invalid> {
@@ -99,6 +130,23 @@ fn validate_wait(field: &str, wait: WaitTime) -> Result<(), Invalid> {
 }
 
 fn validate_request(scenario: &Scenario, at: &str, request: &Request) -> Result<(), Invalid> {
+    // The stats name is the request's name, else its path or command.
+    let name_field = if request.name.is_some() {
+        "name"
+    } else if request.path.is_some() {
+        "path"
+    } else {
+        "redis"
+    };
+    not_too_long(&format!("{at}.{name_field}"), &request.stats_name(), MAX_NAME_CHARS).map_err(
+        |(field, message)| {
+            if name_field == "name" {
+                (field, message)
+            } else {
+                (field, format!("{message} as the request's stats name (give it a shorter `name`)"))
+            }
+        },
+    )?;
     let mut templates: Vec<(String, &str)> = Vec::new();
     match (&request.method, &request.path, &request.redis) {
         (Some(method), Some(path), None) => {
@@ -108,6 +156,7 @@ fn validate_request(scenario: &Scenario, at: &str, request: &Request) -> Result<
                     format!("unknown HTTP method {method:?}; use one of {HTTP_METHODS:?}"),
                 ));
             }
+            not_too_long(&format!("{at}.path"), path, MAX_PATH_CHARS)?;
             if !path.starts_with('/') {
                 return Err(invalid(format!("{at}.path"), format!("must start with '/', got {path:?}")));
             }
