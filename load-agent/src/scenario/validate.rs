@@ -130,23 +130,6 @@ fn validate_wait(field: &str, wait: WaitTime) -> Result<(), Invalid> {
 }
 
 fn validate_request(scenario: &Scenario, at: &str, request: &Request) -> Result<(), Invalid> {
-    // The stats name is the request's name, else its path or command.
-    let name_field = if request.name.is_some() {
-        "name"
-    } else if request.path.is_some() {
-        "path"
-    } else {
-        "redis"
-    };
-    not_too_long(&format!("{at}.{name_field}"), &request.stats_name(), MAX_NAME_CHARS).map_err(
-        |(field, message)| {
-            if name_field == "name" {
-                (field, message)
-            } else {
-                (field, format!("{message} as the request's stats name (give it a shorter `name`)"))
-            }
-        },
-    )?;
     let mut templates: Vec<(String, &str)> = Vec::new();
     match (&request.method, &request.path, &request.redis) {
         (Some(method), Some(path), None) => {
@@ -183,6 +166,23 @@ fn validate_request(scenario: &Scenario, at: &str, request: &Request) -> Result<
             return Err(invalid(format!("{at}.path"), "missing: an HTTP request needs method and path"));
         }
     }
+    // The stats name is the request's name, else its path or command (read once the kind is known to be valid).
+    let name_field = if request.name.is_some() {
+        "name"
+    } else if request.path.is_some() {
+        "path"
+    } else {
+        "redis"
+    };
+    not_too_long(&format!("{at}.{name_field}"), &request.stats_name(), MAX_NAME_CHARS).map_err(
+        |(field, message)| {
+            if name_field == "name" {
+                (field, message)
+            } else {
+                (field, format!("{message} as the request's stats name (give it a shorter `name`)"))
+            }
+        },
+    )?;
     if request.form.is_some() && request.json.is_some() {
         return Err(invalid(at, "give form or json, not both"));
     }
