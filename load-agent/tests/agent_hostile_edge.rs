@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{Agent, BIN, TOKEN, counting_server, run_bin, start_body};
@@ -152,23 +152,14 @@ fn an_open_loopback_agent_drives_loopback_targets_only_unless_allowed() {
 
 /// An agent started under an open-file limit of `files` (soft and hard).
 fn start_with_file_limit(files: u32, data: &std::path::Path, extra: &[&str]) -> Agent {
-    let log = std::fs::File::create(data.join("agent.log")).unwrap();
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
         .arg(BIN)
         .args(["--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()])
-        .args(extra)
-        .env_remove("LOAD_AGENT_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let address =
-        line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("first line: {line:?}")).to_string();
-    Agent { child, address, data_dir: data.to_path_buf() }
+        .args(extra);
+    Agent::spawn(command, data)
 }
 
 /// Whether the agent has closed `stream` (a read sees the end or an error, not a timeout).

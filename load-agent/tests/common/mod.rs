@@ -33,15 +33,16 @@ impl Agent {
 
     /// An agent listening on `listen` (e.g. `0.0.0.0:0`); tests still reach it on 127.0.0.1.
     pub fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Agent {
+        let mut command = Command::new(BIN);
+        command.args(["--listen", listen, "--data-dir", data_dir.to_str().unwrap()]).args(extra);
+        Agent::spawn(command, data_dir)
+    }
+
+    /// Starts `command`, an agent (or a wrapper that execs one) listening as told by its arguments, and reads the
+    /// address from its first line.
+    pub fn spawn(mut command: Command, data_dir: &Path) -> Agent {
         let log = std::fs::File::options().create(true).append(true).open(data_dir.join("agent.log")).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["--listen", listen, "--data-dir", data_dir.to_str().unwrap()])
-            .args(extra)
-            .env_remove("LOAD_AGENT_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut child = command.env_remove("LOAD_AGENT_TOKEN").stdout(Stdio::piped()).stderr(log).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let bound =
