@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_yaml::Value as Yaml;
 use sha2::{Digest, Sha256};
 
-use super::files::{StatusFile, SummaryFile, read_status, read_summary, read_typed, said};
+use super::files::{Gives, StatusFile, SummaryFile, read_status, read_summary, read_typed, said};
 pub use crate::run_folder::CellState;
 use crate::run_folder::{
     AGENTS_JSON, CONFIG_YAML, EVENTS_JSONL, MATRIX_YAML, METRICS_CSV, RUN_JSON, RUN_LOG, RunInfo, STATUS_JSON,
@@ -326,15 +326,8 @@ pub fn read_cell(dir: &Path, id: &str) -> CellRecord {
                     cell.reason = Some(error);
                 }
                 cell.log_tail = status.log_tail;
-                fill_if_empty(&mut cell.app, said(&status.app));
-                fill_if_empty(&mut cell.policy, said(&status.policy));
-                fill_if_empty(&mut cell.scenario, said(&status.scenario));
-                if cell.seed.is_none() && gives.seed {
-                    cell.seed = Some(status.seed);
-                }
-                if gives.backend {
-                    cell.backend = status.backend;
-                }
+                let said_here = Identity { app: &status.app, policy: &status.policy, scenario: &status.scenario };
+                fill_identity(&mut cell, said_here, status.seed, status.backend, gives);
             }
         }
         cell.warnings.extend(problems);
@@ -365,15 +358,8 @@ pub fn read_cell(dir: &Path, id: &str) -> CellRecord {
         }
     }
     if let Ok(SummaryFile { summary, gives, .. }) = summary {
-        fill_if_empty(&mut cell.app, said(&summary.app));
-        fill_if_empty(&mut cell.policy, said(&summary.policy));
-        fill_if_empty(&mut cell.scenario, said(&summary.scenario));
-        if cell.seed.is_none() && gives.seed {
-            cell.seed = Some(summary.seed);
-        }
-        if gives.backend {
-            cell.backend = summary.backend;
-        }
+        let said_here = Identity { app: &summary.app, policy: &summary.policy, scenario: &summary.scenario };
+        fill_identity(&mut cell, said_here, summary.seed, summary.backend, gives);
     }
     fill_identity_from_id(&mut cell);
     if cell.is_complete() && !dir.join(METRICS_CSV).is_file() {
@@ -422,6 +408,26 @@ fn fill_identity_from_id(cell: &mut CellRecord) {
         if field.is_empty() {
             *field = "(unknown)".into();
         }
+    }
+}
+
+/// The names a status.json or summary.json gives its cell.
+struct Identity<'a> {
+    app: &'a str,
+    policy: &'a str,
+    scenario: &'a str,
+}
+
+/// Names fill only what is still empty; seed and backend count only when the file gives them.
+fn fill_identity(cell: &mut CellRecord, said_here: Identity<'_>, seed: u64, backend: String, gives: Gives) {
+    fill_if_empty(&mut cell.app, said(said_here.app));
+    fill_if_empty(&mut cell.policy, said(said_here.policy));
+    fill_if_empty(&mut cell.scenario, said(said_here.scenario));
+    if cell.seed.is_none() && gives.seed {
+        cell.seed = Some(seed);
+    }
+    if gives.backend {
+        cell.backend = backend;
     }
 }
 
