@@ -15,7 +15,7 @@ use std::time::Instant;
 use orchestrator::matrix::Matrix;
 use orchestrator::report::stats::BootstrapConfig;
 use orchestrator::report::{ReportOptions, render_run};
-use orchestrator::runner::{RunOptions, run_matrix};
+use orchestrator::run::runner::{RunOptions, run_matrix};
 
 const SEEDS: u64 = 25;
 const RENDERS: usize = 3;

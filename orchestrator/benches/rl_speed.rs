@@ -16,8 +16,9 @@ use orchestrator::app::AppModel;
 use orchestrator::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use orchestrator::rl::graph::{NormalizedAdjacency, node_inputs};
 use orchestrator::rl::mlp::{MlpActorCritic, MlpConfig};
-use orchestrator::rl::ppo::{ActorCritic, Ppo, PpoConfig};
+use orchestrator::rl::ppo::{ActorCritic, Ppo};
 use orchestrator::rl::{AutoscaleEnv, EnvConfig};
+use orchestrator::settings::rl::PpoConfig;
 
 fn envs(app: &AppModel, scenario: &Scenario) -> Vec<AutoscaleEnv> {
     (0..2).map(|i| AutoscaleEnv::new(app, scenario, 40 + i, EnvConfig::default())).collect()

@@ -8,9 +8,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use orchestrator::backend::ClusterBackend;
-use orchestrator::cell::simulate;
+use orchestrator::backends::sim::simulate;
+use orchestrator::cell::ClusterBackend;
 use orchestrator::matrix::Matrix;
+use orchestrator::run::policies::build_policy;
 use orchestrator::sim::Simulator;
 
 fn thread_cpu_time() -> Duration {
@@ -72,7 +73,8 @@ fn main() {
             _ => (
                 "whole cell, HPA",
                 measure(budget, || {
-                    std::hint::black_box(simulate(&cell.id, config, |_| {}, |_, _, _, _, _| {}));
+                    let mut policy = build_policy(config);
+                    std::hint::black_box(simulate(&cell.id, config, policy.as_mut(), |_| {}, |_, _, _, _, _| {}));
                 }),
             ),
         };

@@ -1,33 +1,31 @@
 //! `orch`: a batch experiment orchestrator for autoscaling research.
 //!
-//! Data flow: [`matrix`] parses and resolves a matrix into cells ([`combinations`] expands include/exclude);
-//! [`runner`] plans them into a run folder ([`run_folder`]) and resumes it; the [`supervisor`] runs each cell as an
-//! `orch cell` process ([`cell_process`]) with timeouts, retries and cancellation; each cell ([`cell`]) drives a
-//! [`backend`] (the embedded [`sim`]ulator, the [`emulated`] app or a real cluster through [`kubernetes`], under
-//! real load from [`agents`]) with a
-//! [`policy`] and summarises the run; [`report`] renders the run folder as HTML. [`limits`] bounds what input
-//! files may ask for. [`cli`] is the `orch` command line, a file per subcommand.
+//! Layers, from the ground up (a module imports only from layers below it; docs/ARCHITECTURE.md draws them):
+//! - [`duration`], [`limits`], [`hpa`] (a port of the Kubernetes HPA controller), [`app`] (the app model);
+//! - [`settings`]: typed settings a cell carries (the emulated app's, the RL learner's);
+//! - [`cell`]: the core: a cell's resolved config and id, the [`cell::Policy`] and [`cell::ClusterBackend`]
+//!   traits, [`cell::drive`], the summary, how a cell ends, its cancellation token;
+//! - [`run_folder`]: the typed files of a run folder;
+//! - [`policy`] (HPA, static), [`sim`] (the embedded simulator), [`agents`] (the load-agent pool), [`rl`]
+//!   (learned policies: environment, networks, algorithms);
+//! - [`backends`]: sim, emulated and kubernetes, each running one cell;
+//! - [`matrix`]: a matrix file parsed, resolved and expanded into cells;
+//! - [`run`]: planning, the runner, the supervisor, the cell process, executors, resume;
+//! - [`report`]: HTML reports of run folders; [`cli`]: the `orch` command line, a file per subcommand.
 
 pub mod agents;
 pub mod app;
-pub mod backend;
+pub mod backends;
 pub mod cell;
-pub mod cell_process;
 pub mod cli;
-pub mod combinations;
 pub mod duration;
-pub mod emulated;
-pub mod fault;
-pub mod interrupt;
-pub mod kubernetes;
+pub mod hpa;
 pub mod limits;
 pub mod matrix;
-pub mod plan_diff;
 pub mod policy;
 pub mod report;
 pub mod rl;
+pub mod run;
 pub mod run_folder;
-pub mod runner;
-pub mod selection;
+pub mod settings;
 pub mod sim;
-pub mod supervisor;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::matrix::Cell;
+use crate::cell::Cell;
 
 /// Version of run.json and status.json.
 pub const FORMAT: u32 = 1;

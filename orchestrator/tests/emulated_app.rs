@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use emulated_support::{Answer, request};
 use orchestrator::app::AppModel;
-use orchestrator::emulated::{EmulatedModel, Emulator};
+use orchestrator::backends::emulated::{EmulatedModel, Emulator};
 
 fn app(name: &str) -> AppModel {
     AppModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../experiments/apps/{name}.yaml"))).unwrap()

@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use orchestrator::policy::hpa::{
+use orchestrator::hpa::{
     CalcError, CalculatorConfig, ControllerConfig, ControllerHistory, HorizontalPodAutoscaler, HpaController,
     HpaScalingPolicy, MetricSample, PodPhase, PodSample, Quantity, Recommendation, ReplicaCalculation,
     ReplicaCalculator, ResourceName, ScaleEvent, ScalingPolicySelect, ScalingRules, Tolerances,

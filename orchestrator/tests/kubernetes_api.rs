@@ -8,9 +8,9 @@ use std::path::Path;
 
 use kube_fake::{FakeCluster, Options, UNRELATED};
 use orchestrator::app::AppModel;
-use orchestrator::kubernetes::api::ClusterApi;
-use orchestrator::kubernetes::model::ClusterApp;
-use orchestrator::kubernetes::safety::{self, Conflict, Snapshot, TakeOver};
+use orchestrator::app::kubernetes::ClusterApp;
+use orchestrator::backends::kubernetes::api::ClusterApi;
+use orchestrator::backends::kubernetes::safety::{self, Conflict, Snapshot, TakeOver};
 use serde_json::json;
 
 const APP: &str = "\
@@ -133,7 +133,7 @@ fn dry_run_records_writes_and_sends_none() {
     let fake = FakeCluster::start(&app(), Options::default());
     let (api, app) = api_of(&fake);
     let api = api.dry_run();
-    let object = orchestrator::kubernetes::act::hpa_object(
+    let object = orchestrator::backends::kubernetes::act::hpa_object(
         &serde_json::from_value(hpa("frontend", "frontend")).unwrap(),
         &app.namespace,
         "shop.hpa.peak.s1-0123abcd",
@@ -164,7 +164,7 @@ fn a_deployment_the_app_does_not_list_is_never_touched() {
     let (api, _) = api_of(&fake);
     let e = fake.runtime.block_on(api.scale(UNRELATED, 0)).unwrap_err().to_string();
     assert!(e.contains("refusing to touch deployment shop/unrelated"), "{e}");
-    let object = orchestrator::kubernetes::act::hpa_object(
+    let object = orchestrator::backends::kubernetes::act::hpa_object(
         &serde_json::from_value(hpa("sneaky", UNRELATED)).unwrap(),
         "shop",
         "cell",
@@ -198,7 +198,7 @@ fn api_errors_name_the_object_and_say_what_the_status_means() {
     let e = format!("{:#}", fake.runtime.block_on(other.replicas("missing")).unwrap_err());
     assert!(e.contains("deployment shop/missing") && e.contains("404 Not Found"), "{e}");
 
-    let object = orchestrator::kubernetes::act::hpa_object(
+    let object = orchestrator::backends::kubernetes::act::hpa_object(
         &serde_json::from_value(hpa("frontend", "frontend")).unwrap(),
         "shop",
         "cell",

@@ -19,9 +19,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use orchestrator::app::AppModel;
-use orchestrator::kubernetes::model::ClusterApp;
-use orchestrator::kubernetes::observe::Selector;
-use orchestrator::policy::hpa::Quantity;
+use orchestrator::app::kubernetes::ClusterApp;
+use orchestrator::backends::kubernetes::observe::Selector;
+use orchestrator::hpa::Quantity;
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -122,7 +122,7 @@ fn online_boutique_is_the_app_models_with_the_labels_the_backend_selects() {
     assert_eq!(in_app_namespace.len(), app.services.len(), "one Deployment per service, no other");
     let namespace =
         objects.namespaces.iter().find(|n| name_of(&n.metadata) == cluster.namespace).expect("its namespace");
-    if cluster.mesh == orchestrator::kubernetes::model::Mesh::Istio {
+    if cluster.mesh == orchestrator::app::kubernetes::Mesh::Istio {
         let labels = namespace.metadata.labels.clone().unwrap_or_default();
         assert_eq!(
             labels.get("istio-injection").map(String::as_str),

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use kube_fake::{FakeCluster, Options};
 use orchestrator::app::AppModel;
-use orchestrator::kubernetes::model::ClusterApp;
-use orchestrator::kubernetes::prometheus::{Prometheus, Telemetry};
+use orchestrator::app::kubernetes::ClusterApp;
+use orchestrator::backends::kubernetes::prometheus::{Prometheus, Telemetry};
 
 struct Process(Child);
 

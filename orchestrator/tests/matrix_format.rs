@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Scratch, repo_root};
-use orchestrator::matrix::{self, DEFAULT_TIMEOUT, Matrix};
+use orchestrator::matrix::{DEFAULT_TIMEOUT, Matrix};
 
 const FORMAT: &str = r#"name: fmt
 x-hpa: &hpa {kind: hpa, manifest: hpa-cpu-60.yaml}
@@ -119,9 +119,9 @@ fn the_main_and_quick_matrices_keep_their_cells_and_configs_read_back_to_the_sam
     let dir = tempfile::tempdir().unwrap();
     for cell in &main.cells {
         let path = dir.path().join(format!("{}.yaml", cell.id));
-        std::fs::write(&path, matrix::config_yaml(&cell.config).unwrap()).unwrap();
-        let back = matrix::read_config_yaml(&path).unwrap_or_else(|e| panic!("{}: {e}", cell.id));
-        assert_eq!(matrix::cell_id(&back), cell.id, "config.yaml does not read back to the same cell");
+        std::fs::write(&path, orchestrator::cell::config_yaml(&cell.config).unwrap()).unwrap();
+        let back = orchestrator::cell::read_config_yaml(&path).unwrap_or_else(|e| panic!("{}: {e}", cell.id));
+        assert_eq!(orchestrator::cell::cell_id(&back), cell.id, "config.yaml does not read back to the same cell");
     }
 }
 

@@ -466,13 +466,13 @@ struct Training {
     broken: &'static str,
 }
 
-impl orchestrator::supervisor::Prepare for Training {
-    fn key(&self, cell: &orchestrator::matrix::Cell) -> Option<String> {
+impl orchestrator::run::supervisor::Prepare for Training {
+    fn key(&self, cell: &orchestrator::cell::Cell) -> Option<String> {
         let c = &cell.config;
         Some(format!("{}.{}.s{}", c.app.name, c.policy.name(), c.seed))
     }
 
-    fn prepare(&self, key: &str, cells: &[&orchestrator::matrix::Cell], run_dir: &Path) -> anyhow::Result<()> {
+    fn prepare(&self, key: &str, cells: &[&orchestrator::cell::Cell], run_dir: &Path) -> anyhow::Result<()> {
         let states: Vec<String> = cells
             .iter()
             .map(|c| {
@@ -494,10 +494,10 @@ fn a_preparation_runs_once_per_group_before_its_cells_and_its_failure_fails_them
     scratch.write(MATRIX, &matrix("").replace("scenarios: rushsale", "scenarios: [rushsale, peak]"));
     let m = orchestrator::matrix::Matrix::load(&scratch.path(MATRIX)).unwrap();
     assert_eq!(m.cells.len(), 16);
-    let mut options = orchestrator::runner::RunOptions::new(scratch.path("logs"), "prep").unwrap();
+    let mut options = orchestrator::run::runner::RunOptions::new(scratch.path("logs"), "prep").unwrap();
     options.program = PathBuf::from(env!("CARGO_BIN_EXE_orch"));
     let training = Training { calls: Default::default(), broken: "image-classifier.static-max.s3" };
-    let outcome = orchestrator::runner::run_matrix_with(&m, &options, &training).unwrap();
+    let outcome = orchestrator::run::runner::run_matrix_with(&m, &options, &training).unwrap();
 
     let calls = training.calls.lock().unwrap();
     assert_eq!(calls.len(), 8, "one per app x policy x seed: {calls:?}");

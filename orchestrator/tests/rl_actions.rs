@@ -9,10 +9,11 @@ use common::Scratch;
 use load_agent::scenario::Scenario;
 use orchestrator::app::AppModel;
 use orchestrator::matrix::Matrix;
-use orchestrator::rl::ppo::PpoConfig;
-use orchestrator::rl::prepare::{model_key, rl_config};
 use orchestrator::rl::train::train;
-use orchestrator::rl::{ActionSpace, AutoscaleEnv, EnvConfig, IntervalStats, RewardKind};
+use orchestrator::rl::{AutoscaleEnv, EnvConfig, IntervalStats};
+use orchestrator::run::rl_training::{model_key, rl_config};
+use orchestrator::settings::rl::PpoConfig;
+use orchestrator::settings::rl::{ActionSpace, RewardKind};
 
 const T: bool = true;
 const F: bool = false;
@@ -91,7 +92,7 @@ fn an_environment_with_relative_moves_scales_by_factors_and_counts_the_replicas_
 fn the_optional_slo_cost_terms_match_hand_computed_values() {
     let mut stats = IntervalStats::new(20.0, 50.0);
     for violated in [false, true, true, false] {
-        stats.add(&orchestrator::backend::SecondMetrics {
+        stats.add(&orchestrator::cell::SecondMetrics {
             time_s: 0,
             users: 10.0,
             offered_rps: 100.0,
@@ -104,7 +105,7 @@ fn the_optional_slo_cost_terms_match_hand_computed_values() {
             slo_requests: 100.0,
             slo_bad_requests: if violated { 10.0 } else { 0.0 },
             services: vec![
-                orchestrator::backend::ServiceSecond {
+                orchestrator::cell::ServiceSecond {
                     ready: 5,
                     desired: 5,
                     pods: 5,

@@ -6,18 +6,22 @@ use std::path::Path;
 use dfdx::prelude::*;
 use load_agent::scenario::{LoadShape, Scenario};
 use orchestrator::app::AppModel;
-use orchestrator::rl::ActionSpace;
-use orchestrator::rl::a2c::{A2c, A2cConfig};
-use orchestrator::rl::bc::{self, BcConfig};
-use orchestrator::rl::dqn::{Dqn, DqnConfig, ReplayBuffer, Transition, greedy, linear_schedule, td_targets};
+use orchestrator::rl::a2c::A2c;
+use orchestrator::rl::actor_critic::ActorCritic;
+use orchestrator::rl::bc::{self};
+use orchestrator::rl::dqn::{Dqn, ReplayBuffer, Transition, greedy, linear_schedule, td_targets};
 use orchestrator::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use orchestrator::rl::graph::{NormalizedAdjacency, node_inputs};
 use orchestrator::rl::mlp::{MlpActorCritic, MlpConfig};
-use orchestrator::rl::model::ActorCritic;
 use orchestrator::rl::ppo::PpoError;
 use orchestrator::rl::rollout::Workers;
-use orchestrator::rl::scenarios::{Randomization, TrainingScenarios};
+use orchestrator::rl::scenarios::TrainingScenarios;
 use orchestrator::rl::{AutoscaleEnv, EnvConfig};
+use orchestrator::settings::rl::A2cConfig;
+use orchestrator::settings::rl::ActionSpace;
+use orchestrator::settings::rl::BcConfig;
+use orchestrator::settings::rl::DqnConfig;
+use orchestrator::settings::rl::Randomization;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -256,9 +260,8 @@ fn behaviour_cloning_reproduces_most_hpa_moves() {
     assert_eq!(steps.toward(5, 1, 1, 10), 0, "clipped to −2");
 
     let mut e = envs("image-classifier", "rushsale", 1, 15);
-    let manifests =
-        orchestrator::policy::hpa::load_manifests(&root().join("baselines/image-classifier/hpa-cpu-60.yaml"))
-            .expect("manifest");
+    let manifests = orchestrator::hpa::load_manifests(&root().join("baselines/image-classifier/hpa-cpu-60.yaml"))
+        .expect("manifest");
     let demos = bc::demonstrate(&mut e, &manifests, 2, 0.99);
     assert_eq!(demos.observations.len(), 120, "two 900 s episodes of 15 s decisions");
     assert!(demos.actions.iter().any(|a| a[0] > 2) && demos.actions.iter().any(|a| a[0] < 2), "it scales both ways");

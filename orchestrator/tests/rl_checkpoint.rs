@@ -9,9 +9,10 @@ use orchestrator::rl::checkpoint::{self, CheckpointError, CheckpointMeta, ModelS
 use orchestrator::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use orchestrator::rl::graph::{NormalizedAdjacency, node_inputs};
 use orchestrator::rl::mlp::{MlpActorCritic, MlpConfig};
-use orchestrator::rl::ppo::{ActorCritic, Ppo, PpoConfig, PpoError};
-use orchestrator::rl::spec::AlgoConfig;
+use orchestrator::rl::ppo::{ActorCritic, Ppo, PpoError};
 use orchestrator::rl::{AutoscaleEnv, EnvConfig};
+use orchestrator::settings::rl::AlgoConfig;
+use orchestrator::settings::rl::PpoConfig;
 
 fn env(app: &str) -> AutoscaleEnv {
     let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
@@ -147,8 +148,8 @@ fn a_nan_loss_stops_training_with_the_update_named_and_leaves_the_model_and_chec
 
 #[test]
 fn an_rl_policy_from_a_boutique_checkpoint_drives_a_redis_cluster_within_bounds() {
-    use orchestrator::backend::ClusterBackend;
-    use orchestrator::policy::Policy;
+    use orchestrator::cell::ClusterBackend;
+    use orchestrator::cell::Policy;
     use orchestrator::rl::policy::RlPolicy;
     use orchestrator::sim::Simulator;
 

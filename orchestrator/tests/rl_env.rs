@@ -4,8 +4,9 @@ use std::path::Path;
 
 use load_agent::scenario::Scenario;
 use orchestrator::app::AppModel;
-use orchestrator::backend::SecondMetrics;
-use orchestrator::rl::{ActionSpace, AutoscaleEnv, EnvConfig, FeatureLayout, IntervalStats, NODE_FEATURES, RewardKind};
+use orchestrator::cell::SecondMetrics;
+use orchestrator::rl::{AutoscaleEnv, EnvConfig, IntervalStats};
+use orchestrator::settings::rl::{ActionSpace, FeatureLayout, NODE_FEATURES, RewardKind};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -127,7 +128,7 @@ fn second(
         services: ready
             .iter()
             .zip(desired)
-            .map(|(&r, &d)| orchestrator::backend::ServiceSecond {
+            .map(|(&r, &d)| orchestrator::cell::ServiceSecond {
                 ready: r,
                 desired: d,
                 pods: r,

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use common::Scratch;
 use orchestrator::matrix::Matrix;
-use orchestrator::rl::prepare::{self, model_key};
 use orchestrator::rl::train::{TRAINING_COLUMNS, train};
+use orchestrator::run::rl_training::{self, model_key};
 
 /// A tiny RL policy: a few hundred decisions, one update pass, a small network, so the debug build trains it in
 /// seconds.
@@ -36,7 +36,7 @@ fn the_same_seed_trains_the_same_checkpoint_bytes() {
     scratch.write("experiments/m.yaml", &matrix_text("[7]"));
     let matrix = Matrix::load(&scratch.path("experiments/m.yaml")).expect("valid matrix");
     let cell = matrix.cells.iter().find(|c| c.config.policy.name() == "gnn-ppo").expect("an rl cell");
-    let rl = prepare::rl_config(&cell.config).expect("rl settings");
+    let rl = rl_training::rl_config(&cell.config).expect("rl settings");
     let out = tempfile::tempdir().unwrap();
     let a = train(&rl.training, &cell.config.app, 7, &out.path().join("a"), None).expect("trains");
     let b = train(&rl.training, &cell.config.app, 7, &out.path().join("b"), None).expect("trains");
@@ -95,16 +95,16 @@ fn prepare_reuses_a_finished_model_and_cell_ids_follow_the_rl_config() {
     let path = scratch.path("experiments/m.yaml");
     let matrix = Matrix::load(&path).unwrap();
     let run = scratch.path("logs/r");
-    let first = prepare::prepare(&matrix.cells, &run, 1);
+    let first = rl_training::prepare(&matrix.cells, &run, 1);
     assert_eq!(first.len(), 1);
     let checkpoint = first.values().next().unwrap().clone().expect("trained");
     let weights = checkpoint.with_extension("safetensors");
     let modified = std::fs::metadata(&weights).unwrap().modified().unwrap();
-    let again = prepare::prepare(&matrix.cells, &run, 1);
+    let again = rl_training::prepare(&matrix.cells, &run, 1);
     assert_eq!(first, again);
     assert_eq!(std::fs::metadata(&weights).unwrap().modified().unwrap(), modified, "not retrained");
     let cell = matrix.cells.iter().find(|c| c.config.policy.name() == "gnn-ppo").unwrap();
-    let attached = prepare::attach(cell, &again).expect("the checkpoint loads");
+    let attached = rl_training::attach(cell, &again).expect("the checkpoint loads");
     assert_eq!(attached.id, cell.id);
 
     // Editing a training scenario changes the RL cells' ids and model, not the HPA cells'.
@@ -137,7 +137,7 @@ fn the_main_matrix_runs_each_rl_policy_on_its_apps_only() {
     assert_eq!(apps_of("gnn-ppo"), ["online-boutique", "redis-cluster"]);
     assert_eq!(apps_of("mlp-ppo"), ["online-boutique", "redis-cluster"]);
     assert_eq!(apps_of("dqn"), ["image-classifier"]);
-    let rl_cells = matrix.cells.iter().filter(|c| prepare::rl_config(&c.config).is_some()).count();
+    let rl_cells = matrix.cells.iter().filter(|c| rl_training::rl_config(&c.config).is_some()).count();
     assert_eq!(rl_cells, 5 * 4 * 3 + 2, "five (app, policy) pairs, four scenarios, three seeds; two emulated cells");
     let models: std::collections::BTreeSet<String> = matrix.cells.iter().filter_map(|c| model_key(&c.config)).collect();
     assert_eq!(models.len(), 5 * 3, "one model per (app, policy, seed)");

@@ -8,8 +8,9 @@ use orchestrator::app::AppModel;
 use orchestrator::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use orchestrator::rl::graph::{NormalizedAdjacency, node_inputs};
 use orchestrator::rl::mlp::{MlpActorCritic, MlpConfig};
-use orchestrator::rl::ppo::{ActorCritic, Ppo, PpoConfig, clipped_surrogate};
+use orchestrator::rl::ppo::{ActorCritic, Ppo, clipped_surrogate};
 use orchestrator::rl::{AutoscaleEnv, EnvConfig};
+use orchestrator::settings::rl::PpoConfig;
 
 #[test]
 fn the_clip_stops_the_gradient_once_the_ratio_leaves_the_trust_region_in_the_advantage_direction() {

@@ -10,8 +10,9 @@ use load_agent::scenario::Scenario;
 use orchestrator::app::AppModel;
 use orchestrator::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use orchestrator::rl::graph::{NormalizedAdjacency, node_inputs};
-use orchestrator::rl::ppo::{ActorCritic, Ppo, PpoConfig};
+use orchestrator::rl::ppo::{ActorCritic, Ppo};
 use orchestrator::rl::{AutoscaleEnv, EnvConfig};
+use orchestrator::settings::rl::PpoConfig;
 
 #[test]
 #[ignore = "minutes of training; run by hand"]

@@ -3,9 +3,14 @@
 mod common;
 
 use common::Scratch;
-use orchestrator::backend::SecondMetrics;
-use orchestrator::cell::simulate_collect;
-use orchestrator::matrix::{Cell, Matrix};
+use orchestrator::cell::{Cell, CellSummary, SecondMetrics};
+use orchestrator::matrix::Matrix;
+
+/// Runs a cell on the simulator with the policy its config names, keeping every second.
+fn simulate(cell: &Cell) -> (Vec<SecondMetrics>, CellSummary) {
+    let mut policy = orchestrator::run::policies::build_policy(&cell.config);
+    orchestrator::backends::sim::simulate_collect(&cell.id, &cell.config, policy.as_mut())
+}
 
 fn cells(apps: &str, scenarios: &str, policies: &str, seeds: &str) -> Vec<Cell> {
     let scratch = Scratch::new();
@@ -36,8 +41,8 @@ fn hpa_at_40_percent_costs_more_pod_minutes_than_at_80_on_every_scenario() {
                     && c.config.seed == low.config.seed
             })
             .unwrap();
-        let (_, at_40) = simulate_collect(&low.id, &low.config);
-        let (_, at_80) = simulate_collect(&high.id, &high.config);
+        let (_, at_40) = simulate(low);
+        let (_, at_80) = simulate(high);
         assert!(
             at_40.pod_minutes > at_80.pod_minutes,
             "{} / {} / seed {}: 40 % used {:.1} pod-minutes, 80 % used {:.1}",
@@ -66,7 +71,7 @@ fn rushsale_raises_latency_then_replicas_follow_after_start_up_and_latency_recov
         "[3]",
     );
     let cell = &cells[0];
-    let (rows, _) = simulate_collect(&cell.id, &cell.config);
+    let (rows, _) = simulate(cell);
     let frontend = cell.config.app.service_index("frontend").unwrap();
     let startup = cell.config.app.services[frontend].startup_s;
 
@@ -111,7 +116,7 @@ fn static_max_replicas_never_violate_the_slo_on_offpeak() {
     );
     assert_eq!(cells.len(), 6);
     for cell in &cells {
-        let (rows, summary) = simulate_collect(&cell.id, &cell.config);
+        let (rows, summary) = simulate(cell);
         let violated: Vec<u64> = rows.iter().filter(|r| r.slo_violated).map(|r| r.time_s).collect();
         assert!(violated.is_empty(), "{}: SLO violated at {violated:?}", cell.id);
         assert_eq!(summary.slo_violation_seconds_pct, 0.0);
@@ -125,8 +130,8 @@ fn closed_loop_users_send_less_when_latency_rises() {
     // 1 request/s, while static max replicas serve nearly all of it.
     let text = "  - {name: one, kind: static, replicas: 1}\n  - {name: static-max, kind: static, replicas: max}\n";
     let cells = cells("[online-boutique]", "[rushsale]", text, "[1]");
-    let (one, _) = simulate_collect(&cells[0].id, &cells[0].config);
-    let (max, _) = simulate_collect(&cells[1].id, &cells[1].config);
+    let (one, _) = simulate(&cells[0]);
+    let (max, _) = simulate(&cells[1]);
     let offered_one = mean(&one, 300, 480, |r| r.offered_rps);
     let offered_max = mean(&max, 300, 480, |r| r.offered_rps);
     assert!(offered_max > 750.0, "800 users at 1 req/s sent {offered_max:.0}/s to a well-provisioned app");
@@ -148,8 +153,8 @@ fn open_model_arrivals_follow_the_rate_whatever_the_latency() {
         "name: t\nseeds: [1]\napps: [online-boutique]\nscenarios: [open]\npolicies:\n  - {name: one, kind: static, replicas: 1}\n  - {name: static-max, kind: static, replicas: max}\n",
     );
     let cells = Matrix::load(&scratch.path("experiments/t.yaml")).expect("valid matrix").cells;
-    let (one, one_summary) = simulate_collect(&cells[0].id, &cells[0].config);
-    let (max, max_summary) = simulate_collect(&cells[1].id, &cells[1].config);
+    let (one, one_summary) = simulate(&cells[0]);
+    let (max, max_summary) = simulate(&cells[1]);
     assert_eq!(one.len(), 120);
     for rows in [&one, &max] {
         let offered = mean(rows, 30, 120, |r| r.offered_rps);

@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use load_agent::client::AgentClient;
 use load_agent::scenario::LoadShape;
 
-use crate::emulated::settings::{AgentSource, EmulatedRun};
+use crate::settings::emulated::{AgentSource, AgentsSetup};
 pub use pool::{AgentPool, AgentSpec, AgentsReport};
 
 /// The most users a shape runs at once (open model: its user cap).
@@ -43,8 +43,8 @@ fn token(token_env: &str) -> Option<String> {
 
 /// The agents a cell uses: remote ones as named, or local processes started now (their logs in
 /// `agents_dir/<name>/agent.log`) and allowed `target`. Also returns the token variable, for pre-flight messages.
-pub fn agents_for(run: &EmulatedRun, agents_dir: &Path, target: &str) -> Result<(Vec<AgentSpec>, Option<String>)> {
-    match &run.agents {
+pub fn agents_for(run: AgentsSetup<'_>, agents_dir: &Path, target: &str) -> Result<(Vec<AgentSpec>, Option<String>)> {
+    match run.source {
         AgentSource::Remote { urls, token_env } => {
             let token = token(token_env);
             let specs = urls
@@ -59,7 +59,7 @@ pub fn agents_for(run: &EmulatedRun, agents_dir: &Path, target: &str) -> Result<
             Ok((specs, Some(token_env.clone())))
         }
         AgentSource::Local { count } => {
-            let bin = local::find_binary(run.load_agent_bin.as_deref())?;
+            let bin = local::find_binary(run.load_agent_bin)?;
             let mut specs = Vec::new();
             for i in 0..*count {
                 let name = format!("local-{i}");
@@ -78,7 +78,7 @@ pub fn agents_for(run: &EmulatedRun, agents_dir: &Path, target: &str) -> Result<
 /// users.
 pub fn pool_for_cell(
     runtime: tokio::runtime::Handle,
-    run: &EmulatedRun,
+    run: AgentsSetup<'_>,
     agents_dir: &Path,
     target: &str,
     shape: &LoadShape,
@@ -90,10 +90,10 @@ pub fn pool_for_cell(
 
 /// Checks the agents before a run starts anything: remote ones answer, take the token and are free; for local ones,
 /// the load-agent binary exists (they start with each cell).
-pub fn preflight(run: &EmulatedRun, users: u64) -> Result<(), String> {
-    let AgentSource::Remote { urls, token_env } = &run.agents else {
+pub fn preflight(run: AgentsSetup<'_>, users: u64) -> Result<(), String> {
+    let AgentSource::Remote { urls, token_env } = run.source else {
         // Local agents: the binary they run must be there before any cell starts.
-        return local::find_binary(run.load_agent_bin.as_deref()).map(|_| ()).map_err(|e| format!("{e:#}"));
+        return local::find_binary(run.load_agent_bin).map(|_| ()).map_err(|e| format!("{e:#}"));
     };
     // Multi-threaded: the pool drives its calls through a runtime handle, which a current-thread runtime refuses.
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -8,8 +8,8 @@ use load_agent::stats::Entry;
 
 use super::merge::{Merger, SecondLoad};
 use super::pool::{AgentPool, PoolEvent};
-use crate::backend::{RunLatency, SecondMetrics, ServiceSecond};
-use crate::matrix::CellConfig;
+use crate::cell::CellConfig;
+use crate::cell::{RunLatency, SecondMetrics, ServiceSecond};
 
 /// A second whose control-plane figures are known and whose load figures are awaited.
 struct PendingRow {

@@ -1,5 +1,5 @@
 //! `orch emulate`: an app model served as the emulated backend does, on its own; the work is in
-//! crate::emulated::standalone.
+//! crate::backends::emulated::standalone.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +24,7 @@ pub struct EmulateArgs {
     pod_concurrency: u32,
     /// Replicas every deployment starts with: initial (the model's), max, or a number (within each one's bounds).
     #[arg(long, default_value = "initial")]
-    replicas: crate::emulated::standalone::StartReplicas,
+    replicas: crate::backends::emulated::standalone::StartReplicas,
     /// Seconds a request may take inside the app before it fails with 504.
     #[arg(long, default_value_t = 10.0)]
     request_timeout: f64,
@@ -34,7 +34,7 @@ pub struct EmulateArgs {
 
 /// `orch emulate`.
 pub fn emulate(args: EmulateArgs) -> ExitCode {
-    use crate::emulated::standalone::{Options, load, serve};
+    use crate::backends::emulated::standalone::{Options, load, serve};
     if !(args.time_scale.is_finite() && args.time_scale >= 1.0) {
         eprintln!("error: --time-scale must be at least 1");
         return ExitCode::from(EXIT_CONFIG);
@@ -47,7 +47,10 @@ pub fn emulate(args: EmulateArgs) -> ExitCode {
         app_file: args.app,
         listen: args.listen,
         control_listen: args.control_listen,
-        model: crate::emulated::EmulatedModel { time_scale: args.time_scale, pod_concurrency: args.pod_concurrency },
+        model: crate::backends::emulated::EmulatedModel {
+            time_scale: args.time_scale,
+            pod_concurrency: args.pod_concurrency,
+        },
         replicas: args.replicas,
         request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),
         seed: args.seed,

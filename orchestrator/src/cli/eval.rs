@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::train::{BadInput, load_app_and_scenarios};
-use crate::matrix::{Backend, CELL_FORMAT_VERSION, CellConfig, ResolvedPolicy};
+use crate::cell::config::CELL_FORMAT_VERSION;
+use crate::cell::{Backend, CellConfig, ResolvedPolicy};
 use crate::rl::checkpoint;
-use crate::rl::spec::{ModelKind, NetworkSpec, RlPolicyConfig, TrainingConfig};
+use crate::settings::rl::{ModelKind, NetworkSpec, RlPolicyConfig, TrainingConfig};
 
 /// Evaluate a checkpoint in one simulated cell and print its summary as JSON.
 #[derive(Debug, clap::Args)]
@@ -60,7 +61,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         }))),
     };
     let id = format!("eval.{}.s{}", config.scenario.name, args.seed);
-    let summary = crate::cell::simulate(&id, &config, |_| {}, |_, _, _, _, _| {});
+    let mut policy = crate::run::policies::build_policy(&config);
+    let summary = crate::backends::sim::simulate(&id, &config, policy.as_mut(), |_| {}, |_, _, _, _, _| {});
     summary.check_figures()?;
     println!("{}", serde_json::to_string_pretty(&summary).context("serializing the summary")?);
     Ok(())

@@ -1,17 +1,17 @@
 //! `orch run`: arguments, checks of the command line against the matrix, and the run's closing lines and exit
-//! code; the work is in crate::runner.
+//! code; the work is in crate::run::runner.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use super::{config_error, report};
-use crate::fault::FaultPlan;
-use crate::interrupt::{EXIT_INTERRUPTED, Interrupt};
 use crate::matrix::Matrix;
+use crate::run::fault::FaultPlan;
+use crate::run::interrupt::{EXIT_INTERRUPTED, Interrupt};
+use crate::run::runner::{Refused, RunOptions, run_matrix};
+use crate::run::selection::Selection;
 use crate::run_folder::{self, RUN_JSON, RunInfo};
-use crate::runner::{Refused, RunOptions, run_matrix};
-use crate::selection::Selection;
 
 /// The arguments of `orch run`.
 #[derive(clap::Args)]
@@ -107,7 +107,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     };
     match FaultPlan::from_env() {
         Ok(Some(_)) => {
-            eprintln!("warning: {} is set: matching cells fail on purpose", crate::fault::ENV_VAR)
+            eprintln!("warning: {} is set: matching cells fail on purpose", crate::run::fault::ENV_VAR)
         }
         Ok(None) => {}
         Err(e) => return config_error(e),
@@ -188,7 +188,7 @@ pub fn run(args: RunArgs) -> ExitCode {
 /// `orch run --dry-run`: the kubernetes cells' writes, printed, none made.
 fn kubernetes_dry_run(matrix: &Matrix) -> ExitCode {
     if let Some(executor) = &matrix.executor
-        && let Err(e) = crate::kubernetes::jobs::print_dry_run(executor, &matrix.name, &matrix.cells)
+        && let Err(e) = crate::run::executor::kubernetes_jobs::print_dry_run(executor, &matrix.name, &matrix.cells)
     {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
@@ -199,7 +199,7 @@ fn kubernetes_dry_run(matrix: &Matrix) -> ExitCode {
         }
         return config_error("--dry-run shows what kubernetes cells or Jobs would do; this matrix has neither");
     };
-    match crate::kubernetes::dry_run::run(matrix, run) {
+    match crate::backends::kubernetes::dry_run::run(&matrix.cells, run, crate::run::policies::build_policy) {
         Ok(refused) if refused.is_empty() => ExitCode::SUCCESS,
         Ok(refused) => {
             eprintln!("{} cells would be refused", refused.len());
@@ -216,19 +216,18 @@ fn kubernetes_dry_run(matrix: &Matrix) -> ExitCode {
 fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> {
     if let Some(run) = matrix.kubernetes.as_mut() {
         if let Some(list) = &args.agents {
-            let urls = crate::emulated::settings::parse_agent_list(list, "--agents")?;
-            let agents = run.agent_run().with_agent_urls(urls);
-            run.agents = agents.agents;
+            let urls = crate::settings::emulated::parse_agent_list(list, "--agents")?;
+            run.agents = run.agents.with_urls(urls);
         }
         run.load_agent_bin = args.load_agent_bin.clone();
         let users = matrix
             .cells
             .iter()
-            .filter(|c| c.config.backend == crate::matrix::Backend::Kubernetes)
+            .filter(|c| c.config.backend == crate::cell::Backend::Kubernetes)
             .map(|c| crate::agents::peak_users(&c.config.scenario.shape))
             .max()
             .unwrap_or(0);
-        crate::agents::preflight(&run.agent_run(), users)?;
+        crate::agents::preflight(run.agents_setup(), users)?;
     }
     let Some(mut run) = matrix.emulated.take() else {
         if matrix.kubernetes.is_some() {
@@ -242,17 +241,17 @@ fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> 
         };
     };
     if let Some(list) = args.agents {
-        run = run.with_agent_urls(crate::emulated::settings::parse_agent_list(&list, "--agents")?);
+        run = run.with_agent_urls(crate::settings::emulated::parse_agent_list(&list, "--agents")?);
     }
     run.load_agent_bin = args.load_agent_bin;
     let users = matrix
         .cells
         .iter()
-        .filter(|c| c.config.backend == crate::matrix::Backend::Emulated)
+        .filter(|c| c.config.backend == crate::cell::Backend::Emulated)
         .map(|c| crate::agents::peak_users(&c.config.scenario.shape))
         .max()
         .unwrap_or(0);
-    crate::agents::preflight(&run, users)?;
+    crate::agents::preflight(run.agents_setup(), users)?;
     matrix.emulated = Some(run);
     Ok(())
 }

@@ -9,7 +9,8 @@ use load_agent::scenario::Scenario;
 
 use super::EXIT_CONFIG;
 use crate::app::{AppModel, check_scenario_routes};
-use crate::rl::spec::{Algo, ModelKind, NetworkSpec, RlSpec, TrainingSpec, WarmStartSpec};
+use crate::matrix::rl_policy::{RlSpec, TrainingSpec, WarmStartSpec};
+use crate::settings::rl::{Algo, ModelKind, NetworkSpec};
 
 /// Train one RL autoscaler on the simulator and write its checkpoint.
 #[derive(Debug, clap::Args)]
@@ -134,7 +135,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }),
     };
     let command_line = PathBuf::from("command line");
-    let ctx = crate::rl::spec::ResolveContext {
+    let ctx = crate::matrix::rl_policy::ResolveContext {
         matrix_file: &command_line,
         at: "train",
         scenarios_dir: &scenario_root,
@@ -142,7 +143,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         app: &app,
         matrix_scenarios: &[],
     };
-    let resolved = crate::rl::spec::resolve("train", Some(&spec), &ctx).map_err(|e| BadInput(e.to_string()))?;
+    let resolved =
+        crate::matrix::rl_policy::resolve("train", Some(&spec), &ctx).map_err(|e| BadInput(e.to_string()))?;
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
         let bar = indicatif::ProgressBar::new(args.budget);
         bar.set_style(

@@ -1,9 +1,9 @@
 //! `hpa`: one HorizontalPodAutoscaler controller per targeted deployment, read from a real manifest.
 
-use super::hpa::{ControllerConfig, HorizontalPodAutoscaler, HpaController};
-use super::{Decision, Policy};
 use crate::app::AppModel;
-use crate::backend::Observation;
+use crate::cell::Observation;
+use crate::cell::{Decision, Policy};
+use crate::hpa::{ControllerConfig, HorizontalPodAutoscaler, HpaController};
 
 pub struct HpaPolicy {
     /// (service index, its controller)

@@ -1,27 +1,8 @@
-//! Autoscaling policies: each decides desired replicas from observations at its own interval.
+//! The autoscaling policies that are not learned: the Kubernetes HPA (through the port in [`crate::hpa`]) and fixed
+//! replicas. Each implements [`crate::cell::Policy`].
 
-pub mod hpa;
 mod hpa_policy;
 mod static_replicas;
 
-use crate::backend::Observation;
-
 pub use hpa_policy::HpaPolicy;
 pub use static_replicas::StaticPolicy;
-
-/// A change of one deployment's desired replicas, with the policy's reason for the log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    pub service: usize,
-    pub replicas: u32,
-    pub reason: String,
-}
-
-pub trait Policy: Send {
-    /// Replicas each service runs when the cell starts.
-    fn initial_replicas(&self) -> Vec<u32>;
-    /// Seconds between decisions.
-    fn interval_s(&self) -> u64;
-    /// Replica changes for this decision point; services not listed keep theirs.
-    fn decide(&mut self, observation: &Observation) -> Vec<Decision>;
-}

@@ -1,7 +1,7 @@
 //! `static`: fixed replicas, never changed.
 
-use super::{Decision, Policy};
-use crate::backend::Observation;
+use crate::cell::Observation;
+use crate::cell::{Decision, Policy};
 
 pub struct StaticPolicy {
     replicas: Vec<u32>,

@@ -6,61 +6,16 @@
 //! global norm, RMSprop. Defaults are stable-baselines3's A2C.
 
 use dfdx::prelude::*;
-use serde::{Deserialize, Serialize};
 
+use crate::rl::actor_critic::ActorCritic;
 use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::layers::Device;
-use crate::rl::model::ActorCritic;
 use crate::rl::optim::RmsProp;
 use crate::rl::ppo::{IterationStats, PpoError};
 use crate::rl::returns::{gae, normalize};
 use crate::rl::rollout::Workers;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct A2cConfig {
-    /// Decisions per environment per update (SB3: 5).
-    pub n_steps: usize,
-    /// Discount (SB3: 0.99).
-    pub gamma: f32,
-    /// GAE λ; 1.0 gives plain n-step returns (SB3: 1.0).
-    pub gae_lambda: f32,
-    /// Entropy bonus (SB3: 0.0).
-    pub ent_coef: f32,
-    /// Value loss weight (SB3: 0.5).
-    pub vf_coef: f32,
-    /// Global gradient norm limit (SB3: 0.5).
-    pub max_grad_norm: f32,
-    /// RMSprop step size (SB3: 7e-4), alpha 0.99, eps 1e-5.
-    pub learning_rate: f32,
-    /// Normalize advantages over each update (SB3: false).
-    pub normalize_advantage: bool,
-    /// Divide rewards by the running std of the discounted return (SB3: off unless wrapped in
-    /// `VecNormalize(norm_reward=True)`; ours: on, as rewards here range from -0.01 to +11 per decision).
-    #[serde(default = "default_true")]
-    pub normalize_reward: bool,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-impl Default for A2cConfig {
-    fn default() -> A2cConfig {
-        A2cConfig {
-            n_steps: 5,
-            gamma: 0.99,
-            gae_lambda: 1.0,
-            ent_coef: 0.0,
-            vf_coef: 0.5,
-            max_grad_norm: 0.5,
-            learning_rate: 7e-4,
-            normalize_reward: true,
-            normalize_advantage: false,
-        }
-    }
-}
+use crate::settings::rl::A2cConfig;
 
 /// A2C's state: the model, its optimizer and the environments.
 pub struct A2c {

@@ -9,28 +9,9 @@
 //! service leads somewhere different and the policy's probabilities are not split between equal outcomes. A
 //! masked move, if taken anyway, is clamped to the bounds.
 
-use serde::{Deserialize, Serialize};
-
 use crate::app::AppModel;
-use crate::backend::Observation;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ActionSpace {
-    /// Add −max_step…+max_step replicas.
-    Steps { max_step: u32 },
-    /// Halve, −1, keep, +1, double, triple.
-    Relative,
-}
-
-/// The reference move range: −2…+2 replicas.
-pub const DEFAULT_MAX_STEP: u32 = 2;
-
-impl Default for ActionSpace {
-    fn default() -> ActionSpace {
-        ActionSpace::Steps { max_step: DEFAULT_MAX_STEP }
-    }
-}
+use crate::cell::Observation;
+use crate::settings::rl::ActionSpace;
 
 /// The moves of [`ActionSpace::Relative`], in action order.
 const RELATIVE: [Relative; 6] =

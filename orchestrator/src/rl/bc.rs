@@ -10,59 +10,18 @@ use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
+use crate::cell::Policy;
+use crate::hpa::HorizontalPodAutoscaler;
 use crate::policy::HpaPolicy;
-use crate::policy::Policy;
-use crate::policy::hpa::HorizontalPodAutoscaler;
-use crate::rl::actions::ActionSpace;
+use crate::rl::actor_critic::ActorCritic;
 use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::layers::Device;
-use crate::rl::model::ActorCritic;
 use crate::rl::optim::Adam;
 use crate::rl::ppo::PpoError;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BcConfig {
-    /// Teacher episodes per environment.
-    pub episodes: usize,
-    /// Passes over the demonstrations.
-    pub epochs: usize,
-    pub batch_size: usize,
-    /// Adam step size.
-    pub learning_rate: f32,
-    /// Discount of the teacher's returns the critic is fitted to (as the learner's γ).
-    pub gamma: f32,
-    /// Weight of the critic's squared error.
-    pub vf_coef: f32,
-    pub max_grad_norm: f32,
-    /// Repeat decisions in which the teacher moved some service so they weigh as much as those in which it kept
-    /// every replica count (at most 10 times): an HPA mostly waits, and a clone fitted to the raw counts learns to
-    /// wait always.
-    #[serde(default = "default_true")]
-    pub balance_moves: bool,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-impl Default for BcConfig {
-    fn default() -> BcConfig {
-        BcConfig {
-            episodes: 2,
-            epochs: 10,
-            batch_size: 64,
-            learning_rate: 1e-3,
-            gamma: 0.99,
-            vf_coef: 0.5,
-            max_grad_norm: 0.5,
-            balance_moves: true,
-        }
-    }
-}
+use crate::settings::rl::ActionSpace;
+use crate::settings::rl::BcConfig;
 
 /// The demonstrations: what the teacher saw and did.
 #[derive(Debug, Clone, Default)]

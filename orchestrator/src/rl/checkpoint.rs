@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::rl::actor_critic::ActorCritic;
 use crate::rl::env::EnvConfig;
 use crate::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use crate::rl::graph::NormalizedAdjacency;
 use crate::rl::layers::Device;
 use crate::rl::mlp::{MlpActorCritic, MlpConfig};
-use crate::rl::model::ActorCritic;
-use crate::rl::spec::AlgoConfig;
+use crate::settings::rl::AlgoConfig;
 
 /// The model's type and shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

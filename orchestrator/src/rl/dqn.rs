@@ -19,68 +19,14 @@ use dfdx::prelude::*;
 use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
+use crate::rl::actor_critic::ActorCritic;
 use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::layers::Device;
-use crate::rl::model::ActorCritic;
 use crate::rl::optim::Adam;
 use crate::rl::ppo::{IterationStats, PpoError};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DqnConfig {
-    /// Adam step size (SB3: 1e-4), eps 1e-8 as PyTorch's default that SB3's DQN keeps.
-    pub learning_rate: f32,
-    /// Transitions the replay buffer holds (SB3: 1,000,000; ours: 50,000, more than any budget we train with).
-    pub buffer_size: usize,
-    /// Steps of pure exploration before learning starts (SB3: 100).
-    pub learning_starts: usize,
-    /// Transitions per gradient step (SB3: 32).
-    pub batch_size: usize,
-    /// Target network update coefficient; 1.0 copies (SB3: 1.0).
-    pub tau: f32,
-    /// Discount (SB3: 0.99).
-    pub gamma: f32,
-    /// Environment steps between training rounds (SB3: 4).
-    pub train_freq: usize,
-    /// Gradient steps per training round (SB3: 1).
-    pub gradient_steps: usize,
-    /// Environment steps between target updates (SB3: 10,000; ours: 500, as budgets are tens of thousands).
-    pub target_update_interval: usize,
-    /// Share of the budget over which ε decays (SB3: 0.1).
-    pub exploration_fraction: f64,
-    /// ε at the start (SB3: 1.0).
-    pub exploration_initial_eps: f64,
-    /// ε after the decay (SB3: 0.05).
-    pub exploration_final_eps: f64,
-    /// Global gradient norm limit (SB3: 10).
-    pub max_grad_norm: f32,
-    /// Environment steps per reported iteration (a row of training.csv); not a learning parameter.
-    pub log_interval: usize,
-}
-
-impl Default for DqnConfig {
-    fn default() -> DqnConfig {
-        DqnConfig {
-            learning_rate: 1e-4,
-            buffer_size: 50_000,
-            learning_starts: 100,
-            batch_size: 32,
-            tau: 1.0,
-            gamma: 0.99,
-            train_freq: 4,
-            gradient_steps: 1,
-            target_update_interval: 500,
-            exploration_fraction: 0.1,
-            exploration_initial_eps: 1.0,
-            exploration_final_eps: 0.05,
-            max_grad_norm: 10.0,
-            log_interval: 1000,
-        }
-    }
-}
+use crate::settings::rl::DqnConfig;
 
 /// ε at step `t` of a linear decay from `start` to `end` over `duration` steps, then `end` (CleanRL's
 /// `linear_schedule`).

@@ -13,11 +13,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppModel;
-use crate::backend::{ClusterBackend, Observation};
-use crate::rl::actions::ActionSpace;
-use crate::rl::features::{FeatureLayout, GraphObservation};
-use crate::rl::reward::{IntervalStats, RewardKind};
+use crate::cell::{ClusterBackend, Observation};
+use crate::rl::features::GraphObservation;
+use crate::rl::reward::IntervalStats;
 use crate::rl::scenarios::TrainingScenarios;
+use crate::settings::rl::ActionSpace;
+use crate::settings::rl::{FeatureLayout, RewardKind};
 use crate::sim::Simulator;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

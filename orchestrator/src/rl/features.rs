@@ -4,51 +4,9 @@
 //! trained on one topology reads another's features the same way. Rates are log-scaled:
 //! `ln(1 + rps) / ln(1 + rate_reference_rps)`, so `rate_reference_rps` reads as 1.
 
-use serde::{Deserialize, Serialize};
-
 use crate::app::AppModel;
-use crate::backend::Observation;
-
-/// Per-service features, in this order.
-pub const NODE_FEATURES: [&str; 9] = [
-    "ready_replicas_rel_max",
-    "desired_replicas_rel_max",
-    "pending_replicas_rel_max",
-    "cpu_utilization",
-    "memory_utilization",
-    "in_rate",
-    "out_rate",
-    "p95_rel_slo",
-    "failure_rate",
-];
-/// Per-edge features (caller → callee), in this order.
-pub const EDGE_FEATURES: [&str; 1] = ["rate"];
-/// Whole-cluster features, in this order.
-pub const GLOBAL_FEATURES: [&str; 1] = ["offered_load"];
-
-/// How raw observations become features; saved with a checkpoint so evaluation encodes as training did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureLayout {
-    pub node_features: Vec<String>,
-    pub edge_features: Vec<String>,
-    pub global_features: Vec<String>,
-    /// A rate of this many requests per second reads as 1.0.
-    pub rate_reference_rps: f64,
-    /// Ratios (utilization, latency relative to the SLO) are clipped to this.
-    pub ratio_clip: f64,
-}
-
-impl Default for FeatureLayout {
-    fn default() -> FeatureLayout {
-        FeatureLayout {
-            node_features: NODE_FEATURES.iter().map(|s| s.to_string()).collect(),
-            edge_features: EDGE_FEATURES.iter().map(|s| s.to_string()).collect(),
-            global_features: GLOBAL_FEATURES.iter().map(|s| s.to_string()).collect(),
-            rate_reference_rps: 1000.0,
-            ratio_clip: 10.0,
-        }
-    }
-}
+use crate::cell::Observation;
+use crate::settings::rl::{FeatureLayout, NODE_FEATURES};
 
 /// One state, encoded: a graph with a feature row per service and per edge, plus global features.
 #[derive(Debug, Clone, PartialEq)]

@@ -35,7 +35,7 @@ pub struct GnnConfig {
 
 /// Moves per service of the reference action space, −2…+2.
 pub fn default_actions() -> usize {
-    crate::rl::actions::ActionSpace::default().len()
+    crate::settings::rl::ActionSpace::default().len()
 }
 
 /// One graph convolution with a weight per direction.

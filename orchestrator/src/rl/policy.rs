@@ -3,15 +3,15 @@
 use std::path::Path;
 
 use crate::app::AppModel;
-use crate::backend::Observation;
-use crate::policy::{Decision, Policy};
-use crate::rl::actions::ActionSpace;
+use crate::cell::Observation;
+use crate::cell::{Decision, Policy};
 use crate::rl::checkpoint::{self, CheckpointError, ModelSpec};
 use crate::rl::distributions::per_service;
-use crate::rl::features::FeatureLayout;
 use crate::rl::graph::NODE_EDGE_INPUTS;
 use crate::rl::layers::Device;
 use crate::rl::ppo::ActorCritic;
+use crate::settings::rl::ActionSpace;
+use crate::settings::rl::FeatureLayout;
 
 pub struct RlPolicy {
     app: AppModel,

@@ -11,63 +11,16 @@ use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
+pub use crate::rl::actor_critic::ActorCritic;
 use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::gnn::Values;
 use crate::rl::layers::{AnyTape, Device};
-pub use crate::rl::model::ActorCritic;
 use crate::rl::optim::Adam;
 use crate::rl::returns::{gae, normalize};
 use crate::rl::rollout::Workers;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PpoConfig {
-    /// Decisions per environment per rollout.
-    pub n_steps: usize,
-    /// Samples per minibatch (SB3: 64).
-    pub batch_size: usize,
-    /// Passes over each rollout (SB3: 10).
-    pub n_epochs: usize,
-    /// Discount (SB3: 0.99).
-    pub gamma: f32,
-    /// GAE λ (SB3: 0.95).
-    pub gae_lambda: f32,
-    /// Policy ratio clip ε (SB3: 0.2).
-    pub clip_range: f32,
-    /// Entropy bonus (SB3: 0.0).
-    pub ent_coef: f32,
-    /// Value loss weight (SB3: 0.5).
-    pub vf_coef: f32,
-    /// Global gradient norm limit (SB3: 0.5).
-    pub max_grad_norm: f32,
-    /// Adam step size (SB3: 3e-4), eps 1e-5.
-    pub learning_rate: f32,
-    /// Normalize advantages per minibatch (SB3: true).
-    pub normalize_advantage: bool,
-    /// Divide rewards by the running std of the discounted return (SB3: off unless wrapped in
-    /// `VecNormalize(norm_reward=True)`; ours: on, as rewards here range from -0.01 to +11 per decision).
-    #[serde(default = "default_true")]
-    pub normalize_reward: bool,
-    /// Decay the learning rate linearly to 0 over the training budget (CleanRL's `anneal_lr`; SB3: constant).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub anneal_lr: bool,
-    /// If set, the entropy bonus moves linearly from `ent_coef` to this over the training budget (explore early,
-    /// commit late).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ent_coef_final: Option<f32>,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-// Options that are off are not serialized, so configs that do not use them keep their hashes.
-fn is_false(value: &bool) -> bool {
-    !*value
-}
+use crate::settings::rl::PpoConfig;
 
 impl PpoConfig {
     /// Learning rate and entropy coefficient when `progress` (0 → 1) of the budget is spent.
@@ -79,27 +32,6 @@ impl PpoConfig {
             None => self.ent_coef,
         };
         (lr, ent)
-    }
-}
-
-impl Default for PpoConfig {
-    fn default() -> PpoConfig {
-        PpoConfig {
-            n_steps: 64,
-            batch_size: 64,
-            n_epochs: 10,
-            gamma: 0.99,
-            gae_lambda: 0.95,
-            clip_range: 0.2,
-            ent_coef: 0.0,
-            vf_coef: 0.5,
-            max_grad_norm: 0.5,
-            learning_rate: 3e-4,
-            normalize_reward: true,
-            normalize_advantage: true,
-            anneal_lr: false,
-            ent_coef_final: None,
-        }
     }
 }
 

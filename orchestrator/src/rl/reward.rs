@@ -12,48 +12,8 @@
 //! - `ahpa_log`: a log-scaled trade-off, −[ln(1 + p95 / SLO) + cost_weight · ln(1 + pods) / ln(1 + max pods)],
 //!   with p95 the interval's mean p95 of the SLO route and pods the mean ready pods.
 
-use serde::{Deserialize, Serialize};
-
-use crate::backend::SecondMetrics;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum RewardKind {
-    SloCost {
-        pod_cost: f64,
-        slo_penalty: f64,
-        failure_penalty: f64,
-        #[serde(default, skip_serializing_if = "is_zero")]
-        violation_penalty: f64,
-        #[serde(default, skip_serializing_if = "is_zero")]
-        change_penalty: f64,
-    },
-    GymHpaCost,
-    GymHpaLatency {
-        cap_ms: f64,
-    },
-    AhpaLog {
-        cost_weight: f64,
-    },
-}
-
-// Optional weights left at 0 are not serialized, so configs that do not use them keep their hashes.
-fn is_zero(value: &f64) -> bool {
-    *value == 0.0
-}
-
-impl RewardKind {
-    /// `slo_cost` with the three main weights and no optional terms.
-    pub fn slo_cost(pod_cost: f64, slo_penalty: f64, failure_penalty: f64) -> RewardKind {
-        RewardKind::SloCost { pod_cost, slo_penalty, failure_penalty, violation_penalty: 0.0, change_penalty: 0.0 }
-    }
-}
-
-impl Default for RewardKind {
-    fn default() -> RewardKind {
-        RewardKind::slo_cost(1.0, 2.0, 2.0)
-    }
-}
+use crate::cell::SecondMetrics;
+use crate::settings::rl::RewardKind;
 
 /// Totals over the seconds of one decision interval.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -13,11 +13,11 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::rl::actor_critic::ActorCritic;
 use crate::rl::distributions::per_service;
 use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::layers::Device;
-use crate::rl::model::ActorCritic;
 
 /// One environment's rollout.
 #[derive(Debug, Clone, Default)]

@@ -5,32 +5,10 @@
 //! Closed-model stages and ramps scale their user counts (and spawn rates, so ramps keep their duration);
 //! open-model stages scale their arrival rates and user caps.
 
+use crate::settings::rl::Randomization;
 use load_agent::scenario::{LoadShape, Scenario};
 use rand::Rng;
 use rand_distr::StandardNormal;
-use serde::{Deserialize, Serialize};
-
-/// How training episodes vary the load.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Randomization {
-    /// Whole-scenario load factor, drawn uniformly from `[low, high]` per episode.
-    #[serde(default = "unit_scale")]
-    pub scale: [f64; 2],
-    /// Standard deviation of the per-stage load factor around 1.
-    #[serde(default)]
-    pub noise: f64,
-}
-
-fn unit_scale() -> [f64; 2] {
-    [1.0, 1.0]
-}
-
-impl Default for Randomization {
-    fn default() -> Randomization {
-        Randomization { scale: unit_scale(), noise: 0.0 }
-    }
-}
 
 impl Randomization {
     /// True when every episode replays its scenario unchanged.

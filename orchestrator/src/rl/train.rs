@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::AppModel;
 use crate::rl::a2c::A2c;
+use crate::rl::actor_critic::ActorCritic;
 use crate::rl::bc::{self, BcStats};
 use crate::rl::checkpoint::{self, CheckpointMeta, ModelSpec};
 use crate::rl::dqn::Dqn;
@@ -26,10 +27,9 @@ use crate::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use crate::rl::graph::{NormalizedAdjacency, node_inputs};
 use crate::rl::layers::Device;
 use crate::rl::mlp::{MlpActorCritic, MlpConfig};
-use crate::rl::model::ActorCritic;
 use crate::rl::ppo::{IterationStats, Ppo, PpoError};
 use crate::rl::scenarios::TrainingScenarios;
-use crate::rl::spec::{AlgoConfig, ModelKind, NetworkSpec, TrainingConfig};
+use crate::settings::rl::{AlgoConfig, ModelKind, NetworkSpec, TrainingConfig};
 
 /// Columns of training.csv.
 pub const TRAINING_COLUMNS: &str = "iteration,env_steps,episode_return_mean,policy_loss,value_loss,entropy,\

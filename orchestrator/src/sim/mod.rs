@@ -17,8 +17,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use crate::app::AppModel;
-use crate::backend::{ClusterBackend, Observation, RunLatency, SecondMetrics, ServiceObservation, ServiceSecond};
-use crate::policy::hpa::{MetricSample, PodPhase, PodSample};
+use crate::cell::{ClusterBackend, Observation, RunLatency, SecondMetrics, ServiceObservation, ServiceSecond};
+use crate::hpa::{MetricSample, PodPhase, PodSample};
 use histogram::LogHistogram;
 use queueing::{LogNormal, mmc_wait, normal_quantile};
 pub use workload::Workload;
@@ -445,7 +445,25 @@ impl ClusterBackend for Simulator {
         }
     }
 
-    fn advance(&mut self) -> Option<SecondMetrics> {
+    fn tick(&mut self, rows: &mut Vec<SecondMetrics>) -> bool {
+        match self.advance() {
+            Some(row) => {
+                rows.push(row);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn run_latency(&self) -> RunLatency {
+        let pick = |h: &LogHistogram| [50.0, 95.0, 99.0].map(|p| h.percentile(p).unwrap_or(f64::NAN));
+        RunLatency { slo_route: pick(&self.slo_histogram), overall: pick(&self.overall_histogram) }
+    }
+}
+
+impl Simulator {
+    /// Runs one second of load; `None` once the scenario has ended.
+    pub fn advance(&mut self) -> Option<SecondMetrics> {
         if self.time_s >= self.duration_s {
             return None;
         }
@@ -532,10 +550,5 @@ impl ClusterBackend for Simulator {
         self.publish_metrics_window();
         self.time_s += 1;
         Some(row)
-    }
-
-    fn run_latency(&self) -> RunLatency {
-        let pick = |h: &LogHistogram| [50.0, 95.0, 99.0].map(|p| h.percentile(p).unwrap_or(f64::NAN));
-        RunLatency { slo_route: pick(&self.slo_histogram), overall: pick(&self.overall_histogram) }
     }
 }

@@ -1,7 +1,7 @@
 //! A stateful fake Kubernetes API server for tests without a cluster: an axum Router (a tower Service) that a
 //! test hands to `kube::Client::new` in process, or serves on 127.0.0.1:0 for the real `orch` binary.
 //!
-//! Its cluster is the emulated app (`orchestrator::emulated::Emulator`) serving the app model over real HTTP:
+//! Its cluster is the emulated app (`orchestrator::backends::emulated::Emulator`) serving the app model over real HTTP:
 //! deployments are the emulator's, with scale subresources; patching spec.replicas starts or stops emulator pods,
 //! which turn ready after the model's start-up delay; Pods and PodMetrics come from the emulator's pods (CPU
 //! from their cumulative CPU seconds over a metrics-server resolution of `metric_resolution_s`); an applied HPA
@@ -24,8 +24,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use orchestrator::app::AppModel;
-use orchestrator::emulated::{EmulatedModel, Emulator};
-use orchestrator::policy::hpa::{self, ControllerConfig, HpaController, MetricSample, PodPhase, PodSample};
+use orchestrator::backends::emulated::{EmulatedModel, Emulator};
+use orchestrator::hpa::{self, ControllerConfig, HpaController, MetricSample, PodPhase, PodSample};
 use serde_json::{Value, json};
 
 /// A write the fake received (anything but GET).
@@ -525,7 +525,7 @@ async fn handle(
         ("GET", ["api", "v1", "namespaces", n, "pods"]) if in_ns(n) => {
             let mut pods = state.pods(&emulator);
             if let Some(selector) = &selector {
-                let selector = orchestrator::kubernetes::observe::Selector::parse(selector).unwrap();
+                let selector = orchestrator::backends::kubernetes::observe::Selector::parse(selector).unwrap();
                 pods.retain(|p| selector.matches(&labels_of(p)));
             }
             list("PodList", "v1", pods)
@@ -750,7 +750,7 @@ mod jobs {
         let select = |items: Vec<Value>| -> Vec<Value> {
             match selector {
                 Some(text) => {
-                    let selector = orchestrator::kubernetes::observe::Selector::parse(text).unwrap();
+                    let selector = orchestrator::backends::kubernetes::observe::Selector::parse(text).unwrap();
                     items.into_iter().filter(|o| selector.matches(&labels_of(o))).collect()
                 }
                 None => items,

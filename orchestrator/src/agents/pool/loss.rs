@@ -9,7 +9,7 @@ use load_agent::protocol::StartRun;
 use super::{Loss, PoolEvent, RunFigures, RunSlot, Shared, Started, State, unix_now_s};
 use crate::agents::preflight;
 use crate::agents::takeover::remainder;
-use crate::emulated::settings::OnLoss;
+use crate::settings::emulated::OnLoss;
 
 /// Marks `agent` and its runs lost and records the loss (with `handled` as a first account of what happens).
 pub(super) fn record_loss(

@@ -31,7 +31,7 @@ use tokio::runtime::Handle;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::local::LocalAgent;
-use crate::emulated::settings::OnLoss;
+use crate::settings::emulated::OnLoss;
 use loss::record_loss;
 
 pub use finish::{AgentReport, AgentsReport, RunReport};

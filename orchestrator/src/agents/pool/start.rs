@@ -13,7 +13,7 @@ use super::poll::poll_loop;
 use super::{Agent, AgentPool, AgentSpec, Plan, RunSlot, START_LEAD, Shared, Started, State};
 use crate::agents::local::LocalAgent;
 use crate::agents::preflight::{self, Candidate};
-use crate::emulated::settings::OnLoss;
+use crate::settings::emulated::OnLoss;
 
 impl AgentPool {
     /// Checks every agent (concurrently) before anything starts; the error names the first agent that fails.
