@@ -38,6 +38,10 @@ pub const METRICS_CSV: &str = "metrics.csv";
 pub const SUMMARY_JSON: &str = "summary.json";
 /// The load agents of an emulated or kubernetes cell.
 pub const AGENTS_JSON: &str = "agents.json";
+/// What an emulated cell's app served.
+pub const EMULATOR_JSON: &str = "emulator.json";
+/// A kubernetes HPA cell's HorizontalPodAutoscaler status, second by second.
+pub const HPA_CSV: &str = "hpa.csv";
 /// The training curve of an RL policy's model, copied next to the cell that uses it.
 pub const TRAINING_CSV: &str = "training.csv";
 const LOCK_FILE: &str = ".lock";

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use emulated_support::{Answer, request};
 use orchestrator::app::AppModel;
-use orchestrator::backends::emulated::{EmulatedModel, Emulator};
+use orchestrator::backends::emulated::{Emulator, EmulatorSettings};
 
 fn app(name: &str) -> AppModel {
     AppModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../experiments/apps/{name}.yaml"))).unwrap()
@@ -20,7 +20,7 @@ fn app(name: &str) -> AppModel {
 /// Starts an emulator on a runtime of its own; the runtime must outlive it.
 fn start(name: &str, timeout: Duration) -> (tokio::runtime::Runtime, Emulator) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let model = EmulatedModel { time_scale: 1.0, pod_concurrency: 1 };
+    let model = EmulatorSettings { time_scale: 1.0, pod_concurrency: 1 };
     let any = "127.0.0.1:0".parse().unwrap();
     let emulator = runtime.block_on(Emulator::start(&app(name), &model, any, any, 1, timeout)).unwrap();
     (runtime, emulator)

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::app::AppModel;
 use crate::hpa::HorizontalPodAutoscaler;
-use crate::settings::emulated::EmulatedModel;
+use crate::settings::emulated::EmulatorSettings;
 use crate::settings::rl::RlPolicyConfig;
 
 /// Bumped whenever the meaning of a resolved cell config changes, so cell ids change with it.
@@ -70,7 +70,7 @@ pub struct CellConfig {
     pub backend: Backend,
     /// The emulator's parameters, for emulated cells (absent for others, so their ids do not change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub emulated: Option<EmulatedModel>,
+    pub emulated: Option<EmulatorSettings>,
     pub seed: u64,
     // Shared: the cells of a matrix point at one copy of each app, scenario and policy.
     #[serde(with = "shared")]

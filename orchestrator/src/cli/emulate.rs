@@ -47,7 +47,7 @@ pub fn emulate(args: EmulateArgs) -> ExitCode {
         app_file: args.app,
         listen: args.listen,
         control_listen: args.control_listen,
-        model: crate::backends::emulated::EmulatedModel {
+        model: crate::backends::emulated::EmulatorSettings {
             time_scale: args.time_scale,
             pod_concurrency: args.pod_concurrency,
         },

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 pub fn run(logs_dir: &Path, cell: &str, run: Option<&str>) -> ExitCode {
     match find_cell(logs_dir, cell, run) {
         Ok(dir) => {
-            let log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(dir.join(crate::run_folder::RUN_LOG)).unwrap_or_default();
             print!("{log}");
             let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
             if !stderr.is_empty() {
@@ -52,7 +52,7 @@ pub fn find_cell(logs_dir: &Path, cell: &str, run: Option<&str>) -> Result<PathB
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let without_hash = name.rsplit_once('-').map_or(name.as_str(), |(n, _)| n);
-            if (name == cell || without_hash == cell) && entry.path().join("config.yaml").is_file() {
+            if (name == cell || without_hash == cell) && entry.path().join(crate::run_folder::CONFIG_YAML).is_file() {
                 hits.push(entry.path());
             }
         }

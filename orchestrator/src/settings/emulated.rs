@@ -76,7 +76,7 @@ pub enum OnLoss {
 /// The emulator's parameters: results depend on them, so they are part of the cell config (and id).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EmulatedModel {
+pub struct EmulatorSettings {
     /// Control time (pod start-up, metrics windows, policy intervals, the scenario's timeline) runs this many times
     /// faster than request time (service times, waits between a user's requests, latencies).
     pub time_scale: f64,
@@ -146,7 +146,7 @@ pub fn resolve(
     section: Option<&EmulatedSection>,
     uses_emulated: bool,
     file: &Path,
-) -> Result<Option<(EmulatedModel, EmulatedRun)>, ConfigError> {
+) -> Result<Option<(EmulatorSettings, EmulatedRun)>, ConfigError> {
     let err = |field: &str, message: String| ConfigError::new(file, field, message);
     if !uses_emulated {
         return match section {
@@ -176,7 +176,7 @@ pub fn resolve(
     }
     let (source, on_loss) = resolve_agents(section.agents.as_ref(), file, "emulated.agents")?;
     Ok(Some((
-        EmulatedModel { time_scale, pod_concurrency },
+        EmulatorSettings { time_scale, pod_concurrency },
         EmulatedRun { agents: source, on_loss, listen, load_agent_bin: None },
     )))
 }
@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn defaults_are_two_local_agents_in_real_time() {
         let (model, run) = resolve(None, true, Path::new("m.yaml")).unwrap().unwrap();
-        assert_eq!(model, EmulatedModel { time_scale: 1.0, pod_concurrency: 1 });
+        assert_eq!(model, EmulatorSettings { time_scale: 1.0, pod_concurrency: 1 });
         assert_eq!(run.agents, AgentSource::Local { count: 2 });
         assert_eq!(run.on_loss, OnLoss::Fail);
         assert_eq!(run.listen.to_string(), "127.0.0.1:0");

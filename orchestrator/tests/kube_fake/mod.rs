@@ -24,7 +24,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use orchestrator::app::AppModel;
-use orchestrator::backends::emulated::{EmulatedModel, Emulator};
+use orchestrator::backends::emulated::{Emulator, EmulatorSettings};
 use orchestrator::hpa::{self, ControllerConfig, HpaController, MetricSample, PodPhase, PodSample};
 use serde_json::{Value, json};
 
@@ -117,7 +117,7 @@ impl FakeCluster {
     /// The app model's deployments in its namespace, served by an emulator.
     pub fn start(app: &AppModel, options: Options) -> FakeCluster {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let model = EmulatedModel { time_scale: 1.0, pod_concurrency: 1 };
+        let model = EmulatorSettings { time_scale: 1.0, pod_concurrency: 1 };
         let emulator = runtime
             .block_on(Emulator::start(
                 app,

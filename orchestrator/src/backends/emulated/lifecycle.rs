@@ -146,7 +146,7 @@ pub fn run_cell(
         "load finished"
     );
     let json = serde_json::to_vec_pretty(&served).context("serializing emulator.json")?;
-    crate::run_folder::write_atomically(&dir.join("emulator.json"), &json)?;
+    crate::run_folder::write_atomically(&dir.join(crate::run_folder::EMULATOR_JSON), &json)?;
     cell.cancel.check()?;
     if let Some(failure) = backend.load_mut().take_failure() {
         return Err(failure);

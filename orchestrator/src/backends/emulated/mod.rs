@@ -30,6 +30,6 @@ pub mod standalone;
 pub mod storefront;
 pub mod telemetry;
 
-pub use crate::settings::emulated::{EmulatedModel, EmulatedRun, OnLoss};
+pub use crate::settings::emulated::{EmulatedRun, EmulatorSettings, OnLoss};
 pub use backend::EmulatedBackend;
 pub use server::Emulator;

@@ -15,7 +15,7 @@ use super::resp::{self, RespApp};
 use super::served_app::CompiledApp;
 use super::storefront::Storefront;
 use crate::app::AppModel;
-use crate::settings::emulated::EmulatedModel;
+use crate::settings::emulated::EmulatorSettings;
 
 /// A running emulated app.
 pub struct Emulator {
@@ -30,7 +30,7 @@ impl Emulator {
     /// `request_timeout` (the clients' own timeout). Must run inside a tokio runtime.
     pub async fn start(
         app: &AppModel,
-        model: &EmulatedModel,
+        model: &EmulatorSettings,
         listen: SocketAddr,
         control_listen: SocketAddr,
         seed: u64,

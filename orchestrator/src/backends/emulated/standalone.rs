@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::server::Emulator;
 use crate::app::AppModel;
-use crate::settings::emulated::EmulatedModel;
+use crate::settings::emulated::EmulatorSettings;
 
 /// Replicas each deployment starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub struct Options {
     pub app_file: PathBuf,
     pub listen: SocketAddr,
     pub control_listen: SocketAddr,
-    pub model: EmulatedModel,
+    pub model: EmulatorSettings,
     pub replicas: StartReplicas,
     pub request_timeout: Duration,
     pub seed: u64,

@@ -216,7 +216,10 @@ pub fn run_cell(
                     (name, service, deployment)
                 })
                 .collect();
-            Acting::Hpa { objects, recorder: super::act::HpaRecorder::create(&dir.join("hpa.csv"), names)? }
+            Acting::Hpa {
+                objects,
+                recorder: super::act::HpaRecorder::create(&dir.join(crate::run_folder::HPA_CSV), names)?,
+            }
         }
         None => Acting::Scale,
     };

@@ -12,6 +12,7 @@ use crate::report::format::{fmt_duration, fmt_num, fmt_plain, fmt_time, href, ur
 use crate::report::graph;
 use crate::report::load::{CellRecord, RunFolder};
 use crate::report::series::{self, CellSeries};
+use crate::run_folder::{METRICS_CSV, RUN_LOG};
 
 #[derive(Serialize)]
 struct TwinView {
@@ -205,7 +206,7 @@ fn twin_view(shared: &mut Shared, cell: &CellRecord, twin: &CellRecord, mine: Op
         };
         rows.push((format!("{} ({})", m.label, m.unit), fmt_num(a), fmt_num(b), diff));
     }
-    let theirs = series::read_metrics(&twin.dir.join("metrics.csv")).ok();
+    let theirs = series::read_metrics(&twin.dir.join(METRICS_CSV)).ok();
     let mut figures = Vec::new();
     if let (Some(a), Some(b)) = (mine, theirs.as_ref()) {
         let pair = |label: &str, ya: Option<&Vec<f64>>, yb: Option<&Vec<f64>>| -> Vec<Series> {
@@ -295,8 +296,8 @@ fn cell_summary_rows(cell: &CellRecord) -> Vec<(String, String, String)> {
 
 pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) -> CellView {
     let mut warnings = cell.warnings.clone();
-    let metrics = if cell.files.iter().any(|f| f == "metrics.csv") {
-        match series::read_metrics(&cell.dir.join("metrics.csv")) {
+    let metrics = if cell.files.iter().any(|f| f == METRICS_CSV) {
+        match series::read_metrics(&cell.dir.join(METRICS_CSV)) {
             Ok(s) => {
                 warnings.extend(s.warnings.iter().cloned());
                 Some(s)
@@ -363,8 +364,8 @@ pub fn cell_view(run: &RunFolder, cell: &CellRecord, twin: Option<&CellRecord>) 
     // The cell's folder holds every file it wrote (config, metrics, summary, events, the agents' stats); only
     // its log gets a link of its own. A link per file costs a hundred bytes each on every page.
     let mut files = vec![("cell folder".to_string(), format!("{}/", href(&[&cell.id])))];
-    if cell.files.iter().any(|f| f == "run.log") {
-        files.push(("run.log".into(), href(&[&cell.id, "run.log"])));
+    if cell.files.iter().any(|f| f == RUN_LOG) {
+        files.push((RUN_LOG.into(), href(&[&cell.id, RUN_LOG])));
     }
 
     let summary = cell_summary_rows(cell);

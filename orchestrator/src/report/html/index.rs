@@ -12,6 +12,7 @@ use crate::report::charts::{self, Band, Figure, LegendEntry, LineChart, ScatterP
 use crate::report::format::{fmt_duration, fmt_time, href};
 use crate::report::load::{BaselineFrom, CellRecord, CellState, RunFolder, TimesFrom};
 use crate::report::stats::Verdict;
+use crate::run_folder::RUN_LOG;
 
 fn slug(parts: &[&str]) -> String {
     let text = parts.join("-").to_lowercase();
@@ -362,7 +363,7 @@ pub fn index_view(run: &RunFolder, analysis: &Analysis, exports: Vec<(String, St
                             .filter(|c| c.policy == row.policy && c.seed == *seed)
                             .map(|c| GridCell {
                                 href: cell_page(&c.id),
-                                log: c.files.iter().any(|f| f == "run.log").then(|| href(&[&c.id, "run.log"])),
+                                log: c.files.iter().any(|f| f == RUN_LOG).then(|| href(&[&c.id, RUN_LOG])),
                                 state: c.state.label(),
                                 symbol: state_symbol(c.state),
                                 // Row, column and caption say which cell it is; the cell's page names it. A
