@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use orchestrator::matrix::Matrix;
-use orchestrator::run::runner::run_cell;
+use orchestrator::run::execute::run_cell;
 
 fn in_process(matrix: &Matrix, out: &Path) -> f64 {
     let started = Instant::now();

@@ -1,5 +1,7 @@
 //! How a cell ends: the errors cell code returns to say why, and the exit codes of the process that ran it.
 
+use std::time::Duration;
+
 /// Exit codes of `orch cell` (and of the Job that runs it).
 pub const EXIT_SUCCEEDED: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -7,6 +9,10 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_TRANSIENT: i32 = 75;
 pub const EXIT_PANICKED: i32 = 101;
 pub const EXIT_CANCELLED: i32 = 130;
+
+/// How long a cancelled cell may take to wind down (stop remote load, restore a cluster, flush files) before its
+/// process exits anyway.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(6);
 
 /// An error worth retrying: the cell itself is fine, something around it failed (a backend that did not answer,
 /// a lost connection). Cell code returns it (inside an anyhow chain) to ask for a retry.

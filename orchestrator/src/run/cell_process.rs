@@ -17,16 +17,16 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::backends::CellRun;
 use crate::backends::kubernetes::settings::KubernetesRun;
-use crate::cell::outcome::{self, EXIT_CANCELLED, EXIT_FAILED, EXIT_PANICKED, EXIT_SUCCEEDED, EXIT_TRANSIENT};
+use crate::cell::outcome::{
+    self, CANCEL_GRACE, EXIT_CANCELLED, EXIT_FAILED, EXIT_PANICKED, EXIT_SUCCEEDED, EXIT_TRANSIENT,
+};
 use crate::cell::{CancelToken, Cancelled, Cell, TransientError};
+use crate::run::execute;
 use crate::run::fault::{Fault, FaultPlan};
-use crate::run::runner;
 use crate::run_folder::{self, CellState, CellStatus, LOG_TAIL_LINES};
 use crate::settings::emulated::EmulatedRun;
 
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
-/// How long a cancelled cell may take to wind down (stop remote load, flush files) before it exits anyway.
-pub const CANCEL_GRACE: Duration = Duration::from_secs(6);
 
 /// What the main thread, the heartbeat and the signal handler share. `status` becomes `None` once the final
 /// state is written: nobody writes status.json after that.
@@ -141,7 +141,7 @@ pub fn run(run_dir: &Path, cell_id: &str, attempt: u32) -> i32 {
             kubernetes: kubernetes.as_ref(),
             cancel: &shared.cancel,
         };
-        runner::execute_cell(&run)
+        execute::execute_cell(&run)
     }));
     let (state, error, code) = match result {
         Ok(Ok(_)) => (CellState::Succeeded, None, EXIT_SUCCEEDED),

@@ -1,8 +1,8 @@
 //! Runs a matrix into its run folder logs/<run-tag>/: plans every cell, runs the selected ones through the
 //! [`Supervisor`] (a process per cell), resumes an interrupted run, and writes summary.csv in plan order.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, IsTerminal, Write};
+use std::fs::{self};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,8 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backends::CellRun;
-use crate::cell::{CancelToken, Cell, CellSummary, SecondMetrics};
+use crate::cell::{Cell, CellSummary};
 use crate::matrix::Matrix;
 use crate::run::executor::Executor;
 use crate::run::interrupt::Interrupt;
@@ -19,7 +18,6 @@ use crate::run::plan_diff;
 use crate::run::selection::Selection;
 use crate::run::supervisor::{Control, Outcome, Prepare, Supervisor};
 use crate::run_folder::{self, CellState, CellStatus, RUN_JSON, RunInfo, RunLock};
-use crate::settings::emulated::EmulatedRun;
 
 pub struct RunOptions {
     pub logs_dir: PathBuf,
@@ -259,7 +257,7 @@ fn plan_cell(cell: &Cell, options: &RunOptions, run_dir: &Path) -> Result<Planne
         _ => {}
     }
     run_folder::clear_attempt_outputs(&dir)?;
-    write_cell_config(cell, &dir)?;
+    super::execute::write_cell_config(cell, &dir)?;
     run_folder::write_status(&dir, &CellStatus::planned(cell))?;
     run_folder::append_event(&dir, "planned", serde_json::json!({"resumed": options.resume}))?;
     Ok(if selected { Planned::ToRun } else { Planned::Left })
@@ -449,161 +447,63 @@ impl Progress {
     }
 }
 
-/// Runs one cell into `dir`, in this process: config.yaml, run.log, metrics.csv, summary.json (an emulated cell adds
-/// agents/, agents.json and emulator.json; `emulated` says where its load comes from).
-pub fn run_cell(cell: &Cell, dir: &Path, emulated: Option<&EmulatedRun>) -> Result<CellSummary> {
-    write_cell_config(cell, dir)?;
-    let cancel = CancelToken::new();
-    execute_cell(&CellRun { id: &cell.id, config: &cell.config, dir, emulated, kubernetes: None, cancel: &cancel })
-}
-
-/// Creates the cell folder and writes its resolved config.yaml, the input `orch cell` reads.
-pub fn write_cell_config(cell: &Cell, dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let config_yaml = crate::cell::config_yaml(&cell.config)
-        .map_err(|e| anyhow::anyhow!(e))
-        .context("serializing the cell config")?;
-    run_folder::write_atomically(&dir.join(run_folder::CONFIG_YAML), config_yaml.as_bytes())
-}
-
-/// Runs a cell whose folder exists: run.log, metrics.csv, summary.json, and whatever its backend writes.
-pub fn execute_cell(cell: &CellRun<'_>) -> Result<CellSummary> {
-    let dir = cell.dir;
-    crate::run::rl_training::copy_training_csv(cell.config, dir)?;
-    let log = File::create(dir.join(run_folder::RUN_LOG)).context("creating run.log")?;
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(Mutex::new(log))
-        .with_current_span(false)
-        .with_span_list(false)
-        .without_time()
-        .finish();
-    let metrics_path = dir.join(run_folder::METRICS_CSV);
-    let mut metrics = BufWriter::new(File::create(&metrics_path).context("creating metrics.csv")?);
-    let service_names: Vec<&str> = cell.config.app.services.iter().map(|s| s.name.as_str()).collect();
-    write_metrics_header(&mut metrics, &service_names)?;
-
-    let mut write_error = None;
-    let summary = tracing::subscriber::with_default(subscriber, || {
-        tracing::info!(cell = %cell.id, app = %cell.config.app.name, policy = %cell.config.policy.name(),
-            scenario = %cell.config.scenario.name, seed = cell.config.seed, backend = cell.config.backend.name(),
-            "cell started");
-        if let Some(checkpoint) = crate::run::rl_training::rl_config(cell.config).and_then(|rl| rl.checkpoint.as_ref())
-        {
-            tracing::info!(checkpoint = %checkpoint.display(), "rl policy loaded");
-        }
-        let policy = super::policies::build_policy(cell.config);
-        let summary = crate::backends::run(
-            cell,
-            policy,
-            |second| {
-                if write_error.is_none()
-                    && let Err(e) = write_metrics_row(&mut metrics, second)
-                {
-                    write_error = Some(e);
-                }
-            },
-            |t, service, from, to, reason| {
-                tracing::info!(t, service, from, to, reason, "scaled");
-            },
-        );
-        // A figure that is not a number fails the cell here, with its reason, rather than reaching summary.json
-        // as a null that nothing downstream can read.
-        let summary = match summary.and_then(|summary| Ok(summary.check_figures().map(|()| summary)?)) {
-            Ok(summary) => summary,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "cell failed");
-                return Err(e);
-            }
-        };
-        tracing::info!(
-            pod_minutes = summary.pod_minutes,
-            slo_violation_seconds_pct = summary.slo_violation_seconds_pct,
-            slo_p95_ms = summary.slo_p95_ms,
-            scaling_actions = summary.scaling_actions,
-            "cell finished"
-        );
-        Ok(summary)
-    })?;
-    if let Some(e) = write_error {
-        return Err(e).context("writing metrics.csv");
-    }
-    metrics.flush().context("writing metrics.csv")?;
-    // On disk before summary.json and the succeeded status say the cell is complete.
-    metrics.get_ref().sync_data().context("syncing metrics.csv")?;
-    File::open(dir.join(run_folder::RUN_LOG)).and_then(|f| f.sync_data()).context("syncing run.log")?;
-    let json = serde_json::to_vec_pretty(&summary).context("serializing summary.json")?;
-    run_folder::write_atomically(&dir.join(run_folder::SUMMARY_JSON), &json)?;
-    Ok(summary)
-}
-
-fn write_metrics_header(out: &mut impl Write, services: &[&str]) -> std::io::Result<()> {
-    write!(out, "t,users,offered_rps,achieved_rps,failures,slo_p50_ms,slo_p95_ms,slo_p99_ms,slo_violated")?;
-    for name in services {
-        write!(out, ",{name}_ready,{name}_desired,{name}_cpu_util_pct,{name}_memory_mib")?;
-    }
-    writeln!(out)
-}
-
-fn write_metrics_row(out: &mut impl Write, s: &SecondMetrics) -> std::io::Result<()> {
-    write!(
-        out,
-        "{},{:.0},{:.0},{:.1},{:.1},{:.3},{:.3},{:.3},{}",
-        s.time_s,
-        s.users.floor(),
-        s.offered_rps,
-        s.achieved_rps,
-        s.failures,
-        s.slo_p50_ms,
-        s.slo_p95_ms,
-        s.slo_p99_ms,
-        s.slo_violated as u8
-    )?;
-    for service in &s.services {
-        write!(
-            out,
-            ",{},{},{:.1},{:.1}",
-            service.ready, service.desired, service.cpu_utilization_pct, service.memory_mib
-        )?;
-    }
-    writeln!(out)
-}
-
-const SUMMARY_COLUMNS: &str = "cell,app,policy,scenario,seed,backend,duration_s,pod_minutes,cpu_core_hours,\
-slo_violation_seconds_pct,slo_violation_requests_pct,slo_p50_ms,slo_p95_ms,slo_p99_ms,overall_p50_ms,\
-overall_p95_ms,overall_p99_ms,failure_pct,offered_requests,achieved_requests,mean_offered_rps,mean_achieved_rps,\
-scaling_actions";
+/// summary.csv's columns: a cell's identity, then its figures with the precision each is written with.
+const SUMMARY_COLUMNS: [&str; 23] = [
+    "cell",
+    "app",
+    "policy",
+    "scenario",
+    "seed",
+    "backend",
+    "duration_s",
+    "pod_minutes",
+    "cpu_core_hours",
+    "slo_violation_seconds_pct",
+    "slo_violation_requests_pct",
+    "slo_p50_ms",
+    "slo_p95_ms",
+    "slo_p99_ms",
+    "overall_p50_ms",
+    "overall_p95_ms",
+    "overall_p99_ms",
+    "failure_pct",
+    "offered_requests",
+    "achieved_requests",
+    "mean_offered_rps",
+    "mean_achieved_rps",
+    "scaling_actions",
+];
 
 fn write_summary_csv(path: &Path, summaries: &[CellSummary]) -> Result<()> {
-    let mut out = String::from(SUMMARY_COLUMNS);
-    out.push('\n');
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(SUMMARY_COLUMNS)?;
     for s in summaries {
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{},{:.3},{:.4},{:.2},{:.2},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.0},{:.0},{:.2},{:.2},{}\n",
-            s.cell,
-            s.app,
-            s.policy,
-            s.scenario,
-            s.seed,
-            s.backend,
-            s.duration_s,
-            s.pod_minutes,
-            s.cpu_core_hours,
-            s.slo_violation_seconds_pct,
-            s.slo_violation_requests_pct,
-            s.slo_p50_ms,
-            s.slo_p95_ms,
-            s.slo_p99_ms,
-            s.overall_p50_ms,
-            s.overall_p95_ms,
-            s.overall_p99_ms,
-            s.failure_pct,
-            s.offered_requests,
-            s.achieved_requests,
-            s.mean_offered_rps,
-            s.mean_achieved_rps,
-            s.scaling_actions
-        ));
+        out.write_record([
+            s.cell.clone(),
+            s.app.clone(),
+            s.policy.clone(),
+            s.scenario.clone(),
+            s.seed.to_string(),
+            s.backend.clone(),
+            s.duration_s.to_string(),
+            format!("{:.3}", s.pod_minutes),
+            format!("{:.4}", s.cpu_core_hours),
+            format!("{:.2}", s.slo_violation_seconds_pct),
+            format!("{:.2}", s.slo_violation_requests_pct),
+            format!("{:.3}", s.slo_p50_ms),
+            format!("{:.3}", s.slo_p95_ms),
+            format!("{:.3}", s.slo_p99_ms),
+            format!("{:.3}", s.overall_p50_ms),
+            format!("{:.3}", s.overall_p95_ms),
+            format!("{:.3}", s.overall_p99_ms),
+            format!("{:.3}", s.failure_pct),
+            format!("{:.0}", s.offered_requests),
+            format!("{:.0}", s.achieved_requests),
+            format!("{:.2}", s.mean_offered_rps),
+            format!("{:.2}", s.mean_achieved_rps),
+            s.scaling_actions.to_string(),
+        ])?;
     }
-    run_folder::write_atomically(path, out.as_bytes())
+    let bytes = out.into_inner().context("writing summary.csv")?;
+    run_folder::write_atomically(path, &bytes)
 }

@@ -21,9 +21,9 @@ use anyhow::Result;
 
 use crate::cell::Cell;
 use crate::cell::outcome;
+use crate::cell::outcome::CANCEL_GRACE;
 use crate::duration;
 use crate::matrix::ExecutionStrategy;
-use crate::run::cell_process::CANCEL_GRACE;
 use crate::run::executor::Executor;
 use crate::run::executor::local::{self, Attempt};
 use crate::run::interrupt::Interrupt;

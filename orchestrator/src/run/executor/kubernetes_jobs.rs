@@ -25,9 +25,9 @@ use serde_json::json;
 
 use crate::backends::kubernetes::act::label_value;
 use crate::backends::kubernetes::api::explain;
+use crate::cell::outcome::CANCEL_GRACE;
 use crate::cell::outcome::{EXIT_CANCELLED, EXIT_FAILED, EXIT_TRANSIENT};
 use crate::matrix::executor::JobExecutor;
-use crate::run::cell_process::CANCEL_GRACE;
 use crate::run_folder;
 
 /// The run folder's copy of the run's [`JobExecutor`].
