@@ -12,8 +12,8 @@ use orchestrator::rl::bc::{self};
 use orchestrator::rl::dqn::{Dqn, ReplayBuffer, Transition, greedy, linear_schedule, td_targets};
 use orchestrator::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use orchestrator::rl::graph::{NormalizedAdjacency, node_inputs};
+use orchestrator::rl::learner::LearnerError;
 use orchestrator::rl::mlp::{MlpActorCritic, MlpConfig};
-use orchestrator::rl::ppo::PpoError;
 use orchestrator::rl::rollout::Workers;
 use orchestrator::rl::scenarios::TrainingScenarios;
 use orchestrator::rl::{AutoscaleEnv, EnvConfig};
@@ -94,7 +94,7 @@ fn a2c_stops_on_a_nan_loss_without_touching_the_model() {
     let before = bits(&model);
     let mut a2c = A2c::new(A2cConfig::default(), model, e, 1);
     let err = a2c.iterate().expect_err("NaN value");
-    assert!(matches!(err, PpoError::NonFiniteLoss { update: 1, .. }), "{err:?}");
+    assert!(matches!(err, LearnerError::NonFiniteLoss { update: 1, .. }), "{err:?}");
     assert!(err.to_string().contains("update 1"));
     assert_eq!(bits(&a2c.model), before);
 }
@@ -189,7 +189,7 @@ fn dqn_learns_on_the_classifier_deterministically_and_stops_on_nan() {
     let before = bits(&model);
     let mut dqn = Dqn::new(config, model, e, 120, 2);
     let err = dqn.iterate().expect_err("NaN Q-values");
-    assert!(matches!(err, PpoError::NonFiniteLoss { update: 1, .. }), "{err:?}");
+    assert!(matches!(err, LearnerError::NonFiniteLoss { update: 1, .. }), "{err:?}");
     assert_eq!(bits(&dqn.model), before, "the failed update was not applied");
 }
 

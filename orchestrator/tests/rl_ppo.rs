@@ -5,10 +5,11 @@ use std::path::Path;
 use dfdx::prelude::*;
 use load_agent::scenario::Scenario;
 use orchestrator::app::AppModel;
+use orchestrator::rl::actor_critic::ActorCritic;
 use orchestrator::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use orchestrator::rl::graph::{NormalizedAdjacency, node_inputs};
 use orchestrator::rl::mlp::{MlpActorCritic, MlpConfig};
-use orchestrator::rl::ppo::{ActorCritic, Ppo, clipped_surrogate};
+use orchestrator::rl::ppo::{Ppo, clipped_surrogate};
 use orchestrator::rl::{AutoscaleEnv, EnvConfig};
 use orchestrator::settings::rl::PpoConfig;
 

@@ -8,9 +8,10 @@ use std::time::Instant;
 use dfdx::prelude::*;
 use load_agent::scenario::Scenario;
 use orchestrator::app::AppModel;
+use orchestrator::rl::actor_critic::ActorCritic;
 use orchestrator::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use orchestrator::rl::graph::{NormalizedAdjacency, node_inputs};
-use orchestrator::rl::ppo::{ActorCritic, Ppo};
+use orchestrator::rl::ppo::Ppo;
 use orchestrator::rl::{AutoscaleEnv, EnvConfig};
 use orchestrator::settings::rl::PpoConfig;
 

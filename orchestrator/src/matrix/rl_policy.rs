@@ -146,7 +146,7 @@ pub fn resolve(name: &str, spec: Option<&RlSpec>, ctx: &ResolveContext<'_>) -> R
         return Err(err("network.layers", format!("must be 1 to 16, got {}", spec.network.layers)));
     }
     check_reward(&spec.reward).map_err(|(field, message)| err(&field, message))?;
-    spec.actions.check().map_err(|message| err("actions", message))?;
+    spec.actions.check().map_err(|e| err("actions", e.to_string()))?;
     let [low, high] = spec.training.scale;
     if !(low.is_finite() && high.is_finite() && low > 0.0 && low <= high && high <= 100.0) {
         return Err(err(

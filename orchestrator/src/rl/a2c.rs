@@ -11,8 +11,8 @@ use crate::rl::actor_critic::ActorCritic;
 use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::layers::Device;
+use crate::rl::learner::{IterationStats, LearnerError};
 use crate::rl::optim::RmsProp;
-use crate::rl::ppo::{IterationStats, PpoError};
 use crate::rl::returns::{gae, normalize};
 use crate::rl::rollout::Workers;
 use crate::settings::rl::A2cConfig;
@@ -46,7 +46,7 @@ impl A2c {
 
     /// One A2C update: collect, compute advantages, one gradient step. On a non-finite loss the step is not
     /// applied and the error names the update.
-    pub fn iterate(&mut self) -> Result<IterationStats, PpoError> {
+    pub fn iterate(&mut self) -> Result<IterationStats, LearnerError> {
         self.iteration += 1;
         let c = self.config.clone();
         let rollouts = self.workers.collect(&self.model, c.n_steps, c.gamma, c.normalize_reward);
@@ -84,7 +84,7 @@ impl A2c {
         let loss = policy_loss + value_loss * c.vf_coef - terms.entropy * c.ent_coef;
         let loss_value = loss.array();
         if !loss_value.is_finite() {
-            return Err(PpoError::NonFiniteLoss {
+            return Err(LearnerError::NonFiniteLoss {
                 iteration: self.iteration,
                 update: self.iteration,
                 loss: loss_value,

@@ -122,12 +122,19 @@ impl ActionSpace {
     }
 
     /// A problem with the space's parameters, if any.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ActionSpaceError> {
         match self {
             ActionSpace::Steps { max_step } if *max_step == 0 || *max_step > 50 => {
-                Err(format!("max_step must be 1 to 50, got {max_step}"))
+                Err(ActionSpaceError::MaxStep(*max_step))
             }
             _ => Ok(()),
         }
     }
+}
+
+/// An action space whose parameters are out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ActionSpaceError {
+    #[error("max_step must be 1 to 50, got {0}")]
+    MaxStep(u32),
 }

@@ -18,8 +18,8 @@ use crate::rl::actor_critic::ActorCritic;
 use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::layers::Device;
+use crate::rl::learner::LearnerError;
 use crate::rl::optim::Adam;
-use crate::rl::ppo::PpoError;
 use crate::settings::rl::ActionSpace;
 use crate::settings::rl::BcConfig;
 
@@ -100,7 +100,7 @@ pub fn clone_behaviour(
     demos: &Demonstrations,
     config: &BcConfig,
     seed: u64,
-) -> Result<BcStats, PpoError> {
+) -> Result<BcStats, LearnerError> {
     let dev = Device::default();
     let mut adam = Adam::new(&model.parameter_sizes(), config.learning_rate);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -124,7 +124,7 @@ pub fn clone_behaviour(
             let loss = cross_entropy + value_loss * config.vf_coef;
             let loss_value = loss.array();
             if !loss_value.is_finite() {
-                return Err(PpoError::NonFiniteLoss {
+                return Err(LearnerError::NonFiniteLoss {
                     iteration: epoch + 1,
                     update,
                     loss: loss_value,

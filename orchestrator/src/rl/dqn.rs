@@ -24,8 +24,8 @@ use crate::rl::actor_critic::ActorCritic;
 use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::layers::Device;
+use crate::rl::learner::{IterationStats, LearnerError};
 use crate::rl::optim::Adam;
-use crate::rl::ppo::{IterationStats, PpoError};
 use crate::settings::rl::DqnConfig;
 
 /// ε at step `t` of a linear decay from `start` to `end` over `duration` steps, then `end` (CleanRL's
@@ -208,7 +208,7 @@ impl Dqn {
     }
 
     /// One gradient step on a sampled minibatch; returns the loss.
-    fn train_step(&mut self) -> Result<f32, PpoError> {
+    fn train_step(&mut self) -> Result<f32, LearnerError> {
         let c = &self.config;
         let indices = self.buffer.sample(c.batch_size, &mut self.rng);
         let batch: Vec<&Transition> = indices.iter().map(|&i| self.buffer.get(i)).collect();
@@ -231,7 +231,7 @@ impl Dqn {
         let loss_value = loss.array();
         self.gradient_updates += 1;
         if !loss_value.is_finite() {
-            return Err(PpoError::NonFiniteLoss {
+            return Err(LearnerError::NonFiniteLoss {
                 iteration: self.iteration,
                 update: self.gradient_updates,
                 loss: loss_value,
@@ -259,7 +259,7 @@ impl Dqn {
     }
 
     /// Runs `steps_per_iteration` decisions (spread over the environments), learning as configured.
-    pub fn iterate(&mut self) -> Result<IterationStats, PpoError> {
+    pub fn iterate(&mut self) -> Result<IterationStats, LearnerError> {
         self.iteration += 1;
         let steps = self.steps_per_iteration();
         let (mut reward_sum, mut loss_sum, mut losses, mut done_steps) = (0.0, 0.0, 0, 0);

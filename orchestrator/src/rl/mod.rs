@@ -13,6 +13,7 @@
 //!   categoricals, GAE, global-norm gradient clipping, Adam and RMSprop, parallel rollouts with time-limit
 //!   bootstrapping and reward normalization;
 //! - [`ppo`], [`a2c`], [`dqn`], [`bc`]: the learners, each readable top to bottom, and behaviour cloning from an HPA;
+//!   [`learner`]: what they share (iteration statistics, the failed update);
 //! - [`checkpoint`]: weights in safetensors, hyperparameters, feature layout and service order in JSON;
 //! - [`train`]: one training run (the settings it reads are [`crate::settings::rl`]; a matrix's `rl:` entries are
 //!   read in [`crate::matrix::rl_policy`] and trained during a run in [`crate::run::rl_training`]);
@@ -30,6 +31,7 @@ pub mod features;
 pub mod gnn;
 pub mod graph;
 pub mod layers;
+pub mod learner;
 pub mod mlp;
 pub mod optim;
 pub mod policy;

@@ -5,11 +5,11 @@ use std::path::Path;
 use crate::app::AppModel;
 use crate::cell::Observation;
 use crate::cell::{Decision, Policy};
+use crate::rl::actor_critic::ActorCritic;
 use crate::rl::checkpoint::{self, CheckpointError, ModelSpec};
 use crate::rl::distributions::per_service;
 use crate::rl::graph::NODE_EDGE_INPUTS;
 use crate::rl::layers::Device;
-use crate::rl::ppo::ActorCritic;
 use crate::settings::rl::ActionSpace;
 use crate::settings::rl::FeatureLayout;
 

@@ -12,11 +12,12 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-pub use crate::rl::actor_critic::ActorCritic;
+use crate::rl::actor_critic::ActorCritic;
 use crate::rl::env::AutoscaleEnv;
 use crate::rl::features::GraphObservation;
 use crate::rl::gnn::Values;
 use crate::rl::layers::{AnyTape, Device};
+use crate::rl::learner::{IterationStats, LearnerError};
 use crate::rl::optim::Adam;
 use crate::rl::returns::{gae, normalize};
 use crate::rl::rollout::Workers;
@@ -47,22 +48,6 @@ pub fn clipped_surrogate<T: AnyTape>(
     unclipped.minimum(clipped).mean().negate()
 }
 
-/// Statistics of one iteration (of any on-policy learner).
-#[derive(Debug, Clone, PartialEq)]
-pub struct IterationStats {
-    pub iteration: usize,
-    pub env_steps: usize,
-    /// Mean reward per decision over the rollout.
-    pub mean_reward: f64,
-    pub finished_episode_returns: Vec<f64>,
-    pub policy_loss: f32,
-    pub value_loss: f32,
-    pub entropy: f32,
-    pub clip_fraction: f32,
-    /// Exploration rate at the end of the iteration (DQN's ε; 0 for policy-gradient learners).
-    pub epsilon: f32,
-}
-
 /// PPO's state: the model, its optimizer and the environments.
 pub struct Ppo {
     pub config: PpoConfig,
@@ -75,13 +60,6 @@ pub struct Ppo {
     /// Decisions collected so far, and the budget the schedules run over (none: constant).
     env_steps: usize,
     total_steps: Option<usize>,
-}
-
-/// A failed update of any learner (PPO, A2C, DQN, behaviour cloning): nothing of that update was applied.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum PpoError {
-    #[error("update {update} (iteration {iteration}): loss is {loss} (policy {policy}, value {value})")]
-    NonFiniteLoss { iteration: usize, update: usize, loss: f32, policy: f32, value: f32 },
 }
 
 impl Ppo {
@@ -111,7 +89,7 @@ impl Ppo {
 
     /// One PPO iteration: collect, compute advantages, update. On a non-finite loss nothing of that update is
     /// applied and the error names it.
-    pub fn iterate(&mut self) -> Result<IterationStats, PpoError> {
+    pub fn iterate(&mut self) -> Result<IterationStats, LearnerError> {
         self.iteration += 1;
         let mut c = self.config.clone();
         let progress = self.total_steps.map_or(0.0, |total| self.env_steps as f64 / total as f64);
@@ -170,7 +148,7 @@ impl Ppo {
                 let loss = policy_loss + value_loss * c.vf_coef - terms.entropy * c.ent_coef;
                 let loss_value = loss.array();
                 if !loss_value.is_finite() {
-                    return Err(PpoError::NonFiniteLoss {
+                    return Err(LearnerError::NonFiniteLoss {
                         iteration: self.iteration,
                         update: updates,
                         loss: loss_value,

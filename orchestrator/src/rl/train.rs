@@ -26,8 +26,9 @@ use crate::rl::env::{AutoscaleEnv, EnvConfig};
 use crate::rl::gnn::{GnnActorCritic, GnnConfig, GraphTensors};
 use crate::rl::graph::{NormalizedAdjacency, node_inputs};
 use crate::rl::layers::Device;
+use crate::rl::learner::{IterationStats, LearnerError};
 use crate::rl::mlp::{MlpActorCritic, MlpConfig};
-use crate::rl::ppo::{IterationStats, Ppo, PpoError};
+use crate::rl::ppo::Ppo;
 use crate::rl::scenarios::TrainingScenarios;
 use crate::settings::rl::{AlgoConfig, ModelKind, NetworkSpec, TrainingConfig};
 
@@ -137,7 +138,7 @@ enum Learner {
 }
 
 impl Learner {
-    fn iterate(&mut self) -> Result<IterationStats, PpoError> {
+    fn iterate(&mut self) -> Result<IterationStats, LearnerError> {
         match self {
             Learner::Ppo(l) => l.iterate(),
             Learner::A2c(l) => l.iterate(),

@@ -23,6 +23,21 @@ pub enum Fault {
     Sleep(Duration),
 }
 
+/// A fault plan that does not parse; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultPlanError {
+    #[error("{ENV_VAR}: {0:?} is not <cell-glob>=<fault>")]
+    NotARule(String),
+    #[error("{ENV_VAR}: bad glob {glob:?}: {error}")]
+    BadGlob { glob: String, error: glob::PatternError },
+    #[error("{ENV_VAR}: unknown fault {0:?}")]
+    UnknownFault(String),
+    #[error("{ENV_VAR}: transient:{0}: not a count of attempts")]
+    NotAttempts(String),
+    #[error("{ENV_VAR}: sleep:{0}: not a number of milliseconds")]
+    NotMilliseconds(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct FaultPlan {
     rules: Vec<(Pattern, Fault)>,
@@ -30,35 +45,36 @@ pub struct FaultPlan {
 
 impl FaultPlan {
     /// The plan in the environment, if the variable is set.
-    pub fn from_env() -> Result<Option<FaultPlan>, String> {
+    pub fn from_env() -> Result<Option<FaultPlan>, FaultPlanError> {
         match std::env::var(ENV_VAR) {
             Ok(text) if !text.trim().is_empty() => FaultPlan::parse(&text).map(Some),
             _ => Ok(None),
         }
     }
 
-    pub fn parse(text: &str) -> Result<FaultPlan, String> {
+    pub fn parse(text: &str) -> Result<FaultPlan, FaultPlanError> {
         let mut rules = Vec::new();
         for rule in text.split(';').map(str::trim).filter(|r| !r.is_empty()) {
             let Some((glob, fault)) = rule.split_once('=') else {
-                return Err(format!("{ENV_VAR}: {rule:?} is not <cell-glob>=<fault>"));
+                return Err(FaultPlanError::NotARule(rule.to_string()));
             };
-            let pattern = Pattern::new(glob.trim()).map_err(|e| format!("{ENV_VAR}: bad glob {glob:?}: {e}"))?;
+            let pattern =
+                Pattern::new(glob.trim()).map_err(|error| FaultPlanError::BadGlob { glob: glob.to_string(), error })?;
             let fault = match fault.trim().split_once(':') {
                 None => match fault.trim() {
                     "panic" => Fault::Panic,
                     "hang" => Fault::Hang,
                     "abort" => Fault::Abort,
                     "error" => Fault::Error,
-                    other => return Err(format!("{ENV_VAR}: unknown fault {other:?}")),
+                    other => return Err(FaultPlanError::UnknownFault(other.to_string())),
                 },
-                Some(("transient", n)) => Fault::Transient {
-                    attempts: n.parse().map_err(|_| format!("{ENV_VAR}: transient:{n}: not a count of attempts"))?,
-                },
+                Some(("transient", n)) => {
+                    Fault::Transient { attempts: n.parse().map_err(|_| FaultPlanError::NotAttempts(n.to_string()))? }
+                }
                 Some(("sleep", ms)) => Fault::Sleep(Duration::from_millis(
-                    ms.parse().map_err(|_| format!("{ENV_VAR}: sleep:{ms}: not a number of milliseconds"))?,
+                    ms.parse().map_err(|_| FaultPlanError::NotMilliseconds(ms.to_string()))?,
                 )),
-                Some(_) => return Err(format!("{ENV_VAR}: unknown fault {fault:?}")),
+                Some(_) => return Err(FaultPlanError::UnknownFault(fault.to_string())),
             };
             rules.push((pattern, fault));
         }

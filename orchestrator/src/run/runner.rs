@@ -87,7 +87,7 @@ pub fn run_matrix(matrix: &Matrix, options: &RunOptions) -> Result<RunOutcome> {
 /// [`run_matrix`] with a preparation step before groups of cells.
 pub fn run_matrix_with(matrix: &Matrix, options: &RunOptions, prepare: &dyn Prepare) -> Result<RunOutcome> {
     let run_dir = options.logs_dir.join(&options.tag);
-    options.selection.check(&matrix.cells).map_err(Refused)?;
+    options.selection.check(&matrix.cells).map_err(|e| Refused(e.to_string()))?;
     let matrix_bytes = fs::read(&matrix.file).with_context(|| format!("reading {}", matrix.file.display()))?;
     let ids: Vec<String> = matrix.cells.iter().map(|c| c.id.clone()).collect();
     let (lock, mut info) = if options.resume {

@@ -9,6 +9,23 @@ use crate::cell::Cell;
 
 pub const FILTER_KEYS: [&str; 6] = ["app", "policy", "scenario", "seed", "backend", "cell"];
 
+/// A selection that cannot be made; the message names the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectionError {
+    #[error("--filter {filter:?}: write key=glob, e.g. app=online-boutique")]
+    NotKeyGlob { filter: String },
+    #[error("--filter {filter:?}: unknown key {key:?}; keys: {}", FILTER_KEYS.join(", "))]
+    UnknownKey { filter: String, key: String },
+    #[error("--filter {filter:?}: bad glob: {error}")]
+    BadGlob { filter: String, error: glob::PatternError },
+    #[error("--only {0}: no such cell in the plan (see `orch plan`)")]
+    NoSuchCell(String),
+    #[error("--only {id}: names several cells: {}", .cells.join(", "))]
+    SeveralCells { id: String, cells: Vec<String> },
+    #[error("--filter/--only select no cell of the plan")]
+    NothingSelected,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
     filters: Vec<(String, Pattern)>,
@@ -17,17 +34,18 @@ pub struct Selection {
 
 impl Selection {
     /// Parses the command line's filters and ids; errors name the flag.
-    pub fn new(filters: &[String], only: &[String]) -> Result<Selection, String> {
+    pub fn new(filters: &[String], only: &[String]) -> Result<Selection, SelectionError> {
         let mut parsed = Vec::new();
         for filter in filters {
             let Some((key, glob)) = filter.split_once('=') else {
-                return Err(format!("--filter {filter:?}: write key=glob, e.g. app=online-boutique"));
+                return Err(SelectionError::NotKeyGlob { filter: filter.clone() });
             };
             let key = key.trim();
             if !FILTER_KEYS.contains(&key) {
-                return Err(format!("--filter {filter:?}: unknown key {key:?}; keys: {}", FILTER_KEYS.join(", ")));
+                return Err(SelectionError::UnknownKey { filter: filter.clone(), key: key.to_string() });
             }
-            let pattern = Pattern::new(glob).map_err(|e| format!("--filter {filter:?}: bad glob: {e}"))?;
+            let pattern =
+                Pattern::new(glob).map_err(|error| SelectionError::BadGlob { filter: filter.clone(), error })?;
             parsed.push((key.to_string(), pattern));
         }
         Ok(Selection { filters: parsed, only: only.to_vec() })
@@ -54,17 +72,17 @@ impl Selection {
     }
 
     /// Refuses ids that name no cell (or several) and filters that leave nothing to run.
-    pub fn check(&self, cells: &[Cell]) -> Result<(), String> {
+    pub fn check(&self, cells: &[Cell]) -> Result<(), SelectionError> {
         for id in &self.only {
-            let hits: Vec<&str> = cells.iter().filter(|c| names(id, c)).map(|c| c.id.as_str()).collect();
+            let hits: Vec<String> = cells.iter().filter(|c| names(id, c)).map(|c| c.id.clone()).collect();
             match hits.len() {
-                0 => return Err(format!("--only {id}: no such cell in the plan (see `orch plan`)")),
+                0 => return Err(SelectionError::NoSuchCell(id.clone())),
                 1 => {}
-                _ => return Err(format!("--only {id}: names several cells: {}", hits.join(", "))),
+                _ => return Err(SelectionError::SeveralCells { id: id.clone(), cells: hits }),
             }
         }
         if !cells.iter().any(|c| self.matches(c)) {
-            return Err("--filter/--only select no cell of the plan".into());
+            return Err(SelectionError::NothingSelected);
         }
         Ok(())
     }
@@ -84,7 +102,7 @@ mod tests {
         assert!(Selection::new(&["app=online-*".into(), "seed=[12]".into()], &[]).is_ok());
         for bad in ["app", "colour=red", "app=[x"] {
             let err = Selection::new(&[bad.to_string()], &[]).unwrap_err();
-            assert!(err.starts_with("--filter"), "{err}");
+            assert!(err.to_string().starts_with("--filter"), "{err}");
         }
         assert!(Selection::default().is_everything());
     }
