@@ -72,7 +72,7 @@ pub struct MatrixFile {
     /// The cluster of kubernetes cells (see [`crate::backends::kubernetes::settings`]).
     #[serde(default)]
     pub kubernetes: Option<crate::backends::kubernetes::settings::KubernetesSection>,
-    /// Where cells run: local processes (default) or Kubernetes Jobs ([`crate::backends::kubernetes::jobs`]).
+    /// Where cells run: local processes (default) or Kubernetes Jobs ([`executor`]).
     #[serde(default)]
     pub executor: Option<ExecutorSection>,
     pub seeds: Value,
@@ -219,7 +219,7 @@ pub struct PolicySpec {
     /// `static`: `min`, `max`, a number for every service, or a map of service to number.
     #[serde(default)]
     pub replicas: Option<serde_json::Value>,
-    /// `rl`: the learner's settings, resolved by [`crate::rl::spec`].
+    /// `rl`: the learner's settings, resolved by [`rl_policy`].
     #[serde(default)]
     pub rl: Option<crate::matrix::rl_policy::RlSpec>,
 }
