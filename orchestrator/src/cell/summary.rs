@@ -65,26 +65,47 @@ pub struct NonFiniteFigure {
 }
 
 impl CellSummary {
+    /// The names of the summary's figures in summary.json, in the order summary.csv lists them.
+    pub const FIGURE_NAMES: [&'static str; 16] = [
+        "pod_minutes",
+        "cpu_core_hours",
+        "slo_violation_seconds_pct",
+        "slo_violation_requests_pct",
+        "slo_p50_ms",
+        "slo_p95_ms",
+        "slo_p99_ms",
+        "overall_p50_ms",
+        "overall_p95_ms",
+        "overall_p99_ms",
+        "failure_pct",
+        "offered_requests",
+        "achieved_requests",
+        "mean_offered_rps",
+        "mean_achieved_rps",
+        "scaling_actions",
+    ];
+
     /// Every figure of the summary, by its name in summary.json.
     pub fn figures(&self) -> [(&'static str, f64); 16] {
-        [
-            ("pod_minutes", self.pod_minutes),
-            ("cpu_core_hours", self.cpu_core_hours),
-            ("slo_violation_seconds_pct", self.slo_violation_seconds_pct),
-            ("slo_violation_requests_pct", self.slo_violation_requests_pct),
-            ("slo_p50_ms", self.slo_p50_ms),
-            ("slo_p95_ms", self.slo_p95_ms),
-            ("slo_p99_ms", self.slo_p99_ms),
-            ("overall_p50_ms", self.overall_p50_ms),
-            ("overall_p95_ms", self.overall_p95_ms),
-            ("overall_p99_ms", self.overall_p99_ms),
-            ("failure_pct", self.failure_pct),
-            ("offered_requests", self.offered_requests),
-            ("achieved_requests", self.achieved_requests),
-            ("mean_offered_rps", self.mean_offered_rps),
-            ("mean_achieved_rps", self.mean_achieved_rps),
-            ("scaling_actions", self.scaling_actions as f64),
-        ]
+        let values = [
+            self.pod_minutes,
+            self.cpu_core_hours,
+            self.slo_violation_seconds_pct,
+            self.slo_violation_requests_pct,
+            self.slo_p50_ms,
+            self.slo_p95_ms,
+            self.slo_p99_ms,
+            self.overall_p50_ms,
+            self.overall_p95_ms,
+            self.overall_p99_ms,
+            self.failure_pct,
+            self.offered_requests,
+            self.achieved_requests,
+            self.mean_offered_rps,
+            self.mean_achieved_rps,
+            self.scaling_actions as f64,
+        ];
+        std::array::from_fn(|i| (Self::FIGURE_NAMES[i], values[i]))
     }
 
     /// The first figure that is NaN or infinite, with why it can be (a run whose requests all failed has no

@@ -447,62 +447,28 @@ impl Progress {
     }
 }
 
-/// summary.csv's columns: a cell's identity, then its figures with the precision each is written with.
-const SUMMARY_COLUMNS: [&str; 23] = [
-    "cell",
-    "app",
-    "policy",
-    "scenario",
-    "seed",
-    "backend",
-    "duration_s",
-    "pod_minutes",
-    "cpu_core_hours",
-    "slo_violation_seconds_pct",
-    "slo_violation_requests_pct",
-    "slo_p50_ms",
-    "slo_p95_ms",
-    "slo_p99_ms",
-    "overall_p50_ms",
-    "overall_p95_ms",
-    "overall_p99_ms",
-    "failure_pct",
-    "offered_requests",
-    "achieved_requests",
-    "mean_offered_rps",
-    "mean_achieved_rps",
-    "scaling_actions",
-];
+/// summary.csv: a cell's identity, then every figure of its summary in [`CellSummary::figures`]' order.
+const IDENTITY_COLUMNS: [&str; 7] = ["cell", "app", "policy", "scenario", "seed", "backend", "duration_s"];
+
+/// The decimals summary.csv writes a figure with.
+fn decimals(figure: &str) -> usize {
+    match figure {
+        "cpu_core_hours" => 4,
+        "slo_violation_seconds_pct" | "slo_violation_requests_pct" | "mean_offered_rps" | "mean_achieved_rps" => 2,
+        "offered_requests" | "achieved_requests" | "scaling_actions" => 0,
+        _ => 3,
+    }
+}
 
 fn write_summary_csv(path: &Path, summaries: &[CellSummary]) -> Result<()> {
     let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record(SUMMARY_COLUMNS)?;
+    out.write_record(IDENTITY_COLUMNS.iter().chain(&CellSummary::FIGURE_NAMES))?;
     for s in summaries {
-        out.write_record([
-            s.cell.clone(),
-            s.app.clone(),
-            s.policy.clone(),
-            s.scenario.clone(),
-            s.seed.to_string(),
-            s.backend.clone(),
-            s.duration_s.to_string(),
-            format!("{:.3}", s.pod_minutes),
-            format!("{:.4}", s.cpu_core_hours),
-            format!("{:.2}", s.slo_violation_seconds_pct),
-            format!("{:.2}", s.slo_violation_requests_pct),
-            format!("{:.3}", s.slo_p50_ms),
-            format!("{:.3}", s.slo_p95_ms),
-            format!("{:.3}", s.slo_p99_ms),
-            format!("{:.3}", s.overall_p50_ms),
-            format!("{:.3}", s.overall_p95_ms),
-            format!("{:.3}", s.overall_p99_ms),
-            format!("{:.3}", s.failure_pct),
-            format!("{:.0}", s.offered_requests),
-            format!("{:.0}", s.achieved_requests),
-            format!("{:.2}", s.mean_offered_rps),
-            format!("{:.2}", s.mean_achieved_rps),
-            s.scaling_actions.to_string(),
-        ])?;
+        let identity =
+            [&s.cell, &s.app, &s.policy, &s.scenario, &s.seed.to_string(), &s.backend, &s.duration_s.to_string()]
+                .map(|field| field.to_string());
+        let figures = s.figures().map(|(name, value)| format!("{value:.*}", decimals(name)));
+        out.write_record(identity.iter().chain(&figures))?;
     }
     let bytes = out.into_inner().context("writing summary.csv")?;
     run_folder::write_atomically(path, &bytes)
