@@ -12,6 +12,7 @@ pub mod protocol;
 pub mod redact;
 pub mod scenario;
 pub mod server;
+pub mod signals;
 pub mod stats;
 pub mod tree;
 pub mod yaml;

@@ -13,6 +13,7 @@ use load_agent::engine::{RunHandle, RunPlan, Target};
 use load_agent::protocol::RunState;
 use load_agent::scenario::{LoadShape, Scenario, Stage};
 use load_agent::server::{ConnectionLimits, ServerConfig, check_allow_host, shape_over_cap, usable_token};
+use load_agent::signals::termination_signal;
 use load_agent::stats::{write_console_report, write_failures_csv, write_history_csv, write_stats_csv};
 
 const EXAMPLES: &str = "\
@@ -226,22 +227,6 @@ fn main() -> ExitCode {
 /// After SIGTERM or Ctrl-C the agent stops its runs and writes their files; a second signal, or this long without
 /// having exited, ends the process at once (exit code 1), whatever still runs.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-
-/// Resolves at the next SIGTERM or SIGINT.
-async fn termination_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-}
 
 async fn shutdown_signal() {
     termination_signal().await;

@@ -91,18 +91,7 @@ pub fn serve(app: AppModel, options: Options) -> Result<(), String> {
                 cluster.tick(t);
             }
         });
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate => {}
-        }
+        load_agent::signals::termination_signal().await;
         ticker.abort();
         drop(emulator);
         Ok(())

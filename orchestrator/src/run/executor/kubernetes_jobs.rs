@@ -13,8 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -25,6 +23,7 @@ use serde_json::json;
 
 use crate::backends::kubernetes::act::label_value;
 use crate::backends::kubernetes::api::explain;
+use crate::cell::CancelToken;
 use crate::cell::outcome::CANCEL_GRACE;
 use crate::cell::outcome::{EXIT_CANCELLED, EXIT_FAILED, EXIT_TRANSIENT};
 use crate::matrix::executor::JobExecutor;
@@ -214,10 +213,13 @@ fn attempt_inner(run_dir: &Path, cell_id: &str, attempt: u32) -> Result<i32> {
     let exec: JobExecutor = run_folder::read_json(&run_dir.join(RUN_FILE)).context("reading the run's executor")?;
     let tag = run_dir.file_name().and_then(|n| n.to_str()).context("the run folder has no name")?.to_string();
     let cell_dir = run_folder::cell_dir(run_dir, cell_id);
-    let cancel = Arc::new(AtomicBool::new(false));
+    let cancel = CancelToken::new();
     {
-        let cancel = Arc::clone(&cancel);
-        ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst)).context("handling SIGTERM")?;
+        let cancel = cancel.clone();
+        ctrlc::set_handler(move || {
+            cancel.cancel();
+        })
+        .context("handling SIGTERM")?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
     runtime.block_on(async {
@@ -325,12 +327,12 @@ fn record_failure(cell_dir: &Path, attempt: u32, message: &str) {
 
 /// Follows the Job's pod until it ends; SIGTERM deletes the Job (foreground: the kubelet stops the cell with its
 /// grace). Returns the exit code and the pod's name.
-async fn follow(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, cancel: &AtomicBool) -> Result<Ended> {
+async fn follow(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, cancel: &CancelToken) -> Result<Ended> {
     let selector = ListParams::default().labels(&format!("job-name={name}"));
     let mut seen: Option<String> = None;
     let mut cancelled_at: Option<Instant> = None;
     loop {
-        if cancel.load(Ordering::SeqCst) && cancelled_at.is_none() {
+        if cancel.is_cancelled() && cancelled_at.is_none() {
             cancelled_at = Some(Instant::now());
             let params =
                 DeleteParams { propagation_policy: Some(PropagationPolicy::Foreground), ..DeleteParams::default() };
