@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
+use crate::cell::CancelToken;
+
 /// Exit code of an interrupted run (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
@@ -14,6 +16,8 @@ type HardStop = Box<dyn Fn() + Send + Sync>;
 #[derive(Default)]
 pub struct Interrupt {
     signals: AtomicU32,
+    /// Cancelled by the first signal: the run's token, which the supervisor polls.
+    run: CancelToken,
     hard_stop: Mutex<Option<HardStop>>,
 }
 
@@ -32,6 +36,7 @@ impl Interrupt {
     pub fn signal(&self) {
         let n = self.signals.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
+            self.run.cancel();
             eprintln!("\nstopping: no new cells start, running ones are cancelled (Ctrl-C again to exit at once)");
             return;
         }
@@ -43,7 +48,7 @@ impl Interrupt {
     }
 
     pub fn requested(&self) -> bool {
-        self.signals.load(Ordering::SeqCst) > 0
+        self.run.is_cancelled()
     }
 
     /// The action a second signal runs before the process exits (kill the cells, record them cancelled).
