@@ -334,3 +334,44 @@ fn check_unique(file: &Path, field: &str, items: impl Iterator<Item = String>) -
 fn is_id_part(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn axes() -> Axes {
+        let mut file: MatrixFile = serde_json::from_value(serde_json::json!({
+            "name": "t",
+            "apps": "shop",
+            "scenarios": ["peak", "calm"],
+            "seeds": [1, 2],
+            "policies": [{"name": "fixed", "kind": "static", "replicas": "max"}],
+            "backend": "sim",
+        }))
+        .unwrap();
+        Axes::read(&mut file, Path::new("m.yaml")).unwrap()
+    }
+
+    #[test]
+    fn a_generic_combination_becomes_typed_and_its_values_keep_their_field_paths() {
+        let axes = axes();
+        let combos = combinations::expand(&axes.generic(), &[], &[]).unwrap();
+        assert_eq!(combos.len(), 4);
+        let typed = axes.combination(&combos[3]).unwrap();
+        assert_eq!((typed.app.as_str(), typed.policy, typed.scenario.as_str()), ("shop", 0, "calm"));
+        assert_eq!((typed.seed, typed.backend), (2, Backend::Sim));
+        assert_eq!(axes.field_of(&typed.origin, AxisKey::Seed, &[]), "seeds[1]");
+        assert_eq!(axes.field_of(&typed.origin, AxisKey::App, &[]), "apps");
+        assert_eq!(axes.value_of(&typed, AxisKey::Policy), "fixed");
+    }
+
+    #[test]
+    fn a_value_outside_its_axis_is_one_error_naming_the_axis() {
+        let axes = axes();
+        let mut generic = combinations::expand(&axes.generic(), &[], &[]).unwrap().remove(0);
+        generic.values[AxisKey::Seed.index()] = "x".into();
+        let err = axes.combination(&generic).unwrap_err();
+        assert_eq!(err.axis, AxisKey::Seed);
+        assert_eq!(err.to_string(), "\"x\" is not a seed");
+    }
+}

@@ -46,7 +46,6 @@ use crate::settings::emulated::EmulatedRun;
 
 pub use axes::AxisKey;
 pub use file::{CellSettings, MatrixFile, Overrides, Paths, PolicyKind, PolicySpec, ReportSpec, SloOverride, Strategy};
-pub(crate) use policies::check_manifests_against_app;
 
 /// A cell's timeout when neither the strategy nor its settings give one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);

@@ -358,7 +358,7 @@ fn resolve_warm_start(
         }
     }
     let manifests = hpa::load_manifests(&manifest_file)?;
-    crate::matrix::check_manifests_against_app(&manifests, &manifest_file, ctx.app)?;
+    super::policies::check_manifests_against_app(&manifests, &manifest_file, ctx.app)?;
     let mut bc = BcConfig { gamma: algorithm.gamma(), ..BcConfig::default() };
     if let Some(episodes) = spec.episodes {
         if episodes == 0 || episodes > 1000 {
