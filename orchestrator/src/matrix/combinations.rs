@@ -35,8 +35,19 @@ pub enum Origin {
     Include(usize),
 }
 
-/// An error: the field path inside the matrix and the message.
-pub type ExpandError = (String, String);
+/// An exclude or include entry that cannot be applied: the field path inside the matrix and the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ExpandError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ExpandError {
+    fn new(field: String, message: String) -> Self {
+        ExpandError { field, message }
+    }
+}
 
 /// Expands `axes`, minus `exclude` (a glob or nothing per axis), plus `include` (a value or nothing per axis).
 pub fn expand(
@@ -46,13 +57,16 @@ pub fn expand(
 ) -> Result<Vec<Combination>, ExpandError> {
     for (e, entry) in exclude.iter().enumerate() {
         if entry.iter().all(Option::is_none) {
-            return Err((format!("exclude[{e}]"), "names no axis, so it would exclude every cell".into()));
+            return Err(ExpandError::new(
+                format!("exclude[{e}]"),
+                "names no axis, so it would exclude every cell".into(),
+            ));
         }
         for (axis, pattern) in axes.iter().zip(entry) {
             if let Some(pattern) = pattern
                 && !axis.values.iter().any(|v| pattern.matches(v))
             {
-                return Err((
+                return Err(ExpandError::new(
                     format!("exclude[{e}].{}", axis.key),
                     format!("{:?} matches no value of {}: {:?}", pattern.as_str(), axis.list, axis.values),
                 ));
@@ -101,7 +115,7 @@ pub fn expand(
                 Some(value) => values.push(value.clone()),
                 None if axis.values.len() == 1 => values.push(axis.values[0].clone()),
                 None => {
-                    return Err((
+                    return Err(ExpandError::new(
                         format!("include[{i}]"),
                         format!(
                             "matches no combination, so it adds one, but it lacks `{}` ({} has {} values)",
@@ -115,7 +129,7 @@ pub fn expand(
         }
         if let Some(previous) = added.iter().find(|c| c.values == values) {
             let Origin::Include(first) = previous.origin else { unreachable!("added combinations come from include") };
-            return Err((
+            return Err(ExpandError::new(
                 format!("include[{i}]"),
                 format!("adds the same cell as include[{first}]: {}", describe(axes, &values)),
             ));
@@ -188,7 +202,7 @@ mod tests {
         let include =
             vec![entry(&axes, &[("fruit", "banana"), ("animal", "cat")]), entry(&axes, &[("fruit", "banana")])];
         let err = expand(&axes, &[], &include).unwrap_err();
-        assert_eq!(err.0, "include[1]", "banana without an animal cannot be completed: {err:?}");
+        assert_eq!(err.field, "include[1]", "banana without an animal cannot be completed: {err:?}");
     }
 
     #[test]
@@ -204,11 +218,11 @@ mod tests {
     fn errors_name_the_entry() {
         let axes = [axis("a", &["1", "2"]), axis("b", &["x", "y"])];
         let bad_exclude = vec![vec![Some(Pattern::new("3").unwrap()), None]];
-        assert_eq!(expand(&axes, &bad_exclude, &[]).unwrap_err().0, "exclude[0].a");
-        assert_eq!(expand(&axes, &[vec![None, None]], &[]).unwrap_err().0, "exclude[0]");
+        assert_eq!(expand(&axes, &bad_exclude, &[]).unwrap_err().field, "exclude[0].a");
+        assert_eq!(expand(&axes, &[vec![None, None]], &[]).unwrap_err().field, "exclude[0]");
         let incomplete = vec![entry(&axes, &[("a", "3")])];
-        assert_eq!(expand(&axes, &[], &incomplete).unwrap_err().0, "include[0]");
+        assert_eq!(expand(&axes, &[], &incomplete).unwrap_err().field, "include[0]");
         let twice = vec![entry(&axes, &[("a", "3"), ("b", "x")]), entry(&axes, &[("a", "3"), ("b", "x")])];
-        assert_eq!(expand(&axes, &[], &twice).unwrap_err().0, "include[1]");
+        assert_eq!(expand(&axes, &[], &twice).unwrap_err().field, "include[1]");
     }
 }

@@ -117,18 +117,19 @@ pub struct ResolveContext<'a> {
     pub matrix_scenarios: &'a [String],
 }
 
+impl ResolveContext<'_> {
+    /// An error at `field` of the entry's `rl:` block (the block itself when `field` is empty).
+    fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        let field = if field.is_empty() { format!("{}.rl", self.at) } else { format!("{}.rl.{field}", self.at) };
+        ConfigError::new(self.matrix_file, field, message)
+    }
+}
+
 /// Validates an entry's `rl:` block and resolves it for `ctx.app`.
 pub fn resolve(name: &str, spec: Option<&RlSpec>, ctx: &ResolveContext<'_>) -> Result<RlPolicyConfig, ConfigError> {
-    let err = |field: &str, message: String| {
-        let field = if field.is_empty() { format!("{}.rl", ctx.at) } else { format!("{}.rl.{field}", ctx.at) };
-        ConfigError::new(ctx.matrix_file, field, message)
-    };
+    let err = |field: &str, message: String| ctx.error(field, message);
     let Some(spec) = spec else {
-        return Err(ConfigError::new(
-            ctx.matrix_file,
-            format!("{}.rl", ctx.at),
-            "missing: an rl policy needs an rl block with at least algo, model and budget",
-        ));
+        return Err(ctx.error("", "missing: an rl policy needs an rl block with at least algo, model and budget"));
     };
     if spec.budget == 0 {
         return Err(err("budget", "must be at least 1 environment step".into()));
@@ -145,7 +146,7 @@ pub fn resolve(name: &str, spec: Option<&RlSpec>, ctx: &ResolveContext<'_>) -> R
     if spec.network.layers == 0 || spec.network.layers > 16 {
         return Err(err("network.layers", format!("must be 1 to 16, got {}", spec.network.layers)));
     }
-    check_reward(&spec.reward).map_err(|(field, message)| err(&field, message))?;
+    check_reward(&spec.reward, ctx)?;
     spec.actions.check().map_err(|e| err("actions", e.to_string()))?;
     let [low, high] = spec.training.scale;
     if !(low.is_finite() && high.is_finite() && low > 0.0 && low <= high && high <= 100.0) {
@@ -196,13 +197,10 @@ pub fn resolve(name: &str, spec: Option<&RlSpec>, ctx: &ResolveContext<'_>) -> R
             "behaviour cloning warm-starts an actor: use it with ppo or a2c, not dqn".into(),
         ));
     }
-    let algorithm = resolve_hyperparameters(spec.algo, &spec.hyperparameters).map_err(|(f, m)| err(&f, m))?;
+    let algorithm = resolve_hyperparameters(spec.algo, &spec.hyperparameters, ctx)?;
     let warm_start = match &spec.warm_start {
         None => None,
-        Some(w) => Some(resolve_warm_start(w, &algorithm, ctx).map_err(|e| match e {
-            WarmStartError::Field(f, m) => err(&f, m),
-            WarmStartError::File(e) => e,
-        })?),
+        Some(w) => Some(resolve_warm_start(w, &algorithm, ctx)?),
     };
     Ok(RlPolicyConfig {
         name: name.to_string(),
@@ -224,12 +222,12 @@ pub fn resolve(name: &str, spec: Option<&RlSpec>, ctx: &ResolveContext<'_>) -> R
     })
 }
 
-fn check_reward(reward: &RewardKind) -> Result<(), (String, String)> {
+fn check_reward(reward: &RewardKind, ctx: &ResolveContext<'_>) -> Result<(), ConfigError> {
     let check = |field: &str, value: f64| {
         if value.is_finite() && value >= 0.0 {
             Ok(())
         } else {
-            Err((format!("reward.{field}"), format!("must be a finite number >= 0, got {value}")))
+            Err(ctx.error(&format!("reward.{field}"), format!("must be a finite number >= 0, got {value}")))
         }
     };
     match *reward {
@@ -250,53 +248,21 @@ fn check_reward(reward: &RewardKind) -> Result<(), (String, String)> {
 fn resolve_hyperparameters(
     algo: Algo,
     overrides: &BTreeMap<String, serde_json::Value>,
-) -> Result<AlgoConfig, (String, String)> {
-    fn merge<T: Serialize + serde::de::DeserializeOwned>(
-        defaults: T,
-        overrides: &BTreeMap<String, serde_json::Value>,
-        algo: Algo,
-    ) -> Result<T, (String, String)> {
-        let mut value = serde_json::to_value(defaults).expect("configs serialize");
-        let map = value.as_object_mut().expect("configs are structs");
-        // Options that are off by default are left out of the serialized defaults (to keep config hashes).
-        let optional: &[&str] = if algo == Algo::Ppo { &["anneal_lr", "ent_coef_final"] } else { &[] };
-        for (key, v) in overrides {
-            if !map.contains_key(key) && !optional.contains(&key.as_str()) {
-                let known: Vec<&str> = map.keys().map(String::as_str).chain(optional.iter().copied()).collect();
-                return Err((
-                    format!("hyperparameters.{key}"),
-                    format!("{} has no hyperparameter {key:?}; known: {}", algo.name(), known.join(", ")),
-                ));
-            }
-            map.insert(key.clone(), v.clone());
-        }
-        serde_path_to_error::deserialize(value)
-            .map_err(|e| (format!("hyperparameters.{}", e.path()), e.inner().to_string()))
-    }
-    let positive = |name: &str, value: f64| -> Result<(), (String, String)> {
-        if value.is_finite() && value > 0.0 {
+    ctx: &ResolveContext<'_>,
+) -> Result<AlgoConfig, ConfigError> {
+    let check = |name: &str, value: f64, ok: fn(f64) -> bool, what: &str| {
+        if ok(value) {
             Ok(())
         } else {
-            Err((format!("hyperparameters.{name}"), format!("must be > 0, got {value}")))
+            Err(ctx.error(&format!("hyperparameters.{name}"), format!("must be {what}, got {value}")))
         }
     };
-    let unit = |name: &str, value: f64| -> Result<(), (String, String)> {
-        if (0.0..=1.0).contains(&value) {
-            Ok(())
-        } else {
-            Err((format!("hyperparameters.{name}"), format!("must be between 0 and 1, got {value}")))
-        }
-    };
-    let non_negative = |name: &str, value: f64| -> Result<(), (String, String)> {
-        if value.is_finite() && value >= 0.0 {
-            Ok(())
-        } else {
-            Err((format!("hyperparameters.{name}"), format!("must be >= 0, got {value}")))
-        }
-    };
+    let positive = |name: &str, value: f64| check(name, value, |v| v.is_finite() && v > 0.0, "> 0");
+    let unit = |name: &str, value: f64| check(name, value, |v| (0.0..=1.0).contains(&v), "between 0 and 1");
+    let non_negative = |name: &str, value: f64| check(name, value, |v| v.is_finite() && v >= 0.0, ">= 0");
     Ok(match algo {
         Algo::Ppo => {
-            let c: PpoConfig = merge(PpoConfig::default(), overrides, algo)?;
+            let c: PpoConfig = merge_hyperparameters(PpoConfig::default(), overrides, algo, ctx)?;
             positive("n_steps", c.n_steps as f64)?;
             positive("batch_size", c.batch_size as f64)?;
             positive("n_epochs", c.n_epochs as f64)?;
@@ -313,7 +279,7 @@ fn resolve_hyperparameters(
             AlgoConfig::Ppo(c)
         }
         Algo::A2c => {
-            let c: A2cConfig = merge(A2cConfig::default(), overrides, algo)?;
+            let c: A2cConfig = merge_hyperparameters(A2cConfig::default(), overrides, algo, ctx)?;
             positive("n_steps", c.n_steps as f64)?;
             unit("gamma", c.gamma as f64)?;
             unit("gae_lambda", c.gae_lambda as f64)?;
@@ -324,7 +290,7 @@ fn resolve_hyperparameters(
             AlgoConfig::A2c(c)
         }
         Algo::Dqn => {
-            let c: DqnConfig = merge(DqnConfig::default(), overrides, algo)?;
+            let c: DqnConfig = merge_hyperparameters(DqnConfig::default(), overrides, algo, ctx)?;
             positive("learning_rate", c.learning_rate as f64)?;
             positive("buffer_size", c.buffer_size as f64)?;
             positive("batch_size", c.batch_size as f64)?;
@@ -343,28 +309,45 @@ fn resolve_hyperparameters(
     })
 }
 
-enum WarmStartError {
-    Field(String, String),
-    File(ConfigError),
+/// The algorithm's defaults with `overrides` applied, each checked for name and type.
+fn merge_hyperparameters<T: Serialize + serde::de::DeserializeOwned>(
+    defaults: T,
+    overrides: &BTreeMap<String, serde_json::Value>,
+    algo: Algo,
+    ctx: &ResolveContext<'_>,
+) -> Result<T, ConfigError> {
+    let mut value = serde_json::to_value(defaults).expect("configs serialize");
+    let map = value.as_object_mut().expect("configs are structs");
+    // Options that are off by default are left out of the serialized defaults (to keep config hashes).
+    let optional: &[&str] = if algo == Algo::Ppo { &["anneal_lr", "ent_coef_final"] } else { &[] };
+    for (key, v) in overrides {
+        if !map.contains_key(key) && !optional.contains(&key.as_str()) {
+            let known: Vec<&str> = map.keys().map(String::as_str).chain(optional.iter().copied()).collect();
+            return Err(ctx.error(
+                &format!("hyperparameters.{key}"),
+                format!("{} has no hyperparameter {key:?}; known: {}", algo.name(), known.join(", ")),
+            ));
+        }
+        map.insert(key.clone(), v.clone());
+    }
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| ctx.error(&format!("hyperparameters.{}", e.path()), e.inner().to_string()))
 }
 
 fn resolve_warm_start(
     spec: &WarmStartSpec,
     algorithm: &AlgoConfig,
     ctx: &ResolveContext<'_>,
-) -> Result<WarmStart, WarmStartError> {
+) -> Result<WarmStart, ConfigError> {
     let manifest_file = ctx.baselines_dir.join(&ctx.app.name).join(&spec.manifest);
     match tree::locate(ctx.baselines_dir, &manifest_file) {
         Located::File(_) => {}
         Located::Outside => {
-            return Err(WarmStartError::Field(
-                "warm_start.manifest".into(),
-                tree::leaves(&spec.manifest, ctx.baselines_dir),
-            ));
+            return Err(ctx.error("warm_start.manifest", tree::leaves(&spec.manifest, ctx.baselines_dir)));
         }
         Located::Missing => {
-            return Err(WarmStartError::Field(
-                "warm_start.manifest".into(),
+            return Err(ctx.error(
+                "warm_start.manifest",
                 format!(
                     "unknown baseline {:?} for app {:?}: {} does not exist",
                     spec.manifest,
@@ -374,21 +357,18 @@ fn resolve_warm_start(
             ));
         }
     }
-    let manifests = hpa::load_manifests(&manifest_file).map_err(WarmStartError::File)?;
-    crate::matrix::check_manifests_against_app(&manifests, &manifest_file, ctx.app).map_err(WarmStartError::File)?;
+    let manifests = hpa::load_manifests(&manifest_file)?;
+    super::policies::check_manifests_against_app(&manifests, &manifest_file, ctx.app)?;
     let mut bc = BcConfig { gamma: algorithm.gamma(), ..BcConfig::default() };
     if let Some(episodes) = spec.episodes {
         if episodes == 0 || episodes > 1000 {
-            return Err(WarmStartError::Field(
-                "warm_start.episodes".into(),
-                format!("must be 1 to 1000, got {episodes}"),
-            ));
+            return Err(ctx.error("warm_start.episodes", format!("must be 1 to 1000, got {episodes}")));
         }
         bc.episodes = episodes;
     }
     if let Some(epochs) = spec.epochs {
         if epochs == 0 || epochs > 10_000 {
-            return Err(WarmStartError::Field("warm_start.epochs".into(), format!("must be 1 to 10000, got {epochs}")));
+            return Err(ctx.error("warm_start.epochs", format!("must be 1 to 10000, got {epochs}")));
         }
         bc.epochs = epochs;
     }
