@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Scratch, repo_root};
+use orchestrator::cell::ResolvedPolicy;
 use orchestrator::matrix::{DEFAULT_TIMEOUT, Matrix};
 
 const FORMAT: &str = r#"name: fmt
@@ -144,4 +145,17 @@ fn the_readme_example_matrix_is_valid_and_expands_as_it_says() {
     assert_eq!(redis.config.app.slo.threshold_ms, 5.0);
     let rushsale = m.cells.iter().find(|c| c.config.scenario.name == "rushsale").unwrap();
     assert_eq!(rushsale.timeout, Duration::from_secs(1800));
+}
+
+#[test]
+fn an_rl_entry_without_a_training_block_trains_on_the_matrix_scenarios_unscaled() {
+    let matrix = load(
+        "name: rl\napps: online-boutique\nscenarios: peak\nseeds: 1\n\
+         policies: [{name: ppo, kind: rl, rl: {algo: ppo, model: gnn, budget: 100}}]\n",
+    );
+    let ResolvedPolicy::Rl(rl) = matrix.cells[0].config.policy.as_ref() else { panic!("an rl cell") };
+    assert_eq!(rl.training.randomization.scale, [1.0, 1.0]);
+    assert_eq!(rl.training.randomization.noise, 0.0);
+    let scenarios: Vec<&str> = rl.training.scenarios.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(scenarios, ["peak"]);
 }

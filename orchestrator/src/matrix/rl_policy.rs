@@ -78,7 +78,7 @@ fn default_interval() -> u64 {
 }
 
 /// Which scenarios training episodes draw from, and how they are randomized.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingSpec {
     /// Scenario names of the app (experiments/scenarios/<app>/<name>.yaml) [default: the matrix's scenarios].
@@ -92,6 +92,13 @@ pub struct TrainingSpec {
 
 fn unit_scale() -> [f64; 2] {
     [1.0, 1.0]
+}
+
+/// An entry without `training:` reads as one with an empty block: the matrix's scenarios, unscaled, no noise.
+impl Default for TrainingSpec {
+    fn default() -> TrainingSpec {
+        TrainingSpec { scenarios: None, scale: unit_scale(), noise: 0.0 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
