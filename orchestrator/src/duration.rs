@@ -40,8 +40,7 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
         if digits == 0 {
             return Err(DurationError::NotADuration(text.to_string()));
         }
-        let number: f64 =
-            rest[..digits].parse().map_err(|_| DurationError::NotANumber(rest[..digits].to_string()))?;
+        let number: f64 = rest[..digits].parse().map_err(|_| DurationError::NotANumber(rest[..digits].to_string()))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
