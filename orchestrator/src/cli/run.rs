@@ -227,7 +227,7 @@ fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> 
             .map(|c| crate::agents::peak_users(&c.config.scenario.shape))
             .max()
             .unwrap_or(0);
-        crate::agents::preflight(run.agents_setup(), users)?;
+        crate::agents::preflight(run.agents_setup(), users).map_err(|e| e.to_string())?;
     }
     let Some(mut run) = matrix.emulated.take() else {
         if matrix.kubernetes.is_some() {
@@ -253,7 +253,7 @@ fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> 
         .map(|c| crate::agents::peak_users(&c.config.scenario.shape))
         .max()
         .unwrap_or(0);
-    crate::agents::preflight(run.agents_setup(), users)?;
+    crate::agents::preflight(run.agents_setup(), users).map_err(|e| e.to_string())?;
     matrix.emulated = Some(run);
     Ok(())
 }

@@ -41,10 +41,7 @@ impl std::str::FromStr for StartReplicas {
         match text {
             "initial" => Ok(StartReplicas::Initial),
             "max" => Ok(StartReplicas::Max),
-            n => n
-                .parse()
-                .map(StartReplicas::Each)
-                .map_err(|_| BadStartReplicas(n.to_string())),
+            n => n.parse().map(StartReplicas::Each).map_err(|_| BadStartReplicas(n.to_string())),
         }
     }
 }
