@@ -4,11 +4,31 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+/// Why a written duration was refused; the messages quote the text as written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("{0:?} is not a duration like 90s, 10m, 1h30m or 250ms")]
+    NotADuration(String),
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error("{0:?}: a number inside a duration needs a unit (ms, s, m, h, d)")]
+    MissingUnit(String),
+    #[error("{text:?}: unknown unit {unit:?}; use ms, s, m, h or d")]
+    UnknownUnit { text: String, unit: String },
+    /// Negative, NaN or infinite seconds.
+    #[error("must be a non-negative duration, got {0}")]
+    Negative(f64),
+    #[error(transparent)]
+    TooLong(#[from] std::time::TryFromFloatSecsError),
+}
+
 /// Parses `1h30m`, `45s`, `250ms`, `1.5h` or `30` (seconds).
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     if let Ok(seconds) = text.parse::<f64>() {
         return seconds_to_duration(seconds);
@@ -18,9 +38,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("{text:?} is not a duration like 90s, 10m, 1h30m or 250ms"));
+            return Err(DurationError::NotADuration(text.to_string()));
         }
-        let number: f64 = rest[..digits].parse().map_err(|_| format!("{:?} is not a number", &rest[..digits]))?;
+        let number: f64 = rest[..digits].parse().map_err(|_| DurationError::NotANumber(rest[..digits].to_string()))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
@@ -29,8 +49,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "m" | "min" => 60.0,
             "h" => 3600.0,
             "d" => 86400.0,
-            "" => return Err(format!("{text:?}: a number inside a duration needs a unit (ms, s, m, h, d)")),
-            unit => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s, m, h or d")),
+            "" => return Err(DurationError::MissingUnit(text.to_string())),
+            unit => return Err(DurationError::UnknownUnit { text: text.to_string(), unit: unit.to_string() }),
         };
         rest = &rest[unit_len..];
         total += number * scale;
@@ -38,11 +58,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     seconds_to_duration(total)
 }
 
-fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
+fn seconds_to_duration(seconds: f64) -> Result<Duration, DurationError> {
     if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("must be a non-negative duration, got {seconds}"));
+        return Err(DurationError::Negative(seconds));
     }
-    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+    Ok(Duration::try_from_secs_f64(seconds)?)
 }
 
 /// Writes a duration the way [`parse`] reads it back (whole units where possible).

@@ -82,31 +82,41 @@ fn larger<'a>(a: Option<(&'a str, usize)>, b: Option<(&'a str, usize)>) -> Optio
 /// then these limits.
 pub fn load_scenario(path: &Path, within: &Path) -> Result<Scenario, ConfigError> {
     let scenario = Scenario::load_within(path, within)?;
-    check_scenario(&scenario).map_err(|(field, message)| ConfigError::new(path, field, message))?;
+    check_scenario(&scenario).map_err(|e| ConfigError::new(path, e.field, e.message))?;
     Ok(scenario)
 }
 
-/// Checks a parsed scenario against the limits: `(field path, message)`.
-pub fn check_scenario(scenario: &Scenario) -> Result<(), (String, String)> {
+/// A field of a scenario above its limit; [`load_scenario`] names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct OverLimit {
+    /// Dotted field path inside the scenario file.
+    pub field: String,
+    pub message: String,
+}
+
+/// Checks a parsed scenario against the limits.
+pub fn check_scenario(scenario: &Scenario) -> Result<(), OverLimit> {
+    let over = |field: String, message: String| Err(OverLimit { field, message });
     let users = |field: String, users: u32| {
-        if users > MAX_USERS { Err((field, above(format!("{users} users"), MAX_USERS))) } else { Ok(()) }
+        if users > MAX_USERS { over(field, above(format!("{users} users"), MAX_USERS)) } else { Ok(()) }
     };
     let duration = |field: String, end_s: f64| {
         if end_s > MAX_SCENARIO_DURATION_S {
-            Err((
+            over(
                 field,
                 above(
                     format!("a load shape ending at {end_s} s"),
                     format!("{MAX_SCENARIO_DURATION_S} s (7 days of simulated time)"),
                 ),
-            ))
+            )
         } else {
             Ok(())
         }
     };
     let rate = |field: String, rate: f64| {
         if rate > MAX_ARRIVAL_RATE {
-            Err((field, above(format!("{rate} task starts per second"), MAX_ARRIVAL_RATE)))
+            over(field, above(format!("{rate} task starts per second"), MAX_ARRIVAL_RATE))
         } else {
             Ok(())
         }
@@ -197,7 +207,10 @@ mod tests {
         ] {
             // The load agent's own ranges (the same 7 days) may refuse a shape first; either way the field is named.
             let (at, message) = match Scenario::parse(&text(shape), Path::new("s.yaml")) {
-                Ok(scenario) => check_scenario(&scenario).unwrap_err(),
+                Ok(scenario) => {
+                    let over = check_scenario(&scenario).unwrap_err();
+                    (over.field, over.message)
+                }
                 Err(refused) => (refused.field, refused.message.replace("604800", DOC)),
             };
             // (the agent names a ramp whose over and hold together pass 7 days by the ramp)

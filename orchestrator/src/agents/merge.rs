@@ -7,7 +7,7 @@
 
 use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::{DeserializeError, Deserializer};
 use load_agent::protocol::WindowSnapshot;
 use load_agent::stats::{AGGREGATED, Entry, EntrySnapshot};
 
@@ -38,6 +38,15 @@ pub struct Merger {
     pub run_slo: Entry,
 }
 
+/// A stats entry whose histogram does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum HistogramError {
+    #[error("histogram of {name:?}: bad base64: {error}")]
+    Base64 { name: String, error: base64::DecodeError },
+    #[error("histogram of {name:?}: {error:?}")]
+    Deserialize { name: String, error: DeserializeError },
+}
+
 impl Merger {
     pub fn new(slo_names: Vec<(String, String)>, slo_threshold_ms: f64) -> Merger {
         Merger {
@@ -50,14 +59,14 @@ impl Merger {
     }
 
     /// An entry on the wire as an [`Entry`], its histogram decoded once.
-    fn decode(&mut self, snapshot: &EntrySnapshot) -> Result<Entry, String> {
+    fn decode(&mut self, snapshot: &EntrySnapshot) -> Result<Entry, HistogramError> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&snapshot.histogram)
-            .map_err(|e| format!("histogram of {:?}: bad base64: {e}", snapshot.name))?;
+            .map_err(|error| HistogramError::Base64 { name: snapshot.name.clone(), error })?;
         let histogram: Histogram<u64> = self
             .deserializer
             .deserialize(&mut bytes.as_slice())
-            .map_err(|e| format!("histogram of {:?}: {e:?}", snapshot.name))?;
+            .map_err(|error| HistogramError::Deserialize { name: snapshot.name.clone(), error })?;
         Ok(Entry {
             method: snapshot.method.clone(),
             name: snapshot.name.clone(),
@@ -72,7 +81,7 @@ impl Merger {
     }
 
     /// Merges the windows several runs closed for second `index` (each once), and folds them into the run totals.
-    pub fn merge(&mut self, index: u64, windows: &[WindowSnapshot]) -> Result<SecondLoad, String> {
+    pub fn merge(&mut self, index: u64, windows: &[WindowSnapshot]) -> Result<SecondLoad, HistogramError> {
         let fold = |slot: &mut Option<Entry>, entry: Entry| match slot {
             None => *slot = Some(entry),
             Some(accumulated) => accumulated.merge(&entry),

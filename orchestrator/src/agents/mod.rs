@@ -84,23 +84,34 @@ pub fn pool_for_cell(
     shape: &LoadShape,
 ) -> Result<AgentPool> {
     let (specs, token_env) = agents_for(run, agents_dir, target)?;
-    AgentPool::connect(runtime, specs, token_env.as_deref(), peak_users(shape), run.on_loss)
-        .map_err(|message| anyhow::anyhow!(message))
+    Ok(AgentPool::connect(runtime, specs, token_env.as_deref(), peak_users(shape), run.on_loss)?)
+}
+
+/// Why the agents of a run are not ready for it.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// No load-agent binary for the local agents (the whole chain of why, on one line).
+    #[error("{0:#}")]
+    NoBinary(anyhow::Error),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Agent(#[from] preflight::PreflightError),
 }
 
 /// Checks the agents before a run starts anything: remote ones answer, take the token and are free; for local ones,
 /// the load-agent binary exists (they start with each cell).
-pub fn preflight(run: AgentsSetup<'_>, users: u64) -> Result<(), String> {
+pub fn preflight(run: AgentsSetup<'_>, users: u64) -> Result<(), NotReady> {
     let AgentSource::Remote { urls, token_env } = run.source else {
         // Local agents: the binary they run must be there before any cell starts.
-        return local::find_binary(run.load_agent_bin).map(|_| ()).map_err(|e| format!("{e:#}"));
+        return local::find_binary(run.load_agent_bin).map(|_| ()).map_err(NotReady::NoBinary);
     };
     // Multi-threaded: the pool drives its calls through a runtime handle, which a current-thread runtime refuses.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(NotReady::Runtime)?;
     let token = token(token_env);
     let specs: Vec<AgentSpec> = urls
         .iter()
@@ -111,5 +122,6 @@ pub fn preflight(run: AgentsSetup<'_>, users: u64) -> Result<(), String> {
             local: None,
         })
         .collect();
-    AgentPool::connect(runtime.handle().clone(), specs, Some(token_env), users, run.on_loss).map(|_| ())
+    AgentPool::connect(runtime.handle().clone(), specs, Some(token_env), users, run.on_loss)?;
+    Ok(())
 }

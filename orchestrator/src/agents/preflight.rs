@@ -15,19 +15,39 @@ pub struct Candidate<'a> {
     pub token_env: Option<&'a str>,
 }
 
+/// Why an agent may not take part; `who` names it as [`describe`] does.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error("{who} is unreachable: no answer within {} s", TIMEOUT.as_secs())]
+    Silent { who: String },
+    #[error("{who} is unreachable: {message}")]
+    Unreachable { who: String, message: String },
+    #[error("{who} does not answer as a load agent: {detail}")]
+    NotAnAgent { who: String, detail: String },
+    #[error("{who} refused the token (401): {hint}")]
+    TokenRefused { who: String, hint: String },
+    /// Its info call failed, or it speaks another protocol version.
+    #[error("{who}: {detail}")]
+    Refused { who: String, detail: String },
+    #[error("{who} is busy: {active_runs} run(s) going on; wait for them to end or stop them (POST /v1/runs/ID/stop)")]
+    Busy { who: String, active_runs: usize },
+    #[error("{who} allows at most {max_users} users per run (--max-users), and its share of this scenario is {share}")]
+    TooManyUsers { who: String, max_users: u32, share: u64 },
+}
+
 fn describe(name: &str, url: &str) -> String {
     if name.is_empty() { format!("agent {url}") } else { format!("agent {name} ({url})") }
 }
 
 /// Checks one agent that must run `users` users at most; the error names it.
-pub async fn check(agent: &Candidate<'_>, users: u64) -> Result<(), String> {
+pub async fn check(agent: &Candidate<'_>, users: u64) -> Result<(), PreflightError> {
     let url = agent.client.url();
     let who = describe(agent.name, url);
-    let timed_out = || format!("{who} is unreachable: no answer within {} s", TIMEOUT.as_secs());
+    let timed_out = || PreflightError::Silent { who: who.clone() };
     match tokio::time::timeout(TIMEOUT, agent.client.health()).await {
         Err(_) => return Err(timed_out()),
-        Ok(Err(ClientError::Transport { message, .. })) => return Err(format!("{who} is unreachable: {message}")),
-        Ok(Err(e)) => return Err(format!("{who} does not answer as a load agent: {}", strip(&e))),
+        Ok(Err(ClientError::Transport { message, .. })) => return Err(PreflightError::Unreachable { who, message }),
+        Ok(Err(e)) => return Err(PreflightError::NotAnAgent { who, detail: strip(&e) }),
         Ok(Ok(_)) => {}
     }
     let info = match tokio::time::timeout(TIMEOUT, agent.client.info()).await {
@@ -40,23 +60,19 @@ pub async fn check(agent: &Candidate<'_>, users: u64) -> Result<(), String> {
                 Some(variable) => format!("{variable} is not set; put the agent's token there"),
                 None => "give the agent's token".to_string(),
             };
-            return Err(format!("{who} refused the token (401): {hint}"));
+            return Err(PreflightError::TokenRefused { who, hint });
         }
-        Ok(Err(e)) => return Err(format!("{who}: {}", strip(&e))),
+        Ok(Err(e)) => return Err(PreflightError::Refused { who, detail: strip(&e) }),
         Ok(Ok(info)) => info,
     };
-    agent.client.ensure_compatible(&info).map_err(|e| format!("{who}: {}", strip(&e)))?;
+    if let Err(e) = agent.client.ensure_compatible(&info) {
+        return Err(PreflightError::Refused { who, detail: strip(&e) });
+    }
     if info.active_runs > 0 {
-        return Err(format!(
-            "{who} is busy: {} run(s) going on; wait for them to end or stop them (POST /v1/runs/ID/stop)",
-            info.active_runs
-        ));
+        return Err(PreflightError::Busy { who, active_runs: info.active_runs });
     }
     if (info.limits.max_users as u64) < users {
-        return Err(format!(
-            "{who} allows at most {} users per run (--max-users), and its share of this scenario is {users}",
-            info.limits.max_users
-        ));
+        return Err(PreflightError::TooManyUsers { who, max_users: info.limits.max_users, share: users });
     }
     Ok(())
 }

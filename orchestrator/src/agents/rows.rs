@@ -6,10 +6,15 @@ use std::collections::VecDeque;
 
 use load_agent::stats::Entry;
 
-use super::merge::{Merger, SecondLoad};
+use super::merge::{HistogramError, Merger, SecondLoad};
 use super::pool::{AgentPool, PoolEvent};
 use crate::cell::CellConfig;
 use crate::cell::{RunLatency, SecondMetrics, ServiceSecond};
+
+/// An agent's window that does not decode; the cell fails with it.
+#[derive(Debug, thiserror::Error)]
+#[error("an agent sent a window that does not decode: {0}")]
+pub struct UndecodableWindow(HistogramError);
 
 /// A second whose control-plane figures are known and whose load figures are awaited.
 struct PendingRow {
@@ -65,8 +70,13 @@ impl AgentRows {
 
     /// Hands over pending rows whose agent windows are complete (all of them when `last`, with the tail the agents
     /// measured after the last row merged into the run totals). An error is a window that does not decode.
-    pub fn collect(&mut self, pool: &AgentPool, rows: &mut Vec<SecondMetrics>, last: bool) -> Result<(), String> {
-        let undecodable = |e| format!("an agent sent a window that does not decode: {e}");
+    pub fn collect(
+        &mut self,
+        pool: &AgentPool,
+        rows: &mut Vec<SecondMetrics>,
+        last: bool,
+    ) -> Result<(), UndecodableWindow> {
+        let undecodable = UndecodableWindow;
         while let Some(front) = self.pending.front() {
             let window = self.window_of(front.time_s);
             while self.next_window <= window {

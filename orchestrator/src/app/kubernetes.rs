@@ -17,7 +17,9 @@
 //! workload (per pod for cpu and memory, per source and destination for edges), named by the labels above.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use load_agent::yaml::ConfigError;
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppModel;
@@ -237,17 +239,18 @@ impl ClusterApp {
     }
 }
 
-/// Checks the block against the app's services; errors are (field path, message).
-pub fn validate(app: &AppModel) -> Result<(), (String, String)> {
+/// Checks the block against the app's services; `file` (the app model's) only labels the error.
+pub fn validate(app: &AppModel, file: &Path) -> Result<(), ConfigError> {
+    let err = |field: String, message: String| Err(ConfigError::new(file, field, message));
     let Some(spec) = &app.kubernetes else { return Ok(()) };
     for (field, map) in [("deployments", &spec.deployments), ("selectors", &spec.selectors)] {
         for (service, value) in map {
             let at = format!("kubernetes.{field}.{service}");
             if app.service_index(service).is_none() {
-                return Err((at, format!("unknown service {service:?}")));
+                return err(at, format!("unknown service {service:?}"));
             }
             if value.trim().is_empty() {
-                return Err((at, "must not be empty".into()));
+                return err(at, "must not be empty".into());
             }
         }
     }
@@ -255,16 +258,16 @@ pub fn validate(app: &AppModel) -> Result<(), (String, String)> {
     for service in &app.services {
         let deployment = spec.deployments.get(&service.name).unwrap_or(&service.name);
         if let Some(other) = seen.insert(deployment.clone(), service.name.clone()) {
-            return Err((
+            return err(
                 format!("kubernetes.deployments.{}", service.name),
                 format!("deployment {deployment:?} is already the deployment of {other:?}"),
-            ));
+            );
         }
     }
     if let Some(window) = &spec.telemetry.window
         && crate::duration::parse(window).is_err()
     {
-        return Err(("kubernetes.telemetry.window".into(), format!("{window:?} is not a duration like 30s")));
+        return err("kubernetes.telemetry.window".into(), format!("{window:?} is not a duration like 30s"));
     }
     let q = &spec.telemetry.queries;
     for (name, query) in [
@@ -278,7 +281,7 @@ pub fn validate(app: &AppModel) -> Result<(), (String, String)> {
         if let Some(query) = query
             && query.trim().is_empty()
         {
-            return Err((format!("kubernetes.telemetry.queries.{name}"), "must not be empty".into()));
+            return err(format!("kubernetes.telemetry.queries.{name}"), "must not be empty".into());
         }
     }
     Ok(())

@@ -153,7 +153,7 @@ impl AppModel {
 
     pub fn parse(text: &str, file: &Path) -> Result<AppModel, ConfigError> {
         let app: AppModel = yaml::from_str(text, file)?;
-        app.validate().map_err(|(field, message)| ConfigError::new(file, field, message))?;
+        app.validate(file)?;
         Ok(app)
     }
 
@@ -199,8 +199,9 @@ impl AppModel {
         out
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
-        let err = |field: String, message: String| Err((field, message));
+    /// Checks the parsed model; `file` only labels the error.
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let err = |field: String, message: String| Err(ConfigError::new(file, field, message));
         if self.services.is_empty() {
             return err("services".into(), "needs at least one service".into());
         }
@@ -292,7 +293,7 @@ impl AppModel {
                 (None, None, Some(_)) => {}
                 _ => return err(format!("{at}.match"), "give method and path, or redis".into()),
             }
-            self.validate_call(&route.call, &format!("{at}.call"), &mut Vec::new())?;
+            self.validate_call(&route.call, &format!("{at}.call"), &mut Vec::new(), file)?;
             let calls = calls_per_request(&route.call, 1.0);
             if calls > crate::limits::MAX_CALLS_PER_REQUEST {
                 return err(
@@ -320,7 +321,7 @@ impl AppModel {
         if let Some(cycle) = self.find_cycle() {
             return err("routes".into(), format!("the call graph has a cycle: {}", cycle.join(" -> ")));
         }
-        crate::app::kubernetes::validate(self)?;
+        crate::app::kubernetes::validate(self, file)?;
         if self.route_index(&self.slo.route).is_none() {
             return err("slo.route".into(), format!("unknown route {:?}", self.slo.route));
         }
@@ -333,32 +334,39 @@ impl AppModel {
         Ok(())
     }
 
-    fn validate_call<'a>(&'a self, call: &'a Call, at: &str, path: &mut Vec<&'a str>) -> Result<(), (String, String)> {
+    fn validate_call<'a>(
+        &'a self,
+        call: &'a Call,
+        at: &str,
+        path: &mut Vec<&'a str>,
+        file: &Path,
+    ) -> Result<(), ConfigError> {
+        let err = |field: String, message: String| Err(ConfigError::new(file, field, message));
         if self.service_index(&call.service).is_none() {
             let known: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
-            return Err((format!("{at}.service"), format!("unknown service {:?}; services: {known:?}", call.service)));
+            return err(format!("{at}.service"), format!("unknown service {:?}; services: {known:?}", call.service));
         }
         if path.contains(&call.service.as_str()) {
             path.push(&call.service);
-            return Err((format!("{at}.service"), format!("the call tree has a cycle: {}", path.join(" -> "))));
+            return err(format!("{at}.service"), format!("the call tree has a cycle: {}", path.join(" -> ")));
         }
         if !(call.count.is_finite() && call.count > 0.0) {
-            return Err((format!("{at}.count"), format!("must be a positive number, got {}", call.count)));
+            return err(format!("{at}.count"), format!("must be a positive number, got {}", call.count));
         }
         if call.count > crate::limits::MAX_CALL_COUNT {
-            return Err((
+            return err(
                 format!("{at}.count"),
                 crate::limits::above(format!("{} calls per parent call", call.count), crate::limits::MAX_CALL_COUNT),
-            ));
+            );
         }
         if let Some(cpu) = call.cpu_ms
             && !(cpu.is_finite() && cpu > 0.0)
         {
-            return Err((format!("{at}.cpu_ms"), format!("must be a positive number, got {cpu}")));
+            return err(format!("{at}.cpu_ms"), format!("must be a positive number, got {cpu}"));
         }
         path.push(&call.service);
         for (i, child) in call.calls.iter().enumerate() {
-            self.validate_call(child, &format!("{at}.calls[{i}]"), path)?;
+            self.validate_call(child, &format!("{at}.calls[{i}]"), path, file)?;
         }
         path.pop();
         Ok(())

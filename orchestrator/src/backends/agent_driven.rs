@@ -57,8 +57,8 @@ impl AgentDriven {
                 self.origin = Some(origin);
                 true
             }
-            Err(message) => {
-                self.fail(anyhow!(message));
+            Err(error) => {
+                self.fail(error.into());
                 false
             }
         }
@@ -146,7 +146,7 @@ impl AgentDriven {
     /// Hands over the rows whose agent windows are complete (all of them when `last`).
     fn collect(&mut self, rows: &mut Vec<SecondMetrics>, last: bool) {
         if let Err(e) = self.rows.collect(&self.pool, rows, last) {
-            self.fail(anyhow!(e));
+            self.fail(e.into());
         }
     }
 }

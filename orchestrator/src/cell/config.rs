@@ -120,11 +120,20 @@ pub(crate) fn cell_id_with(config: &CellConfig, hasher: &mut ConfigHasher) -> St
     )
 }
 
+/// A cell config that does not serialize (a bug, not an input problem): the serializer's words.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigYamlError {
+    #[error("{0}")]
+    Json(serde_json::Error),
+    #[error("{0}")]
+    Yaml(serde_yaml::Error),
+}
+
 /// The resolved config as config.yaml holds it: written through the JSON tree, so enums read back as
 /// `{variant: value}` maps like every other file of the project.
-pub fn config_yaml(config: &CellConfig) -> Result<String, String> {
-    let tree = serde_json::to_value(config).map_err(|e| e.to_string())?;
-    yaml::to_string(&tree).map_err(|e| e.to_string())
+pub fn config_yaml(config: &CellConfig) -> Result<String, ConfigYamlError> {
+    let tree = serde_json::to_value(config).map_err(ConfigYamlError::Json)?;
+    yaml::to_string(&tree).map_err(ConfigYamlError::Yaml)
 }
 
 /// Reads a config.yaml that [`config_yaml`] wrote.

@@ -216,7 +216,7 @@ fn kubernetes_dry_run(matrix: &Matrix) -> ExitCode {
 fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> {
     if let Some(run) = matrix.kubernetes.as_mut() {
         if let Some(list) = &args.agents {
-            let urls = crate::settings::emulated::parse_agent_list(list, "--agents")?;
+            let urls = crate::settings::emulated::parse_agent_list(list, "--agents").map_err(|e| e.to_string())?;
             run.agents = run.agents.with_urls(urls);
         }
         run.load_agent_bin = args.load_agent_bin.clone();
@@ -227,7 +227,7 @@ fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> 
             .map(|c| crate::agents::peak_users(&c.config.scenario.shape))
             .max()
             .unwrap_or(0);
-        crate::agents::preflight(run.agents_setup(), users)?;
+        crate::agents::preflight(run.agents_setup(), users).map_err(|e| e.to_string())?;
     }
     let Some(mut run) = matrix.emulated.take() else {
         if matrix.kubernetes.is_some() {
@@ -241,7 +241,9 @@ fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> 
         };
     };
     if let Some(list) = args.agents {
-        run = run.with_agent_urls(crate::settings::emulated::parse_agent_list(&list, "--agents")?);
+        run = run.with_agent_urls(
+            crate::settings::emulated::parse_agent_list(&list, "--agents").map_err(|e| e.to_string())?,
+        );
     }
     run.load_agent_bin = args.load_agent_bin;
     let users = matrix
@@ -251,7 +253,7 @@ fn apply_agent_args(matrix: &mut Matrix, args: AgentArgs) -> Result<(), String> 
         .map(|c| crate::agents::peak_users(&c.config.scenario.shape))
         .max()
         .unwrap_or(0);
-    crate::agents::preflight(run.agents_setup(), users)?;
+    crate::agents::preflight(run.agents_setup(), users).map_err(|e| e.to_string())?;
     matrix.emulated = Some(run);
     Ok(())
 }

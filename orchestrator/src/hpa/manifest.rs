@@ -285,9 +285,9 @@ impl HorizontalPodAutoscaler {
         }
     }
 
-    /// Checks a defaulted manifest; the error is (field path, message).
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let fail = |field: &str, message: String| Err((field.to_string(), message));
+    /// Checks a defaulted manifest.
+    pub fn validate(&self) -> Result<(), InvalidManifest> {
+        let fail = |field: &str, message: String| Err(InvalidManifest { field: field.to_string(), message });
         if self.api_version != API_VERSION {
             return fail("apiVersion", format!("must be {API_VERSION:?}, got {:?}", self.api_version));
         }
@@ -342,8 +342,17 @@ impl HorizontalPodAutoscaler {
     }
 }
 
-fn validate_metric(metric: &MetricSpec, at: &str) -> Result<(), (String, String)> {
-    let fail = |field: &str, message: String| Err((format!("{at}.{field}"), message));
+/// A field of one manifest the controller port cannot take; [`parse_manifests`] adds the file and document.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidManifest {
+    /// Dotted field path inside the manifest, e.g. `spec.metrics[0].type`.
+    pub field: String,
+    pub message: String,
+}
+
+fn validate_metric(metric: &MetricSpec, at: &str) -> Result<(), InvalidManifest> {
+    let fail = |field: &str, message: String| Err(InvalidManifest { field: format!("{at}.{field}"), message });
     if metric.type_ != MetricSourceType::Resource {
         return fail(
             "type",
@@ -396,8 +405,8 @@ fn validate_metric(metric: &MetricSpec, at: &str) -> Result<(), (String, String)
     }
 }
 
-fn validate_rules(rules: &HpaScalingRules, at: &str) -> Result<(), (String, String)> {
-    let fail = |field: &str, message: String| Err((format!("{at}.{field}"), message));
+fn validate_rules(rules: &HpaScalingRules, at: &str) -> Result<(), InvalidManifest> {
+    let fail = |field: &str, message: String| Err(InvalidManifest { field: format!("{at}.{field}"), message });
     let window = rules.stabilization_window_seconds.unwrap_or(0);
     if !(0..=MAX_STABILIZATION_WINDOW_SECONDS).contains(&window) {
         return fail(
@@ -446,7 +455,7 @@ pub fn parse_manifests(text: &str, file: &Path) -> Result<Vec<HorizontalPodAutos
     let mut manifests: Vec<HorizontalPodAutoscaler> = yaml::documents_from_str(text, file)?;
     for (i, hpa) in manifests.iter_mut().enumerate() {
         hpa.apply_defaults();
-        if let Err((field, message)) = hpa.validate() {
+        if let Err(InvalidManifest { field, message }) = hpa.validate() {
             return Err(ConfigError::new(file, format!("document {}: {field}", numbers[i]), message));
         }
     }

@@ -67,31 +67,48 @@ impl Gives {
     }
 }
 
+/// Why a cell's summary.json cannot be used; the report gives it as the reason the cell is incomplete.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SummaryError {
+    #[error("summary.json is missing: the cell did not finish")]
+    Missing,
+    #[error("summary.json cannot be read: {0}")]
+    Unreadable(std::io::Error),
+    #[error("summary.json is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("summary.json is not a JSON object")]
+    NotAnObject,
+    #[error("summary.json: field `{0}` is null, not a number")]
+    NullField(String),
+    /// A headline figure (every field a summary cannot do without is one) is missing or not a number.
+    #[error("summary.json: field `{0}` is missing or not a number")]
+    NoFigure(String),
+    /// Any other field that does not fit, as [`describe`] words it.
+    #[error("summary.json: {0}")]
+    BadField(String),
+}
+
 /// summary.json, or why it cannot be used.
-pub(super) fn read_summary(path: &Path) -> Result<SummaryFile, String> {
+pub(super) fn read_summary(path: &Path) -> Result<SummaryFile, SummaryError> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err("summary.json is missing: the cell did not finish".into());
-        }
-        Err(e) => return Err(format!("summary.json cannot be read: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(SummaryError::Missing),
+        Err(e) => return Err(SummaryError::Unreadable(e)),
     };
-    let value: Json = serde_json::from_str(&text).map_err(|e| format!("summary.json is not valid JSON: {e}"))?;
+    let value: Json = serde_json::from_str(&text).map_err(SummaryError::NotJson)?;
     let Json::Object(object) = value else {
-        return Err("summary.json is not a JSON object".into());
+        return Err(SummaryError::NotAnObject);
     };
     // A figure written as null (NaN or infinity through JSON, by an older orch) is no figure at all.
     if let Some((field, _)) = object.iter().find(|(_, v)| v.is_null()) {
-        return Err(format!("summary.json: field `{field}` is null, not a number"));
+        return Err(SummaryError::NullField(field.clone()));
     }
     let figures = object.iter().filter_map(|(key, v)| v.as_f64().map(|v| (key.clone(), v))).collect();
     let gives = Gives::of(&object);
     let summary = deserialize_object::<CellSummary>(object).map_err(|e| match e.field() {
         // The fields a summary cannot do without are its headline figures: all numbers.
-        Some(field) if e.is_missing() || e.wanted_a_number() => {
-            format!("summary.json: field `{field}` is missing or not a number")
-        }
-        _ => format!("summary.json: {}", describe(&e)),
+        Some(field) if e.is_missing() || e.wanted_a_number() => SummaryError::NoFigure(field),
+        _ => SummaryError::BadField(describe(&e)),
     })?;
     Ok(SummaryFile { figures, summary, gives })
 }

@@ -29,13 +29,25 @@ pub struct Topology {
     pub mix_known: bool,
 }
 
+/// Why a cell's service graph cannot be drawn from its config.yaml.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TopologyError {
+    #[error("config.yaml has no `app`")]
+    NoApp,
+    /// The app does not read as an app model: the parser's words (kept as text, so a cell record stays `Clone`).
+    #[error("config.yaml app: {0}")]
+    BadApp(String),
+    #[error("config.yaml app has no routes")]
+    NoRoutes,
+}
+
 /// The services and call edges of a cell's resolved config (config.yaml).
-pub fn topology(config: &Yaml) -> Result<Topology, String> {
-    let app_value = config.get("app").ok_or("config.yaml has no `app`")?;
+pub fn topology(config: &Yaml) -> Result<Topology, TopologyError> {
+    let app_value = config.get("app").ok_or(TopologyError::NoApp)?;
     // The resolved config was validated when the run started; the walk below still tolerates a bad name.
-    let app: AppModel = serde_yaml::from_value(app_value.clone()).map_err(|e| format!("config.yaml app: {e}"))?;
+    let app: AppModel = serde_yaml::from_value(app_value.clone()).map_err(|e| TopologyError::BadApp(e.to_string()))?;
     if app.routes.is_empty() {
-        return Err("config.yaml app has no routes".into());
+        return Err(TopologyError::NoRoutes);
     }
     // Through a JSON tree, as load_agent::yaml reads scenario files: serde_yaml wants an enum such as
     // `wait: {constant_throughput: 1}` tagged (`!constant_throughput 1`), so every such scenario would look

@@ -84,7 +84,7 @@ pub struct CellRecord {
     pub agents: Vec<String>,
     /// The service graph from config.yaml, or why it cannot be drawn.
     #[serde(skip)]
-    pub topology: Option<Result<super::graph::Topology, String>>,
+    pub topology: Option<Result<super::graph::Topology, super::graph::TopologyError>>,
 }
 
 impl CellRecord {
@@ -342,7 +342,7 @@ pub fn read_cell(dir: &Path, id: &str) -> CellRecord {
         }
         (Err(problem), None | Some(CellState::Succeeded)) => {
             cell.state = CellState::Incomplete;
-            cell.reason = Some(problem.clone());
+            cell.reason = Some(problem.to_string());
         }
         (_, Some(state)) => {
             cell.state = state;

@@ -199,7 +199,7 @@ pub fn resolve_agents(
                 return Err(err(&format!("{at}.urls"), "needs at least one URL".into()));
             }
             for (i, url) in urls.iter().enumerate() {
-                check_agent_url(url).map_err(|m| err(&format!("{at}.urls[{i}]"), m))?;
+                check_agent_url(url).map_err(|e| err(&format!("{at}.urls[{i}]"), e.to_string()))?;
             }
             if let Some(i) = (1..urls.len()).find(|&i| urls[..i].contains(&urls[i])) {
                 return Err(err(&format!("{at}.urls[{i}]"), format!("duplicate agent {:?}", urls[i])));
@@ -230,28 +230,51 @@ pub fn resolve_agents(
     Ok((source, on_loss))
 }
 
+/// Why an agent's base URL was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentUrlError {
+    #[error("{0:?}: an agent URL takes no path; give http://HOST:PORT")]
+    HasPath(String),
+    #[error("{0:?}: an agent URL is http://HOST:PORT")]
+    NotHttp(String),
+    /// Not a target URL at all; the load agent's own words.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// Why a list of agent URLs (`--agents`, ORCH_AGENTS) was refused; each message starts with where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentListError {
+    #[error("{origin}: give at least one agent URL, e.g. http://10.0.0.7:8089")]
+    Empty { origin: String },
+    #[error("{origin}: {error}")]
+    BadUrl { origin: String, error: AgentUrlError },
+    #[error("{origin}: duplicate agent {url:?}")]
+    Duplicate { origin: String, url: String },
+}
+
 /// Checks an agent's base URL: `http://host:port` (the agents' control API speaks plain HTTP).
-pub fn check_agent_url(url: &str) -> Result<(), String> {
+pub fn check_agent_url(url: &str) -> Result<(), AgentUrlError> {
     match Target::parse(url) {
         Ok(Target::Http { base_path, .. }) if base_path.is_empty() => Ok(()),
-        Ok(Target::Http { .. }) => Err(format!("{url:?}: an agent URL takes no path; give http://HOST:PORT")),
-        Ok(Target::Redis { .. }) => Err(format!("{url:?}: an agent URL is http://HOST:PORT")),
-        Err(e) => Err(e),
+        Ok(Target::Http { .. }) => Err(AgentUrlError::HasPath(url.to_string())),
+        Ok(Target::Redis { .. }) => Err(AgentUrlError::NotHttp(url.to_string())),
+        Err(e) => Err(AgentUrlError::Unreadable(e)),
     }
 }
 
 /// Parses `--agents` / ORCH_AGENTS: comma-separated agent URLs.
-pub fn parse_agent_list(text: &str, origin: &str) -> Result<Vec<String>, String> {
+pub fn parse_agent_list(text: &str, origin: &str) -> Result<Vec<String>, AgentListError> {
     let urls: Vec<String> =
         text.split(',').map(str::trim).filter(|u| !u.is_empty()).map(|u| u.trim_end_matches('/').to_string()).collect();
     if urls.is_empty() {
-        return Err(format!("{origin}: give at least one agent URL, e.g. http://10.0.0.7:8089"));
+        return Err(AgentListError::Empty { origin: origin.to_string() });
     }
     for url in &urls {
-        check_agent_url(url).map_err(|m| format!("{origin}: {m}"))?;
+        check_agent_url(url).map_err(|error| AgentListError::BadUrl { origin: origin.to_string(), error })?;
     }
     if let Some(i) = (1..urls.len()).find(|&i| urls[..i].contains(&urls[i])) {
-        return Err(format!("{origin}: duplicate agent {:?}", urls[i]));
+        return Err(AgentListError::Duplicate { origin: origin.to_string(), url: urls[i].clone() });
     }
     Ok(urls)
 }
@@ -340,7 +363,7 @@ mod tests {
             parse_agent_list("http://10.0.0.7:8089, http://10.0.0.8:8089/", "--agents").unwrap(),
             ["http://10.0.0.7:8089", "http://10.0.0.8:8089"]
         );
-        assert!(parse_agent_list("", "ORCH_AGENTS").unwrap_err().starts_with("ORCH_AGENTS"));
+        assert!(parse_agent_list("", "ORCH_AGENTS").unwrap_err().to_string().starts_with("ORCH_AGENTS"));
         assert!(parse_agent_list("10.0.0.7:8089", "--agents").is_err());
         let run = resolve(Some(&section("agents: {on_loss: redistribute}")), true, Path::new("m.yaml"))
             .unwrap()

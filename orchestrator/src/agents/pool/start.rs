@@ -12,8 +12,18 @@ use tokio::task::JoinSet;
 use super::poll::poll_loop;
 use super::{Agent, AgentPool, AgentSpec, Plan, RunSlot, START_LEAD, Shared, Started, State};
 use crate::agents::local::LocalAgent;
-use crate::agents::preflight::{self, Candidate};
+use crate::agents::preflight::{self, Candidate, PreflightError};
 use crate::settings::emulated::OnLoss;
+
+/// An agent that would not start its run; `who` names it, `detail` is its answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// 409: a run of its own is going on.
+    #[error("{who} is busy: {detail}")]
+    Busy { who: String, detail: String },
+    #[error("{who} refused the run: {detail}")]
+    Refused { who: String, detail: String },
+}
 
 impl AgentPool {
     /// Checks every agent (concurrently) before anything starts; the error names the first agent that fails.
@@ -24,7 +34,7 @@ impl AgentPool {
         token_env: Option<&str>,
         users: u64,
         on_loss: OnLoss,
-    ) -> Result<AgentPool, String> {
+    ) -> Result<AgentPool, PreflightError> {
         let count = specs.len() as u64;
         let mut local = Vec::new();
         let mut agents = Vec::new();
@@ -46,15 +56,15 @@ impl AgentPool {
                     (index, preflight::check(&candidate, share).await)
                 });
             }
-            let mut errors: Vec<(usize, String)> = Vec::new();
+            let mut errors: Vec<(usize, PreflightError)> = Vec::new();
             while let Some(result) = checks.join_next().await {
-                if let Ok((index, Err(message))) = result {
-                    errors.push((index, message));
+                if let Ok((index, Err(error))) = result {
+                    errors.push((index, error));
                 }
             }
-            errors.sort();
-            match errors.into_iter().next() {
-                Some((_, message)) => Err(message),
+            // The first agent's error, in the order the agents are listed.
+            match errors.into_iter().min_by_key(|(index, _)| *index) {
+                Some((_, error)) => Err(error),
                 None => Ok(()),
             }
         })?;
@@ -65,7 +75,7 @@ impl AgentPool {
 
     /// Starts one run per agent, all at a common start time a moment from now; returns that start. On any
     /// refusal, the runs already started are stopped and the error names the agent.
-    pub fn start(&mut self, plan: Plan, grace_s: f64) -> Result<Instant, String> {
+    pub fn start(&mut self, plan: Plan, grace_s: f64) -> Result<Instant, StartError> {
         let count = self.shared.agents.len() as u32;
         let duration_s = plan.scenario.duration_s();
         let start_at = SystemTime::now() + START_LEAD;
@@ -114,15 +124,19 @@ impl AgentPool {
                     state.runs.push(run);
                 }
                 Err(e) => {
-                    let what = if e.status() == Some(409) { "is busy" } else { "refused the run" };
-                    failure.get_or_insert(format!("{} {what}: {}", self.shared.describe(index), preflight::strip(&e)));
+                    let (who, detail) = (self.shared.describe(index), preflight::strip(&e));
+                    failure.get_or_insert(if e.status() == Some(409) {
+                        StartError::Busy { who, detail }
+                    } else {
+                        StartError::Refused { who, detail }
+                    });
                 }
             }
         }
-        if let Some(message) = failure {
+        if let Some(error) = failure {
             drop(state);
             self.stop_all();
-            return Err(message);
+            return Err(error);
         }
         state.started = Some(Started { plan, origin, origin_unix_ms, duration_s, grace_s });
         drop(state);

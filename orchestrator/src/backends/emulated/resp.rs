@@ -49,8 +49,8 @@ async fn connection(stream: TcpStream, app: Arc<RespApp>) {
         let command = match read_command(&mut reader).await {
             Ok(Some(command)) => command,
             Ok(None) => return,
-            Err(message) => {
-                let _ = writer.write_all(format!("-ERR Protocol error: {message}\r\n").as_bytes()).await;
+            Err(error) => {
+                let _ = writer.write_all(format!("-ERR Protocol error: {error}\r\n").as_bytes()).await;
                 let _ = writer.flush().await;
                 return;
             }
@@ -70,10 +70,27 @@ async fn connection(stream: TcpStream, app: Arc<RespApp>) {
     }
 }
 
+/// Why a command could not be read; answered as `-ERR Protocol error: ...` before the connection closes.
+#[derive(Debug, thiserror::Error)]
+enum ProtocolError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("{0} arguments is too many")]
+    TooManyArguments(usize),
+    #[error("expected '$'")]
+    NoBulkString,
+    #[error("an argument of {0} bytes is too long")]
+    ArgumentTooLong(usize),
+    #[error("bad length")]
+    BadLength,
+}
+
 /// Reads one command: a RESP array of bulk strings, or an inline command. `None` at end of stream.
-async fn read_command(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Result<Option<Vec<Vec<u8>>>, String> {
+async fn read_command(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> Result<Option<Vec<Vec<u8>>>, ProtocolError> {
     let mut line = Vec::new();
-    if reader.read_until(b'\n', &mut line).await.map_err(|e| e.to_string())? == 0 {
+    if reader.read_until(b'\n', &mut line).await? == 0 {
         return Ok(None);
     }
     let line = trim_crlf(&line);
@@ -83,21 +100,21 @@ async fn read_command(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) ->
     };
     let count = parse_number(count)?;
     if count > MAX_ARGUMENTS {
-        return Err(format!("{count} arguments is too many"));
+        return Err(ProtocolError::TooManyArguments(count));
     }
     let mut args = Vec::with_capacity(count);
     for _ in 0..count {
         let mut header = Vec::new();
-        reader.read_until(b'\n', &mut header).await.map_err(|e| e.to_string())?;
+        reader.read_until(b'\n', &mut header).await?;
         let Some(length) = trim_crlf(&header).strip_prefix(b"$") else {
-            return Err("expected '$'".into());
+            return Err(ProtocolError::NoBulkString);
         };
         let length = parse_number(length)?;
         if length > MAX_ARGUMENT_BYTES {
-            return Err(format!("an argument of {length} bytes is too long"));
+            return Err(ProtocolError::ArgumentTooLong(length));
         }
         let mut bytes = vec![0; length + 2];
-        reader.read_exact(&mut bytes).await.map_err(|e| e.to_string())?;
+        reader.read_exact(&mut bytes).await?;
         bytes.truncate(length);
         args.push(bytes);
     }
@@ -109,8 +126,8 @@ fn trim_crlf(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-fn parse_number(text: &[u8]) -> Result<usize, String> {
-    std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()).ok_or_else(|| "bad length".to_string())
+fn parse_number(text: &[u8]) -> Result<usize, ProtocolError> {
+    std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()).ok_or(ProtocolError::BadLength)
 }
 
 fn bulk(bytes: &[u8]) -> Vec<u8> {

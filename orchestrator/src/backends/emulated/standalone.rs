@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use load_agent::yaml::ConfigError;
+
 use super::server::Emulator;
 use crate::app::AppModel;
 use crate::settings::emulated::EmulatorSettings;
@@ -18,16 +20,28 @@ pub enum StartReplicas {
     Each(u32),
 }
 
+/// `--replicas` written as neither initial, max nor a number.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: give initial, max or a number of replicas")]
+pub struct BadStartReplicas(String);
+
+/// Why the standalone emulator stopped before Ctrl-C.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The emulator could not listen.
+    #[error(transparent)]
+    Start(std::io::Error),
+}
+
 impl std::str::FromStr for StartReplicas {
-    type Err = String;
-    fn from_str(text: &str) -> Result<StartReplicas, String> {
+    type Err = BadStartReplicas;
+    fn from_str(text: &str) -> Result<StartReplicas, BadStartReplicas> {
         match text {
             "initial" => Ok(StartReplicas::Initial),
             "max" => Ok(StartReplicas::Max),
-            n => n
-                .parse()
-                .map(StartReplicas::Each)
-                .map_err(|_| format!("{n:?}: give initial, max or a number of replicas")),
+            n => n.parse().map(StartReplicas::Each).map_err(|_| BadStartReplicas(n.to_string())),
         }
     }
 }
@@ -43,17 +57,17 @@ pub struct Options {
 }
 
 /// Loads the app (errors name the file and field) — before anything listens.
-pub fn load(options: &Options) -> Result<AppModel, String> {
-    AppModel::load(&options.app_file).map_err(|e| e.to_string())
+pub fn load(options: &Options) -> Result<AppModel, ConfigError> {
+    AppModel::load(&options.app_file)
 }
 
 /// Serves until Ctrl-C or SIGTERM.
-pub fn serve(app: AppModel, options: Options) -> Result<(), String> {
+pub fn serve(app: AppModel, options: Options) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("emulator")
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(ServeError::Runtime)?;
     runtime.block_on(async move {
         let emulator = Emulator::start(
             &app,
@@ -64,7 +78,7 @@ pub fn serve(app: AppModel, options: Options) -> Result<(), String> {
             options.request_timeout,
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(ServeError::Start)?;
         let replicas: Vec<u32> = app
             .services
             .iter()

@@ -53,8 +53,17 @@ enum Requirement {
     Absent(String),
 }
 
+/// Why a label selector was refused; the messages quote it as written.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectorError {
+    #[error("{0:?}: set-based selectors (in, notin) are not supported; use key=value")]
+    SetBased(String),
+    #[error("{0:?} selects every pod; give key=value")]
+    Empty(String),
+}
+
 impl Selector {
-    pub fn parse(text: &str) -> Result<Selector, String> {
+    pub fn parse(text: &str) -> Result<Selector, SelectorError> {
         let mut out = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let requirement = if let Some((k, v)) = part.split_once("!=") {
@@ -64,14 +73,14 @@ impl Selector {
             } else if let Some(k) = part.strip_prefix('!') {
                 Requirement::Absent(k.trim().into())
             } else if part.contains([' ', '(']) {
-                return Err(format!("{text:?}: set-based selectors (in, notin) are not supported; use key=value"));
+                return Err(SelectorError::SetBased(text.to_string()));
             } else {
                 Requirement::Exists(part.into())
             };
             out.push(requirement);
         }
         if out.is_empty() {
-            return Err(format!("{text:?} selects every pod; give key=value"));
+            return Err(SelectorError::Empty(text.to_string()));
         }
         Ok(Selector(out))
     }

@@ -96,7 +96,7 @@ pub fn resolve(
     };
     Target::parse(&target).map_err(|m| err("kubernetes.target", m))?;
     if let Some(url) = &section.prometheus {
-        check_http_url(url).map_err(|m| err("kubernetes.prometheus", m))?;
+        check_http_url(url).map_err(|e| err("kubernetes.prometheus", e.to_string()))?;
     }
     if let Some(context) = &section.context
         && context.trim().is_empty()
@@ -123,12 +123,17 @@ pub fn resolve(
     }))
 }
 
+/// A URL that is not `http://host...` or `https://host...`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an http:// or https:// URL")]
+pub struct NotHttpUrl(String);
+
 /// `http://host:port[/path]` or `https://...`.
-pub fn check_http_url(url: &str) -> Result<(), String> {
+pub fn check_http_url(url: &str) -> Result<(), NotHttpUrl> {
     let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
     match rest {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
-        _ => Err(format!("{url:?} is not an http:// or https:// URL")),
+        _ => Err(NotHttpUrl(url.to_string())),
     }
 }
 

@@ -8,7 +8,7 @@ mod normalization;
 
 use super::calculator::{CalcError, CalculatorConfig, PodSample, ReplicaCalculation, ReplicaCalculator, Tolerances};
 use super::manifest::{
-    HorizontalPodAutoscaler, MetricSpec, MetricTargetType, ResourceName, default_scale_down_rules,
+    HorizontalPodAutoscaler, MetricSourceType, MetricSpec, MetricTargetType, ResourceName, default_scale_down_rules,
     default_scale_up_rules,
 };
 use super::quantity::Quantity;
@@ -113,7 +113,7 @@ pub struct HpaController {
     target: String,
     min_replicas: i32,
     max_replicas: i32,
-    metrics: Vec<Result<ResourceMetric, String>>,
+    metrics: Vec<Result<ResourceMetric, MetricError>>,
     behavior: Option<Behavior>,
     tolerances: Tolerances,
     config: ControllerConfig,
@@ -121,18 +121,39 @@ pub struct HpaController {
     history: ControllerHistory,
 }
 
-fn resolve_metric(spec: &MetricSpec) -> Result<ResourceMetric, String> {
+/// Why one metric of the spec yields no proposal; the messages are upstream's where upstream has one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum MetricError {
+    #[error("metric type {0:?} is not supported by this controller port")]
+    UnsupportedType(MetricSourceType),
+    #[error(
+        "invalid resource metric source: neither an average utilization target nor an average value (usage) target \
+         was set"
+    )]
+    NoTarget,
+    #[error(transparent)]
+    Calc(#[from] CalcError),
+}
+
+/// Upstream's error when metrics failed: all of them, or some while the others would scale down.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid metrics ({invalid} invalid out of {total}), first error is: {first}")]
+struct InvalidMetrics {
+    invalid: usize,
+    total: usize,
+    first: MetricError,
+}
+
+fn resolve_metric(spec: &MetricSpec) -> Result<ResourceMetric, MetricError> {
     let Some(source) = &spec.resource else {
-        return Err(format!("metric type {:?} is not supported by this controller port", spec.type_));
+        return Err(MetricError::UnsupportedType(spec.type_));
     };
     // Upstream prefers an average value when one is set, whatever the target type says.
     let target = match (&source.target.average_value, source.target.average_utilization) {
         (Some(value), _) => Target::AverageValue(value.clone()),
         (None, Some(utilization)) if source.target.type_ != MetricTargetType::Value => Target::Utilization(utilization),
         _ => {
-            return Err("invalid resource metric source: neither an average utilization target nor an average value \
-                 (usage) target was set"
-                .into());
+            return Err(MetricError::NoTarget);
         }
     };
     Ok(ResourceMetric { resource: source.name, target })
@@ -252,7 +273,7 @@ impl HpaController {
             let utilization = computed.utilization();
             let (replicas, chosen) = match &computed.proposal {
                 Ok(p) => (p.replicas, p.chosen),
-                Err(message) => return hold(format!("metrics error: {message}"), computed.outcomes, utilization),
+                Err(error) => return hold(format!("metrics error: {error}"), computed.outcomes, utilization),
             };
             let prenormalized = replicas.max(0);
             let detail = computed.describe(chosen, prenormalized, current_replicas);
@@ -286,18 +307,18 @@ impl HpaController {
         let mut first_error = None;
         for metric in &self.metrics {
             let outcome = match metric {
-                Err(message) => Err(message.clone()),
+                Err(error) => Err(error.clone()),
                 Ok(metric) => {
                     let outcome = self.compute_resource_metric(now_ms, spec_replicas, metric, pods);
                     let result = outcome.result.clone();
                     outcomes.push(outcome);
-                    result.map_err(|e| e.to_string())
+                    result.map_err(MetricError::from)
                 }
             };
             match outcome {
-                Err(message) => {
+                Err(error) => {
                     if invalid == 0 {
-                        first_error = Some(message);
+                        first_error = Some(error);
                     }
                     invalid += 1;
                 }
@@ -309,9 +330,7 @@ impl HpaController {
                 }
             }
         }
-        let error = first_error.map(|first| {
-            format!("invalid metrics ({invalid} invalid out of {}), first error is: {first}", self.metrics.len())
-        });
+        let error = first_error.map(|first| InvalidMetrics { invalid, total: self.metrics.len(), first });
         let proposal = match error {
             Some(error) if invalid >= self.metrics.len() || replicas < spec_replicas => Err(error),
             _ => Ok(Proposal { replicas, chosen }),
@@ -363,7 +382,7 @@ struct Proposal {
 }
 
 struct Computed {
-    proposal: Result<Proposal, String>,
+    proposal: Result<Proposal, InvalidMetrics>,
     outcomes: Vec<MetricOutcome>,
     targets: Vec<ResourceMetric>,
 }
