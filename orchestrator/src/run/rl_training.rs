@@ -24,7 +24,13 @@ use crate::settings::rl::{RlPolicyConfig, TrainingConfig};
 const HASH_CHARS: usize = 16;
 
 /// The models of a run: training hash → checkpoint base path, or why training failed.
-pub type Prepared = BTreeMap<String, Result<PathBuf, String>>;
+pub type Prepared = BTreeMap<String, Result<PathBuf, NoModel>>;
+
+/// Why a model is missing: its training failed (the whole error chain, kept as text: every cell of the model
+/// reports it), or its folder is incomplete.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoModel(String);
 
 /// The RL settings of a cell, if it is an RL cell.
 pub fn rl_config(config: &CellConfig) -> Option<&RlPolicyConfig> {
@@ -66,7 +72,7 @@ pub fn prepare(cells: &[Cell], run_dir: &Path, max_parallel: usize) -> Prepared 
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some((key, cell)) = jobs.get(index) else { break };
-                    let result = ensure_model(key, cell, run_dir, bars.as_ref()).map_err(|e| format!("{e:#}"));
+                    let result = ensure_model(key, cell, run_dir, bars.as_ref()).map_err(|e| NoModel(format!("{e:#}")));
                     results.lock().expect("results lock").insert(key.clone(), result);
                 }
             });
@@ -120,7 +126,8 @@ pub fn attach_trained(cell: &Cell, run_dir: &Path) -> Result<Cell> {
     let prepared: Prepared = if is_complete(&dir) {
         [(key.clone(), Ok(dir.join("model")))].into()
     } else {
-        [(key.clone(), Err(format!("{} holds no complete model: it was not trained", dir.display())))].into()
+        let missing = format!("{} holds no complete model: it was not trained", dir.display());
+        [(key.clone(), Err(NoModel(missing)))].into()
     };
     attach(cell, &prepared)
 }

@@ -137,7 +137,17 @@ pub struct Supervisor<'a> {
 }
 
 /// One group's preparation: run by the first cell that needs it, awaited by the others.
-type Preparation = OnceLock<Result<(), String>>;
+type Preparation = OnceLock<Result<(), PreparationFailed>>;
+
+/// A group's preparation failed: the error chain as text, which every cell of the group reports.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+struct PreparationFailed(String);
+
+/// An attempt that failed in a way worth retrying, with what the cell recorded.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransientFailure(String);
 
 struct RunState<'c> {
     next: AtomicUsize,
@@ -205,13 +215,13 @@ impl Supervisor<'_> {
         run_folder::cell_dir(self.run_dir, &cell.id)
     }
 
-    fn prepared(&self, state: &RunState, cell: &Cell) -> Result<(), String> {
+    fn prepared(&self, state: &RunState, cell: &Cell) -> Result<(), PreparationFailed> {
         let Some(key) = self.prepare.key(cell) else { return Ok(()) };
         let once = Arc::clone(state.preparations.lock().expect("preparations").entry(key.clone()).or_default());
         once.get_or_init(|| {
             let group: Vec<&Cell> =
                 state.cells.iter().copied().filter(|c| self.prepare.key(c).as_deref() == Some(&key)).collect();
-            self.prepare.prepare(&key, &group, self.run_dir).map_err(|e| format!("{e:#}"))
+            self.prepare.prepare(&key, &group, self.run_dir).map_err(|e| PreparationFailed(format!("{e:#}")))
         })
         .clone()
     }
@@ -222,7 +232,7 @@ impl Supervisor<'_> {
         for attempt in 1..=attempts {
             let transient_error = match self.attempt(cell, &dir, attempt, state) {
                 Ok(Ok(outcome)) => return outcome,
-                Ok(Err(transient)) => transient,
+                Ok(Err(TransientFailure(message))) => message,
                 Err(e) => format!("cannot run the cell: {e:#}"),
             };
             if attempt == attempts || self.stopping(state) {
@@ -268,8 +278,14 @@ impl Supervisor<'_> {
         unreachable!("the last attempt returns")
     }
 
-    /// One attempt: `Ok(Ok(outcome))` when it is final, `Ok(Err(message))` for a transient failure.
-    fn attempt(&self, cell: &Cell, dir: &Path, attempt: u32, state: &RunState) -> Result<Result<Outcome, String>> {
+    /// One attempt: `Ok(Ok(outcome))` when it is final, `Ok(Err(failure))` for a transient failure.
+    fn attempt(
+        &self,
+        cell: &Cell,
+        dir: &Path,
+        attempt: u32,
+        state: &RunState,
+    ) -> Result<Result<Outcome, TransientFailure>> {
         let child = {
             let _w = self.control.writes();
             if attempt > 1 {
@@ -318,7 +334,7 @@ impl Supervisor<'_> {
                     Ok(Outcome::Succeeded)
                 }
                 (Some(outcome::EXIT_TRANSIENT), _) => {
-                    Err(recorded_error.unwrap_or_else(|| "failed transiently".to_string()))
+                    Err(TransientFailure(recorded_error.unwrap_or_else(|| "failed transiently".to_string())))
                 }
                 (Some(code), _) => {
                     let message = match (recorded_state, recorded_error) {
@@ -330,7 +346,7 @@ impl Supervisor<'_> {
                 }
                 // Killed by someone else: SIGKILL is usually the OOM killer or an operator, worth another try;
                 // any other signal (SIGSEGV, SIGABRT) is a crash of the cell itself.
-                (None, Some(libc::SIGKILL)) => Err("killed by SIGKILL (out of memory?)".to_string()),
+                (None, Some(libc::SIGKILL)) => Err(TransientFailure("killed by SIGKILL (out of memory?)".to_string())),
                 (None, signal) => {
                     let message = format!("crashed: killed by {}", signal_name(signal.unwrap_or(0)));
                     ensure_failed(dir, &message);
