@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::run_folder::{METRICS_COLUMNS, METRICS_SERVICE_COLUMNS};
 use anyhow::{Context, Result, bail};
 
 /// What metrics.csv holds, column by column.
@@ -111,9 +112,9 @@ fn parse_number(text: &str) -> Result<f64> {
 /// Reads a cell's metrics.csv: only the columns the report draws, streamed (a run has hundreds of these).
 pub fn read_metrics(path: &Path) -> Result<CellSeries> {
     const FILE: &str = crate::run_folder::METRICS_CSV;
-    const LOAD: [&str; 8] =
-        ["t", "users", "offered_rps", "achieved_rps", "failures", "slo_p50_ms", "slo_p95_ms", "slo_p99_ms"];
-    const PER_SERVICE: [&str; 3] = ["_ready", "_desired", "_cpu_util_pct"];
+    // The columns this reads: the load columns (all but slo_violated) and three of each service's.
+    let load = &METRICS_COLUMNS[..8];
+    let per_service = &METRICS_SERVICE_COLUMNS[..3];
     let bytes = std::fs::read(path).with_context(|| format!("{FILE} cannot be read"))?;
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes.as_slice());
     let header: Vec<String> = reader
@@ -122,10 +123,11 @@ pub fn read_metrics(path: &Path) -> Result<CellSeries> {
         .iter()
         .map(|h| String::from_utf8_lossy(h).into_owned())
         .collect();
-    let services: Vec<String> = header.iter().filter_map(|h| h.strip_suffix("_ready")).map(String::from).collect();
-    let mut wanted: Vec<String> = LOAD.iter().map(|c| c.to_string()).collect();
+    let ready_suffix = format!("_{}", METRICS_SERVICE_COLUMNS[0]);
+    let services: Vec<String> = header.iter().filter_map(|h| h.strip_suffix(&ready_suffix)).map(String::from).collect();
+    let mut wanted: Vec<String> = load.iter().map(|c| c.to_string()).collect();
     for service in &services {
-        wanted.extend(PER_SERVICE.iter().map(|suffix| format!("{service}{suffix}")));
+        wanted.extend(per_service.iter().map(|column| format!("{service}_{column}")));
     }
     let index: Vec<Option<usize>> = wanted.iter().map(|w| header.iter().position(|h| h == w)).collect();
     if index[0].is_none() {

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 
 use crate::backends::CellRun;
-use crate::cell::{CancelToken, Cell, CellSummary, SecondMetrics};
-use crate::run_folder;
+use crate::cell::{CancelToken, Cell, CellSummary};
+use crate::run_folder::{self, MetricsTable};
 use crate::settings::emulated::EmulatedRun;
 
 /// Runs one cell into `dir`, in this process: config.yaml, run.log, metrics.csv, summary.json (an emulated cell adds
@@ -95,56 +95,4 @@ pub fn execute_cell(cell: &CellRun<'_>) -> Result<CellSummary> {
     let json = serde_json::to_vec_pretty(&summary).context("serializing summary.json")?;
     run_folder::write_atomically(&dir.join(run_folder::SUMMARY_JSON), &json)?;
     Ok(summary)
-}
-
-/// metrics.csv: one row per second of the cell, the run-level columns then four per service.
-struct MetricsTable {
-    out: csv::Writer<File>,
-    row: Vec<String>,
-}
-
-impl MetricsTable {
-    fn create(path: &Path, services: &[&str]) -> Result<MetricsTable> {
-        let mut out = csv::Writer::from_writer(File::create(path).context("creating metrics.csv")?);
-        let mut header: Vec<String> =
-            ["t", "users", "offered_rps", "achieved_rps", "failures", "slo_p50_ms", "slo_p95_ms", "slo_p99_ms"]
-                .map(String::from)
-                .into();
-        header.push("slo_violated".into());
-        for name in services {
-            header.extend(["ready", "desired", "cpu_util_pct", "memory_mib"].map(|column| format!("{name}_{column}")));
-        }
-        out.write_record(&header).context("writing metrics.csv")?;
-        Ok(MetricsTable { out, row: Vec::with_capacity(header.len()) })
-    }
-
-    fn push(&mut self, s: &SecondMetrics) -> csv::Result<()> {
-        self.row.clear();
-        self.row.extend([
-            s.time_s.to_string(),
-            format!("{:.0}", s.users.floor()),
-            format!("{:.0}", s.offered_rps),
-            format!("{:.1}", s.achieved_rps),
-            format!("{:.1}", s.failures),
-            format!("{:.3}", s.slo_p50_ms),
-            format!("{:.3}", s.slo_p95_ms),
-            format!("{:.3}", s.slo_p99_ms),
-            (s.slo_violated as u8).to_string(),
-        ]);
-        for service in &s.services {
-            self.row.extend([
-                service.ready.to_string(),
-                service.desired.to_string(),
-                format!("{:.1}", service.cpu_utilization_pct),
-                format!("{:.1}", service.memory_mib),
-            ]);
-        }
-        self.out.write_record(&self.row)
-    }
-
-    /// Flushed and on disk (before summary.json and the succeeded status say the cell is complete).
-    fn finish(mut self) -> Result<()> {
-        self.out.flush().context("writing metrics.csv")?;
-        self.out.get_ref().sync_data().context("syncing metrics.csv")
-    }
 }

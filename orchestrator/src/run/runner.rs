@@ -377,7 +377,7 @@ pub fn write_summary_from_folder(run_dir: &Path, ids: &[String]) -> Result<Vec<C
             }
         }
     }
-    write_summary_csv(&run_dir.join(run_folder::SUMMARY_CSV), &summaries)?;
+    run_folder::write_summary_csv(&run_dir.join(run_folder::SUMMARY_CSV), &summaries)?;
     Ok(summaries)
 }
 
@@ -445,31 +445,4 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
-}
-
-/// summary.csv: a cell's identity, then every figure of its summary in [`CellSummary::figures`]' order.
-const IDENTITY_COLUMNS: [&str; 7] = ["cell", "app", "policy", "scenario", "seed", "backend", "duration_s"];
-
-/// The decimals summary.csv writes a figure with.
-fn decimals(figure: &str) -> usize {
-    match figure {
-        "cpu_core_hours" => 4,
-        "slo_violation_seconds_pct" | "slo_violation_requests_pct" | "mean_offered_rps" | "mean_achieved_rps" => 2,
-        "offered_requests" | "achieved_requests" | "scaling_actions" => 0,
-        _ => 3,
-    }
-}
-
-fn write_summary_csv(path: &Path, summaries: &[CellSummary]) -> Result<()> {
-    let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record(IDENTITY_COLUMNS.iter().chain(&CellSummary::FIGURE_NAMES))?;
-    for s in summaries {
-        let identity =
-            [&s.cell, &s.app, &s.policy, &s.scenario, &s.seed.to_string(), &s.backend, &s.duration_s.to_string()]
-                .map(|field| field.to_string());
-        let figures = s.figures().map(|(name, value)| format!("{value:.*}", decimals(name)));
-        out.write_record(identity.iter().chain(&figures))?;
-    }
-    let bytes = out.into_inner().context("writing summary.csv")?;
-    run_folder::write_atomically(path, &bytes)
 }

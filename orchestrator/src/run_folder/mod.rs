@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cell::Cell;
 
+mod tables;
+
+pub use tables::{METRICS_COLUMNS, METRICS_SERVICE_COLUMNS, MetricsTable, write_summary_csv};
+
 /// Version of run.json and status.json.
 pub const FORMAT: u32 = 1;
 
