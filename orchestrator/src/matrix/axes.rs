@@ -12,53 +12,7 @@ use serde_json::Value;
 use crate::cell::Backend;
 use crate::limits;
 use crate::matrix::combinations::{self, Axis, Origin};
-use crate::matrix::file::{CellSettings, MatrixFile, PolicySpec, one_or_many, typed};
-use crate::matrix::layers::check_settings;
-
-/// An axis of the matrix. [`AxisKey::ALL`] is the expansion order: the first varies slowest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AxisKey {
-    App,
-    Policy,
-    Scenario,
-    Seed,
-    Backend,
-}
-
-impl AxisKey {
-    pub const ALL: [AxisKey; 5] = [AxisKey::App, AxisKey::Policy, AxisKey::Scenario, AxisKey::Seed, AxisKey::Backend];
-
-    /// The key a cell has: in `exclude`, `include` and `overrides`.
-    pub fn key(self) -> &'static str {
-        match self {
-            AxisKey::App => "app",
-            AxisKey::Policy => "policy",
-            AxisKey::Scenario => "scenario",
-            AxisKey::Seed => "seed",
-            AxisKey::Backend => "backend",
-        }
-    }
-
-    /// The list the file has.
-    pub fn list(self) -> &'static str {
-        match self {
-            AxisKey::App => "apps",
-            AxisKey::Policy => "policies",
-            AxisKey::Scenario => "scenarios",
-            AxisKey::Seed => "seeds",
-            AxisKey::Backend => "backend",
-        }
-    }
-
-    /// The position of this axis in a generic combination's values.
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    fn from_key(key: &str) -> Option<AxisKey> {
-        AxisKey::ALL.into_iter().find(|axis| axis.key() == key)
-    }
-}
+use crate::matrix::file::{AxisKey, CellSettings, MatrixFile, PolicySpec, check_settings, one_or_many, typed};
 
 const AXIS_KEYS: &str = "app, policy, scenario, seed or backend";
 

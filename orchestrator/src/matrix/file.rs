@@ -1,5 +1,7 @@
-//! The matrix file as written: its sections, deserialized with serde, and the helpers that deserialize a part of it
-//! naming the field path on error. Checks that need more than one field are in [`super::resolve`].
+//! The matrix file as written: its sections (the `rl:` block of a policy entry included), its axes, deserialized
+//! with serde, the helpers that deserialize a part of it naming the field path on error, and the checks a cell's
+//! settings pass on their own. Checks that need more than one field are in [`super::resolve`]. Every other file
+//! of matrix/ builds on this one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::duration;
-use crate::matrix::axes::AxisKey;
 use crate::matrix::executor::ExecutorSection;
 use crate::settings::emulated::EmulatedSection;
+use crate::settings::rl::{ActionSpace, Algo, ModelKind, NetworkSpec, RewardKind};
 
 /// A matrix file as written. Axes are kept as raw values here: each takes one value or a list.
 #[derive(Debug, Clone, Deserialize)]
@@ -177,7 +179,7 @@ pub struct PolicySpec {
     pub replicas: Option<serde_json::Value>,
     /// `rl`: the learner's settings, resolved by [`super::rl_policy`].
     #[serde(default)]
-    pub rl: Option<crate::matrix::rl_policy::RlSpec>,
+    pub rl: Option<RlSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,4 +227,150 @@ pub(crate) fn one_or_many<T: DeserializeOwned>(
         }
         single => Ok((vec![typed(single, file, at)?], false)),
     }
+}
+
+/// An axis of the matrix. [`AxisKey::ALL`] is the expansion order: the first varies slowest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AxisKey {
+    App,
+    Policy,
+    Scenario,
+    Seed,
+    Backend,
+}
+
+impl AxisKey {
+    pub const ALL: [AxisKey; 5] = [AxisKey::App, AxisKey::Policy, AxisKey::Scenario, AxisKey::Seed, AxisKey::Backend];
+
+    /// The key a cell has: in `exclude`, `include` and `overrides`.
+    pub fn key(self) -> &'static str {
+        match self {
+            AxisKey::App => "app",
+            AxisKey::Policy => "policy",
+            AxisKey::Scenario => "scenario",
+            AxisKey::Seed => "seed",
+            AxisKey::Backend => "backend",
+        }
+    }
+
+    /// The list the file has.
+    pub fn list(self) -> &'static str {
+        match self {
+            AxisKey::App => "apps",
+            AxisKey::Policy => "policies",
+            AxisKey::Scenario => "scenarios",
+            AxisKey::Seed => "seeds",
+            AxisKey::Backend => "backend",
+        }
+    }
+
+    /// The position of this axis in a generic combination's values.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    pub(crate) fn from_key(key: &str) -> Option<AxisKey> {
+        AxisKey::ALL.into_iter().find(|axis| axis.key() == key)
+    }
+}
+
+/// Checks what can be checked of settings without knowing the cell.
+pub(crate) fn check_settings(file: &Path, at: &str, settings: &CellSettings) -> Result<(), ConfigError> {
+    let field = |name: &str| join_path(at, name);
+    if let Some(slo) = &settings.slo {
+        if let Some(p) = slo.percentile
+            && !(p > 0.0 && p < 100.0)
+        {
+            return Err(ConfigError::new(file, field("slo.percentile"), format!("must be between 0 and 100, got {p}")));
+        }
+        if let Some(t) = slo.threshold_ms
+            && !(t.is_finite() && t > 0.0)
+        {
+            return Err(ConfigError::new(
+                file,
+                field("slo.threshold_ms"),
+                format!("must be a positive number, got {t}"),
+            ));
+        }
+    }
+    if settings.timeout == Some(Duration::ZERO) {
+        return Err(ConfigError::new(file, field("timeout"), "must be longer than 0s"));
+    }
+    Ok(())
+}
+
+/// The `rl:` block of a policy entry, as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RlSpec {
+    pub algo: Algo,
+    pub model: ModelKind,
+    /// Environment steps (decisions) of training.
+    pub budget: u64,
+    #[serde(default)]
+    pub reward: RewardKind,
+    /// The moves of one decision [default: −2…+2 replicas].
+    #[serde(default)]
+    pub actions: ActionSpace,
+    #[serde(default)]
+    pub training: TrainingSpec,
+    /// Overrides of the algorithm's hyperparameters, by name (see PpoConfig, A2cConfig, DqnConfig).
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// Environments stepped in parallel.
+    #[serde(default = "default_envs")]
+    pub envs: usize,
+    #[serde(default = "default_interval")]
+    pub decision_interval_s: u64,
+    /// Behaviour cloning from an HPA baseline before PPO or A2C.
+    #[serde(default)]
+    pub warm_start: Option<WarmStartSpec>,
+    /// The apps of the matrix this policy runs on [default: all of them] (a DQN for the single-service app, say).
+    #[serde(default)]
+    pub apps: Option<Vec<String>>,
+}
+
+fn default_envs() -> usize {
+    2
+}
+
+fn default_interval() -> u64 {
+    15
+}
+
+/// Which scenarios training episodes draw from, and how they are randomized.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSpec {
+    /// Scenario names of the app (experiments/scenarios/<app>/<name>.yaml) [default: the matrix's scenarios].
+    #[serde(default)]
+    pub scenarios: Option<Vec<String>>,
+    #[serde(default = "unit_scale")]
+    pub scale: [f64; 2],
+    #[serde(default)]
+    pub noise: f64,
+}
+
+fn unit_scale() -> [f64; 2] {
+    [1.0, 1.0]
+}
+
+/// An entry without `training:` reads as one with an empty block: the matrix's scenarios, unscaled, no noise.
+impl Default for TrainingSpec {
+    fn default() -> TrainingSpec {
+        TrainingSpec { scenarios: None, scale: unit_scale(), noise: 0.0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmStartSpec {
+    /// An HPA manifest under the baselines directory of each app: the teacher.
+    pub manifest: String,
+    #[serde(default)]
+    pub episodes: Option<usize>,
+    #[serde(default)]
+    pub epochs: Option<usize>,
 }

@@ -9,33 +9,8 @@ use glob::Pattern;
 use load_agent::yaml::ConfigError;
 
 use crate::app::{AppModel, Slo};
-use crate::matrix::axes::{Axes, AxisKey, Combination};
-use crate::matrix::file::{CellSettings, Overrides, join_path};
-
-/// Checks what can be checked of settings without knowing the cell.
-pub(crate) fn check_settings(file: &Path, at: &str, settings: &CellSettings) -> Result<(), ConfigError> {
-    let field = |name: &str| join_path(at, name);
-    if let Some(slo) = &settings.slo {
-        if let Some(p) = slo.percentile
-            && !(p > 0.0 && p < 100.0)
-        {
-            return Err(ConfigError::new(file, field("slo.percentile"), format!("must be between 0 and 100, got {p}")));
-        }
-        if let Some(t) = slo.threshold_ms
-            && !(t.is_finite() && t > 0.0)
-        {
-            return Err(ConfigError::new(
-                file,
-                field("slo.threshold_ms"),
-                format!("must be a positive number, got {t}"),
-            ));
-        }
-    }
-    if settings.timeout == Some(Duration::ZERO) {
-        return Err(ConfigError::new(file, field("timeout"), "must be longer than 0s"));
-    }
-    Ok(())
-}
+use crate::matrix::axes::{Axes, Combination};
+use crate::matrix::file::{AxisKey, CellSettings, Overrides, check_settings};
 
 /// One axis's overrides: (pattern, key as written, settings). Each key matches a value of its axis, and no value
 /// two keys.

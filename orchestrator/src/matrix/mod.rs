@@ -22,14 +22,15 @@
 //! into it, later layers replacing the fields they set.
 //!
 //! The parts: `file` the file as written, `axes` its axes and the typed combination, [`combinations`] the
-//! expansion rules, `layers` a cell's settings, `policies` and [`rl_policy`] the policy entries, `resolve` the
-//! whole into cells, [`executor`] where they run.
+//! expansion rules, `layers` a cell's settings, `policies` and [`rl_policy`] the policy entries (`manifests`: HPA
+//! manifests checked against their app), `resolve` the whole into cells, [`executor`] where they run.
 
 mod axes;
 pub mod combinations;
 pub mod executor;
 mod file;
 mod layers;
+mod manifests;
 mod policies;
 mod resolve;
 pub mod rl_policy;
@@ -44,7 +45,7 @@ use crate::cell::Cell;
 use crate::limits;
 use crate::settings::emulated::EmulatedRun;
 
-pub use axes::AxisKey;
+pub use file::AxisKey;
 pub use file::{CellSettings, MatrixFile, Overrides, Paths, PolicyKind, PolicySpec, ReportSpec, SloOverride, Strategy};
 
 /// A cell's timeout when neither the strategy nor its settings give one.

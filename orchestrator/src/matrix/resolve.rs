@@ -14,10 +14,12 @@ use crate::app::{AppModel, Slo, check_scenario_routes};
 use crate::cell::config::{CELL_FORMAT_VERSION, ConfigHasher, cell_id_with};
 use crate::cell::{Backend, Cell, CellConfig, ResolvedPolicy};
 use crate::limits;
-use crate::matrix::axes::{Axes, AxisKey, Combination, IncludeValues, parse_exclude, parse_include};
+use crate::matrix::axes::{Axes, Combination, IncludeValues, parse_exclude, parse_include};
 use crate::matrix::combinations;
+use crate::matrix::file::AxisKey;
+use crate::matrix::file::check_settings;
 use crate::matrix::file::{MatrixFile, Paths, Strategy};
-use crate::matrix::layers::{Layers, ParsedOverrides, check_settings};
+use crate::matrix::layers::{Layers, ParsedOverrides};
 use crate::matrix::{DEFAULT_RETRY_BACKOFF, DEFAULT_TIMEOUT, ExecutionStrategy, Matrix, executor, policies};
 use crate::settings::emulated as emulated_settings;
 

@@ -23,94 +23,20 @@ use std::path::Path;
 
 use load_agent::tree::{self, Located};
 use load_agent::yaml::ConfigError;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::app::{AppModel, check_scenario_routes};
 use crate::hpa::{self};
 use crate::settings::rl::A2cConfig;
-use crate::settings::rl::ActionSpace;
 use crate::settings::rl::BcConfig;
 use crate::settings::rl::DqnConfig;
 use crate::settings::rl::FeatureLayout;
 use crate::settings::rl::PpoConfig;
 use crate::settings::rl::Randomization;
 use crate::settings::rl::RewardKind;
-use crate::settings::rl::{Algo, AlgoConfig, ModelKind, NetworkSpec, RlPolicyConfig, TrainingConfig, WarmStart};
+use crate::settings::rl::{Algo, AlgoConfig, RlPolicyConfig, TrainingConfig, WarmStart};
 
-/// The `rl:` block of a policy entry, as written.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RlSpec {
-    pub algo: Algo,
-    pub model: ModelKind,
-    /// Environment steps (decisions) of training.
-    pub budget: u64,
-    #[serde(default)]
-    pub reward: RewardKind,
-    /// The moves of one decision [default: −2…+2 replicas].
-    #[serde(default)]
-    pub actions: ActionSpace,
-    #[serde(default)]
-    pub training: TrainingSpec,
-    /// Overrides of the algorithm's hyperparameters, by name (see PpoConfig, A2cConfig, DqnConfig).
-    #[serde(default)]
-    pub hyperparameters: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    pub network: NetworkSpec,
-    /// Environments stepped in parallel.
-    #[serde(default = "default_envs")]
-    pub envs: usize,
-    #[serde(default = "default_interval")]
-    pub decision_interval_s: u64,
-    /// Behaviour cloning from an HPA baseline before PPO or A2C.
-    #[serde(default)]
-    pub warm_start: Option<WarmStartSpec>,
-    /// The apps of the matrix this policy runs on [default: all of them] (a DQN for the single-service app, say).
-    #[serde(default)]
-    pub apps: Option<Vec<String>>,
-}
-
-fn default_envs() -> usize {
-    2
-}
-fn default_interval() -> u64 {
-    15
-}
-
-/// Which scenarios training episodes draw from, and how they are randomized.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainingSpec {
-    /// Scenario names of the app (experiments/scenarios/<app>/<name>.yaml) [default: the matrix's scenarios].
-    #[serde(default)]
-    pub scenarios: Option<Vec<String>>,
-    #[serde(default = "unit_scale")]
-    pub scale: [f64; 2],
-    #[serde(default)]
-    pub noise: f64,
-}
-
-fn unit_scale() -> [f64; 2] {
-    [1.0, 1.0]
-}
-
-/// An entry without `training:` reads as one with an empty block: the matrix's scenarios, unscaled, no noise.
-impl Default for TrainingSpec {
-    fn default() -> TrainingSpec {
-        TrainingSpec { scenarios: None, scale: unit_scale(), noise: 0.0 }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WarmStartSpec {
-    /// An HPA manifest under the baselines directory of each app: the teacher.
-    pub manifest: String,
-    #[serde(default)]
-    pub episodes: Option<usize>,
-    #[serde(default)]
-    pub epochs: Option<usize>,
-}
+pub use super::file::{RlSpec, TrainingSpec, WarmStartSpec};
 
 /// Where the files an rl entry names live, and what the matrix around it says.
 pub struct ResolveContext<'a> {
@@ -365,7 +291,7 @@ fn resolve_warm_start(
         }
     }
     let manifests = hpa::load_manifests(&manifest_file)?;
-    super::policies::check_manifests_against_app(&manifests, &manifest_file, ctx.app)?;
+    super::manifests::check_manifests_against_app(&manifests, &manifest_file, ctx.app)?;
     let mut bc = BcConfig { gamma: algorithm.gamma(), ..BcConfig::default() };
     if let Some(episodes) = spec.episodes {
         if episodes == 0 || episodes > 1000 {
