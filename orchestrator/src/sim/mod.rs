@@ -6,7 +6,11 @@
 //! carries overload from second to second and drops what waits past the request timeout; a route's latency is the
 //! sum of its calls' sojourn times, fitted to a log-normal for percentiles. Pods become ready after their start-up
 //! delay; CPU usage reaches policies as metrics-server reports it: per-pod averages over 15 s scrape windows.
+//!
+//! [`cfs`] models a CPU limit as the kernel applies it (a quota per 100 ms period, full speed until it is spent,
+//! then a stall); the tick does not use it yet: there a limit is still a smooth speed.
 
+pub mod cfs;
 mod histogram;
 pub mod queueing;
 mod workload;
