@@ -78,7 +78,7 @@ fn resolve_policy(
             check_manifests_against_app(&manifests, &manifest_file, app)?;
             Ok(ResolvedPolicy::Hpa { name: spec.name.clone(), manifest_file, manifests })
         }
-        PolicyKind::Rl => unreachable!("rl entries are resolved by rl::spec"),
+        PolicyKind::Rl => unreachable!("rl entries are resolved by rl_policy"),
         PolicyKind::Static => {
             if spec.manifest.is_some() {
                 return Err(err("manifest", "a static policy takes no manifest".into()));
