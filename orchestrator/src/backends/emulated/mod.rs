@@ -13,10 +13,12 @@
 //!   [`server`]: the listeners.
 //! - [`compress`]: time compression of scenarios; [`backend`]: the [`crate::cell::ClusterBackend`];
 //!   [`lifecycle`]: one emulated cell from start to end; [`standalone`]: `orch emulate`.
+//! - [`cgroup`]: a CPU-bandwidth cgroup sandbox (quota = a pod's limit) for a CPU-burning mode; not used yet.
 
 pub mod admission;
 pub mod backend;
 pub mod calls;
+pub mod cgroup;
 pub mod cluster;
 pub mod compress;
 pub mod control_api;
