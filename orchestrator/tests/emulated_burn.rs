@@ -149,6 +149,38 @@ fn each_pod_is_a_group_of_its_workers_made_and_removed_with_it_and_the_emulator(
     drop(runtime);
 }
 
+const HELPER_ROLE: &str = "ORCH_BURN_TEST_HELPER";
+
+/// Not a test of its own: in a helper process (this binary run again with [`HELPER_ROLE`] set), starts a burning
+/// emulator, serves one request, prints its groups and leaves by `exit`, as a cell cancelled past its grace does.
+#[test]
+fn helper_process() {
+    if std::env::var(HELPER_ROLE).is_err() {
+        return;
+    }
+    let (_runtime, emulator) = start_burning();
+    predict(&emulator.app_address.to_string());
+    for group in own_groups() {
+        println!("GROUP:{}", group.display());
+    }
+    std::process::exit(3);
+}
+
+#[test]
+fn leaving_by_exit_without_dropping_the_emulator_removes_its_groups() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "helper_process", "--nocapture", "--test-threads=1"])
+        .env(HELPER_ROLE, "exit")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    // The harness prints its own words before the helper's on the same line.
+    let groups: Vec<&str> = stdout.lines().filter_map(|l| Some(&l[l.find("GROUP:")? + "GROUP:".len()..])).collect();
+    assert_eq!(groups.len(), 1, "{stdout}");
+    assert!(!Path::new(groups[0]).exists(), "{} outlived its process", groups[0]);
+}
+
 fn assert_one_line_and_nothing_made(error: &std::io::Error, dir: &Path, before: &[PathBuf]) {
     let message = error.to_string();
     println!("{message}");

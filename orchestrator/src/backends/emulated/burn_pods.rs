@@ -10,13 +10,15 @@
 //! Pods follow the cluster's deployments ([`BurnPods::sync`]): a new pod gets its group and threads when it is
 //! created and takes calls once ready; a removed pod takes no new calls, its workers finish what they were sent and
 //! exit, then its throttling counters are added to the service's totals and its group goes. [`BurnPods::shutdown`]
-//! (the emulator stopping) cuts calls short, joins every worker and removes every group.
+//! (the emulator stopping) cuts calls short, joins every worker and removes every group; a process leaving by
+//! `exit` without dropping the emulator removes them at exit.
 //!
 //! Cgroup v1 only: single threads join a v1 group through its `tasks` file; v2 would need a threaded subtree.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -34,6 +36,32 @@ const SLICE: Duration = Duration::from_millis(2);
 
 /// Emulators made by this process, to tell their groups apart (tests run several at once).
 static EMULATORS: AtomicU32 = AtomicU32::new(0);
+
+/// Every pod group this process holds, for [`remove_live_groups`].
+static LIVE_GROUPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Runs at `exit` (a cell cancelled past its grace leaves by `std::process::exit`, which runs no destructors):
+/// moves our workers out of the groups still there and removes them. A group it cannot take (its list locked by
+/// another thread at that moment) is left to the next start's sweep, as after a `kill -9`.
+extern "C" fn remove_live_groups() {
+    let Ok(groups) = LIVE_GROUPS.try_lock() else { return };
+    for group in groups.iter() {
+        let _ = cgroup::remove_group_at(group);
+    }
+}
+
+fn track_group(path: &Path) {
+    static AT_EXIT: Once = Once::new();
+    // SAFETY: registers a plain function with no arguments; atexit has no other effect.
+    AT_EXIT.call_once(|| unsafe {
+        libc::atexit(remove_live_groups);
+    });
+    LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).push(path.to_path_buf());
+}
+
+fn untrack_group(path: &Path) {
+    LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p != path);
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BurnError {
@@ -113,6 +141,7 @@ impl PodWorkers {
     /// Makes the pod's group and its `concurrency` workers, each moved into the group by its thread id.
     fn start(root: &CgroupRoot, prefix: &str, pod: &Pod, limit_m: u32, concurrency: u32) -> Result<Self, BurnError> {
         let group = CpuCgroup::create(root, &format!("{prefix}-{}", pod.name), limit_m, PERIOD)?;
+        track_group(group.path());
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         let mut workers = PodWorkers {
@@ -128,6 +157,7 @@ impl PodWorkers {
         for _ in 0..concurrency {
             if let Err(e) = workers.add_worker(&receiver) {
                 workers.stop_and_join();
+                untrack_group(workers.group.path());
                 return Err(e);
             }
         }
@@ -161,6 +191,7 @@ impl PodWorkers {
 
     /// Adds the group's counters to `totals` and removes it; its workers must have exited.
     fn remove(self, totals: &mut Throttling) {
+        untrack_group(self.group.path());
         match self.group.stats() {
             Ok(stats) => totals.add(stats),
             Err(e) => tracing::warn!("{e}"),

@@ -259,6 +259,11 @@ impl Drop for CpuCgroup {
     }
 }
 
+/// Removes the group at `path` as dropping its [`CpuCgroup`] would: for exit paths that run no destructors.
+pub fn remove_group_at(path: &Path) -> Result<(), CgroupError> {
+    remove_group(path)
+}
+
 /// Removes the groups under `<root>/orch` whose making process no longer runs, killing anything left in them.
 /// Returns the paths removed.
 pub fn sweep_stale(root: &CgroupRoot) -> Result<Vec<PathBuf>, CgroupError> {
