@@ -142,6 +142,31 @@ fn each_pod_is_a_group_of_its_workers_made_and_removed_with_it_and_the_emulator(
     assert_eq!(own_groups(), groups, "the removed pod, idle, has gone with its group");
     predict(&emulator.app_address.to_string());
 
+    // Two ready pods, two calls at once: the least busy pod takes the second, so both burn.
+    cluster.scale(0, 2);
+    cluster.tick(40);
+    let app = emulator.app_address.to_string();
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn({
+                let app = app.clone();
+                move || predict(&app)
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let both = own_groups();
+    assert_eq!(both.len(), 2);
+    let periods =
+        |group: &Path| std::fs::read_to_string(group.join("cpu.stat")).unwrap().lines().next().unwrap().to_string();
+    for group in &both {
+        assert_ne!(periods(group), "nr_periods 0", "{} served nothing", group.display());
+    }
+    cluster.scale(0, 1);
+    assert_eq!(own_groups().len(), 1);
+
     // The cell's drop path: the emulator goes (the cluster it shared may live on a moment).
     drop(emulator);
     assert_eq!(own_groups(), Vec::<PathBuf>::new(), "the emulator left groups behind");

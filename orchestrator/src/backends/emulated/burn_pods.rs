@@ -208,13 +208,19 @@ fn work(jobs: &Mutex<Receiver<Job>>, in_flight: &AtomicU32, stop: &AtomicBool) {
         // One idle worker waits in recv, the others on the lock; a removed pod's workers drain its queue.
         let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(job) = job else { return };
-        let mut left = job.cpu;
-        while !left.is_zero() && !stop.load(Ordering::Relaxed) {
-            let slice = left.min(SLICE);
-            cgroup::burn(slice);
-            left -= slice;
-        }
-        if left.is_zero() {
+        // Measured on the thread's CPU clock as a whole, so slices add no rounding.
+        let start = cgroup::thread_cpu_time();
+        let burned = loop {
+            let used = cgroup::thread_cpu_time().saturating_sub(start);
+            if used >= job.cpu {
+                break true;
+            }
+            if stop.load(Ordering::Relaxed) {
+                break false;
+            }
+            cgroup::burn((job.cpu - used).min(SLICE));
+        };
+        if burned {
             let _ = job.done.send(());
         }
         in_flight.fetch_sub(1, Ordering::Relaxed);
