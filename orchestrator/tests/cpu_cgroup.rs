@@ -9,7 +9,7 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orchestrator::backends::emulated::cgroup::{
-    CgroupRoot, CgroupVersion, CpuCgroup, ThrottleStats, burn, sweep_stale,
+    CgroupRoot, CgroupVersion, CpuCgroup, ThrottleStats, burn, current_tid, sweep_stale,
 };
 
 const HELPER_ROLE: &str = "ORCH_CGROUP_TEST_HELPER";
@@ -149,6 +149,61 @@ fn the_groups_of_a_killed_process_are_swept_as_stale() {
     let live = create(&host_root(), "live", 200);
     assert!(!sweep_stale(&host_root()).unwrap().contains(&live.path().to_path_buf()));
     assert!(live.path().is_dir());
+}
+
+/// Runs `body` on a new thread of this process that `group` holds (by thread id) while `body` runs.
+fn in_group_thread<T: Send + 'static>(group: &CpuCgroup, body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tid_sender, tid_receiver) = std::sync::mpsc::channel();
+    let (go_sender, go_receiver) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        tid_sender.send(current_tid()).unwrap();
+        go_receiver.recv().unwrap();
+        body()
+    });
+    let tid = tid_receiver.recv().unwrap();
+    group.add_thread(tid).unwrap();
+    assert_eq!(group.tids().unwrap(), vec![tid as i32], "only that thread, not the process");
+    go_sender.send(()).unwrap();
+    thread.join().unwrap()
+}
+
+#[test]
+fn a_thread_added_by_id_is_throttled_alone_and_leaves_the_group_when_it_ends() {
+    let group = create(&host_root(), "thread-200", 200);
+    let cpu = Duration::from_millis(300);
+    let wall = in_group_thread(&group, move || {
+        let start = Instant::now();
+        burn(cpu);
+        start.elapsed()
+    });
+    let share = cpu.as_secs_f64() / wall.as_secs_f64();
+    let stats = group.stats().unwrap();
+    println!("thread under 200m: share {share:.3} {stats:?}");
+    assert!(stats.throttled_periods > 0, "{stats:?}");
+    assert!((0.1..=0.35).contains(&share), "CPU share of the thread under 200m is {share:.3}, expected about 0.2");
+    // The thread ended: the group is empty, and this process (never in it) is untouched by its removal.
+    assert!(group.tids().unwrap().is_empty());
+    let path = group.path().to_path_buf();
+    group.remove().unwrap();
+    assert!(!path.exists());
+}
+
+#[test]
+fn removing_a_group_that_still_holds_one_of_our_threads_moves_it_out_instead_of_killing_us() {
+    let group = create(&host_root(), "thread-evacuate", 500);
+    let path = group.path().to_path_buf();
+    let (removed_sender, removed_receiver) = std::sync::mpsc::channel::<()>();
+    let (tid_sender, tid_receiver) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        tid_sender.send(current_tid()).unwrap();
+        removed_receiver.recv().unwrap();
+        "still alive"
+    });
+    group.add_thread(tid_receiver.recv().unwrap()).unwrap();
+    drop(group);
+    assert!(!path.exists(), "{} is still there", path.display());
+    removed_sender.send(()).unwrap();
+    assert_eq!(thread.join().unwrap(), "still alive");
 }
 
 fn assert_one_clear_line(message: &str, root: &Path) {

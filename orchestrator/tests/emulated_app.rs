@@ -20,7 +20,7 @@ fn app(name: &str) -> AppModel {
 /// Starts an emulator on a runtime of its own; the runtime must outlive it.
 fn start(name: &str, timeout: Duration) -> (tokio::runtime::Runtime, Emulator) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let model = EmulatorSettings { time_scale: 1.0, pod_concurrency: 1 };
+    let model = EmulatorSettings { time_scale: 1.0, pod_concurrency: 1, cpu: Default::default() };
     let any = "127.0.0.1:0".parse().unwrap();
     let emulator = runtime.block_on(Emulator::start(&app(name), &model, any, any, 1, timeout)).unwrap();
     (runtime, emulator)

@@ -50,6 +50,7 @@ pub fn emulate(args: EmulateArgs) -> ExitCode {
         model: crate::backends::emulated::EmulatorSettings {
             time_scale: args.time_scale,
             pod_concurrency: args.pod_concurrency,
+            cpu: Default::default(),
         },
         replicas: args.replicas,
         request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),

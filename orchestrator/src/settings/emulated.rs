@@ -7,6 +7,8 @@
 //! emulated:
 //!   time_scale: 20                  # control time runs 20x: a 900 s scenario takes 45 s
 //!   pod_concurrency: 1              # requests a pod serves at once (1 = the simulator's M/M/c servers)
+//!   cpu: sleep                      # sleep each call's service time (default), or `burn` its CPU for real in a
+//!                                   # cgroup per pod, quota = the pod's limit (cgroup v1, root, time_scale 1)
 //!   listen: 127.0.0.1:0             # where the app is served; remote agents must reach this address
 //!   agents:
 //!     local: 2                      # load-agent processes orch starts on loopback (the default)
@@ -43,6 +45,8 @@ pub struct EmulatedSection {
     pub time_scale: Option<f64>,
     #[serde(default)]
     pub pod_concurrency: Option<u32>,
+    #[serde(default)]
+    pub cpu: Option<CpuMode>,
     #[serde(default)]
     pub listen: Option<String>,
     #[serde(default)]
@@ -82,6 +86,27 @@ pub struct EmulatorSettings {
     pub time_scale: f64,
     /// Requests one pod serves at once; each then runs at 1/pod_concurrency of the pod's CPU limit.
     pub pod_concurrency: u32,
+    /// How a call's CPU demand is served. Written only when it is `burn`, so sleeping cells keep their ids.
+    #[serde(default, skip_serializing_if = "CpuMode::is_sleep")]
+    pub cpu: CpuMode,
+}
+
+/// How the emulator serves a call's CPU demand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuMode {
+    /// The service time is slept: two cores can emulate a cluster, the CPU limit is a smooth speed.
+    #[default]
+    Sleep,
+    /// The CPU time is burned by worker threads in a cgroup per pod whose CFS quota is the pod's limit, so the
+    /// kernel's throttling decides latency. Real CPU cannot run compressed: needs time_scale 1.
+    Burn,
+}
+
+impl CpuMode {
+    pub fn is_sleep(&self) -> bool {
+        *self == CpuMode::Sleep
+    }
 }
 
 /// Where emulated cells get their load and how they treat a lost agent. `orch run` writes it into the run folder
@@ -164,6 +189,13 @@ pub fn resolve(
     if !(1..=1024).contains(&pod_concurrency) {
         return Err(err("emulated.pod_concurrency", format!("must be between 1 and 1024, got {pod_concurrency}")));
     }
+    let cpu = section.cpu.unwrap_or_default();
+    if cpu == CpuMode::Burn && time_scale != 1.0 {
+        return Err(err(
+            "emulated.cpu",
+            format!("burn needs time_scale 1 (real CPU time cannot be compressed), got time_scale {time_scale}"),
+        ));
+    }
     let listen_text = section.listen.as_deref().unwrap_or("127.0.0.1:0");
     let listen: SocketAddr = listen_text
         .parse()
@@ -176,7 +208,7 @@ pub fn resolve(
     }
     let (source, on_loss) = resolve_agents(section.agents.as_ref(), file, "emulated.agents")?;
     Ok(Some((
-        EmulatorSettings { time_scale, pod_concurrency },
+        EmulatorSettings { time_scale, pod_concurrency, cpu },
         EmulatedRun { agents: source, on_loss, listen, load_agent_bin: None },
     )))
 }
@@ -327,7 +359,7 @@ mod tests {
     #[test]
     fn defaults_are_two_local_agents_in_real_time() {
         let (model, run) = resolve(None, true, Path::new("m.yaml")).unwrap().unwrap();
-        assert_eq!(model, EmulatorSettings { time_scale: 1.0, pod_concurrency: 1 });
+        assert_eq!(model, EmulatorSettings { time_scale: 1.0, pod_concurrency: 1, cpu: CpuMode::Sleep });
         assert_eq!(run.agents, AgentSource::Local { count: 2 });
         assert_eq!(run.on_loss, OnLoss::Fail);
         assert_eq!(run.listen.to_string(), "127.0.0.1:0");
@@ -339,6 +371,7 @@ mod tests {
             ("time_scale: 0", "emulated.time_scale"),
             ("time_scale: 1000", "emulated.time_scale"),
             ("pod_concurrency: 0", "emulated.pod_concurrency"),
+            ("{time_scale: 2, cpu: burn}", "emulated.cpu"),
             ("listen: localhost", "emulated.listen"),
             ("listen: 0.0.0.0:8080", "emulated.listen"),
             ("agents: {local: 2, urls: [http://a:1]}", "emulated.agents"),
@@ -355,6 +388,19 @@ mod tests {
         }
         let e = resolve(Some(&section("time_scale: 2")), false, Path::new("m.yaml")).unwrap_err();
         assert_eq!(e.field, "emulated");
+    }
+
+    #[test]
+    fn the_cpu_mode_is_written_only_when_it_burns() {
+        let sleeping = resolve(None, true, Path::new("m.yaml")).unwrap().unwrap().0;
+        assert_eq!(serde_json::to_string(&sleeping).unwrap(), r#"{"time_scale":1.0,"pod_concurrency":1}"#);
+        let burning = resolve(Some(&section("cpu: burn")), true, Path::new("m.yaml")).unwrap().unwrap().0;
+        assert_eq!(burning.cpu, CpuMode::Burn);
+        let json = serde_json::to_string(&burning).unwrap();
+        assert_eq!(json, r#"{"time_scale":1.0,"pod_concurrency":1,"cpu":"burn"}"#);
+        assert_eq!(serde_json::from_str::<EmulatorSettings>(&json).unwrap(), burning);
+        let old: EmulatorSettings = serde_json::from_str(r#"{"time_scale":1.0,"pod_concurrency":1}"#).unwrap();
+        assert_eq!(old, sleeping);
     }
 
     #[test]

@@ -117,7 +117,7 @@ impl FakeCluster {
     /// The app model's deployments in its namespace, served by an emulator.
     pub fn start(app: &AppModel, options: Options) -> FakeCluster {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let model = EmulatorSettings { time_scale: 1.0, pod_concurrency: 1 };
+        let model = EmulatorSettings { time_scale: 1.0, pod_concurrency: 1, cpu: Default::default() };
         let emulator = runtime
             .block_on(Emulator::start(
                 app,

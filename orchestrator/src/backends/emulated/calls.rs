@@ -3,7 +3,10 @@
 //! child calls one after another, then the call's non-CPU latency. A call refused (no endpoints, or the request's
 //! deadline passed) fails the request, and every call still open on the way back up.
 //!
-//! Service times are slept, not burned. Tokio's timers fire on millisecond ticks, so a request keeps a debt of
+//! Service times are slept, unless the emulator burns CPU ([`super::burn_pods`]): then the call's CPU demand (its
+//! drawn hold times the cores it holds) is burned on a pod's worker thread and the pacer is not involved.
+//!
+//! Slept service times: Tokio's timers fire on millisecond ticks, so a request keeps a debt of
 //! time overslept and takes it off its next holds: its total latency stays within a tick of the sum of its holds,
 //! and pods are held for their service times on average. Non-CPU latency holds no pod, so it is owed rather than
 //! slept until it adds up to a timer tick (before the next call, at the latest at the end of the request): fewer
@@ -150,7 +153,11 @@ async fn serve(
         // Exponential service time with the call's mean.
         let u: f64 = rng.r#gen();
         let hold_s = -node.mean_hold_s * (1.0 - u).ln();
-        pacer.hold(Duration::from_secs_f64(hold_s)).await;
+        match &cluster.burn {
+            None => pacer.hold(Duration::from_secs_f64(hold_s)).await,
+            // The same draw as CPU time, burned on a pod in its cgroup: the quota stretches it, not a model.
+            Some(burn) => burn.serve(node.service, Duration::from_secs_f64(hold_s * node.cores_while_held)).await?,
+        }
         permit.finish((hold_s * node.cores_while_held * 1e9) as u64);
         Ok(())
     }

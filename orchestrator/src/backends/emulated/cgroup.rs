@@ -5,6 +5,10 @@
 //! `kill -9`, [`sweep_stale`] finds the groups whose maker is gone and removes them. Dropping a [`CpuCgroup`] kills
 //! what is still inside and removes the directory. Works on cgroup v2 (`cpu.max`) and v1 (`cpu.cfs_quota_us`).
 //!
+//! Single threads (a pod's workers inside this process) can join a group on v1 ([`CpuCgroup::add_thread`]); v2
+//! would need a threaded subtree, not supported yet. Removal never kills this process: its own threads still in a
+//! group are moved back to the root first.
+//!
 //! CPU used is reported on v2 only (`usage_usec` in `cpu.stat`): on v1 it lives in the separate cpuacct controller.
 
 use std::collections::HashMap;
@@ -38,6 +42,12 @@ pub enum CgroupError {
     Io { action: &'static str, path: PathBuf, cause: io::Error },
     #[error("cgroup {} still holds processes {pids:?} {EMPTY_TIMEOUT:?} after SIGKILL", path.display())]
     NotEmpty { path: PathBuf, pids: Vec<i32> },
+    #[error(
+        "cannot add a thread to cgroup {}: moving single threads needs cgroup v1 (v2 threaded subtrees are not \
+         supported yet)",
+        path.display()
+    )]
+    ThreadsNeedV1 { path: PathBuf },
     #[error("unreadable line {line:?} in {}", path.display())]
     Parse { path: PathBuf, line: String },
 }
@@ -182,6 +192,24 @@ impl CpuCgroup {
         write_existing(&procs, &pid.to_string()).map_err(io_err("add a process to", &procs))
     }
 
+    /// Moves one thread `tid` of this process (only that thread) into the group: cgroup v1's `tasks` file.
+    pub fn add_thread(&self, tid: u32) -> Result<(), CgroupError> {
+        if self.version != CgroupVersion::V1 {
+            return Err(CgroupError::ThreadsNeedV1 { path: self.path.clone() });
+        }
+        let tasks = self.path.join("tasks");
+        write_existing(&tasks, &tid.to_string()).map_err(io_err("add a thread to", &tasks))
+    }
+
+    /// The threads now in the group (v1 `tasks`, v2 `cgroup.threads`).
+    pub fn tids(&self) -> Result<Vec<i32>, CgroupError> {
+        let file = match self.version {
+            CgroupVersion::V1 => self.path.join("tasks"),
+            CgroupVersion::V2 => self.path.join("cgroup.threads"),
+        };
+        read_ids(&file)
+    }
+
     /// The processes now in the group.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         read_pids(&self.path)
@@ -229,6 +257,11 @@ impl Drop for CpuCgroup {
             tracing::warn!("{e}");
         }
     }
+}
+
+/// Removes the group at `path` as dropping its [`CpuCgroup`] would: for exit paths that run no destructors.
+pub fn remove_group_at(path: &Path) -> Result<(), CgroupError> {
+    remove_group(path)
 }
 
 /// Removes the groups under `<root>/orch` whose making process no longer runs, killing anything left in them.
@@ -285,12 +318,45 @@ fn process_runs(pid: i32) -> bool {
     rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// The calling thread's id, as cgroup `tasks` files list it.
+pub fn current_tid() -> u32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    (unsafe { libc::syscall(libc::SYS_gettid) }) as u32
+}
+
 fn read_pids(group: &Path) -> Result<Vec<i32>, CgroupError> {
-    let procs = group.join("cgroup.procs");
-    let text = fs::read_to_string(&procs).map_err(io_err("read", &procs))?;
+    read_ids(&group.join("cgroup.procs"))
+}
+
+fn read_ids(file: &Path) -> Result<Vec<i32>, CgroupError> {
+    let text = fs::read_to_string(file).map_err(io_err("read", file))?;
     text.lines()
-        .map(|l| l.trim().parse().map_err(|_| CgroupError::Parse { path: procs.clone(), line: l.into() }))
+        .map(|l| l.trim().parse().map_err(|_| CgroupError::Parse { path: file.to_path_buf(), line: l.into() }))
         .collect()
+}
+
+/// Moves this process's threads out of `group` to the controller's root (`<root>/orch/<group>`), so that
+/// removing the group kills nothing of ours. v1 moves thread by thread (others of our threads may sit in other
+/// groups on purpose); v2 moves the process.
+fn evacuate_own_threads(group: &Path) -> Result<(), CgroupError> {
+    let Some(root) = group.parent().and_then(Path::parent) else { return Ok(()) };
+    let tasks = group.join("tasks");
+    if tasks.exists() {
+        let own: Vec<i32> = fs::read_dir("/proc/self/task")
+            .map_err(io_err("list", Path::new("/proc/self/task")))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        let root_tasks = root.join("tasks");
+        for tid in read_ids(&tasks)?.into_iter().filter(|t| own.contains(t)) {
+            // A thread that exited meanwhile cannot be moved: nothing to do.
+            let _ = write_existing(&root_tasks, &tid.to_string());
+        }
+        Ok(())
+    } else {
+        let root_procs = root.join("cgroup.procs");
+        write_existing(&root_procs, &std::process::id().to_string())
+            .map_err(io_err("move this process to", &root_procs))
+    }
 }
 
 fn remove_group(group: &Path) -> Result<(), CgroupError> {
@@ -303,7 +369,11 @@ fn remove_group(group: &Path) -> Result<(), CgroupError> {
         if Instant::now() >= deadline {
             return Err(CgroupError::NotEmpty { path: group.to_path_buf(), pids });
         }
-        for pid in pids {
+        let own = std::process::id() as i32;
+        if pids.contains(&own) {
+            evacuate_own_threads(group)?;
+        }
+        for pid in pids.into_iter().filter(|&pid| pid != own) {
             // SAFETY: sending a signal has no memory effects; a pid that already exited just fails.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }

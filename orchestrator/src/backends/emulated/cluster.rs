@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::admission::Admission;
+use super::burn_pods::{BurnError, BurnPods};
 use super::served_app::CompiledApp;
 use super::telemetry::{BUCKETS, Telemetry, bucket_quantile};
 use crate::cell::{Observation, ServiceObservation, ServiceSecond};
@@ -98,10 +99,33 @@ pub struct Cluster {
     seed: u64,
     requests: AtomicU64,
     control: Mutex<Control>,
+    /// The burning mode's pods (cgroups and worker threads); `None` when service times are slept.
+    pub burn: Option<BurnPods>,
 }
 
 impl Cluster {
     pub fn new(app: CompiledApp, time_scale: f64, pod_concurrency: u32, seed: u64) -> Cluster {
+        let cluster = Cluster::build(app, time_scale, pod_concurrency, seed, None);
+        let initial: Vec<u32> = cluster.app.services.iter().map(|s| s.initial).collect();
+        cluster.reset(&initial);
+        cluster
+    }
+
+    /// A cluster whose pods burn CPU in `burn`'s cgroups; fails, leaving no group, if a pod cannot be made.
+    pub fn burning(
+        app: CompiledApp,
+        time_scale: f64,
+        pod_concurrency: u32,
+        seed: u64,
+        burn: BurnPods,
+    ) -> Result<Cluster, BurnError> {
+        let cluster = Cluster::build(app, time_scale, pod_concurrency, seed, Some(burn));
+        let initial: Vec<u32> = cluster.app.services.iter().map(|s| s.initial).collect();
+        cluster.try_reset(&initial)?;
+        Ok(cluster)
+    }
+
+    fn build(app: CompiledApp, time_scale: f64, pod_concurrency: u32, seed: u64, burn: Option<BurnPods>) -> Cluster {
         let deployments = app
             .services
             .iter()
@@ -115,7 +139,7 @@ impl Cluster {
                 memory_mib: s.memory_base_mib,
             })
             .collect();
-        let cluster = Cluster {
+        Cluster {
             services: app.services.iter().map(|_| ServiceRuntime::default()).collect(),
             telemetry: Telemetry::new(app.edges.len(), app.routes.len()),
             time_scale,
@@ -131,10 +155,8 @@ impl Cluster {
                 history: VecDeque::new(),
             }),
             app,
-        };
-        let initial: Vec<u32> = cluster.app.services.iter().map(|s| s.initial).collect();
-        cluster.reset(&initial);
-        cluster
+            burn,
+        }
     }
 
     pub fn control(&self) -> MutexGuard<'_, Control> {
@@ -154,6 +176,14 @@ impl Cluster {
 
     /// Every deployment at `replicas`, ready (warm: running before the cell), history cleared, time 0.
     pub fn reset(&self, replicas: &[u32]) {
+        if let Err(e) = self.try_reset(replicas) {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// [`Cluster::reset`], failing if a burning pod cannot be made (the others are set all the same).
+    pub fn try_reset(&self, replicas: &[u32]) -> Result<(), BurnError> {
+        let mut outcome = Ok(());
         let mut control = self.control();
         let control = &mut *control;
         control.time_s = 0;
@@ -171,7 +201,24 @@ impl Cluster {
             deployment.window_sum_m = 0.0;
             deployment.reported_m = None;
             deployment.reported_at_s = 0;
+            outcome = outcome.and(self.sync_burning(index, deployment, 0.0));
             self.services[index].admission.set_capacity(self.capacity_of(deployment, 0.0));
+        }
+        outcome
+    }
+
+    /// Starts and retires burning pods as `deployment`'s pods came and went (burning mode only).
+    fn sync_burning(&self, service: usize, deployment: &Deployment, now_s: f64) -> Result<(), BurnError> {
+        match &self.burn {
+            Some(burn) => burn.sync(service, &deployment.pods, now_s),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the burning pods (their calls fail, their groups go); a no-op when service times are slept.
+    pub fn stop_burning(&self) {
+        if let Some(burn) = &self.burn {
+            burn.shutdown();
         }
     }
 
@@ -203,6 +250,9 @@ impl Cluster {
                 .expect("non-empty");
             deployment.pods.remove(victim);
         }
+        if let Err(e) = self.sync_burning(service, deployment, now) {
+            tracing::error!("{e}");
+        }
         self.services[service].admission.set_capacity(self.capacity_of(deployment, now));
     }
 
@@ -220,6 +270,9 @@ impl Cluster {
         for (index, deployment) in control.deployments.iter_mut().enumerate() {
             let spec = &self.app.services[index];
             let runtime = &self.services[index];
+            if let Err(e) = self.sync_burning(index, deployment, now_s) {
+                tracing::error!("{e}");
+            }
             runtime.admission.set_capacity(self.capacity_of(deployment, now_s));
             let busy = runtime.admission.busy_cpu_ns();
             let busy_cpu_s = busy.saturating_sub(deployment.busy_seen_ns) as f64 / 1e9;

@@ -54,9 +54,17 @@ pub struct ServiceReport {
     pub calls: u64,
     pub refused: u64,
     pub cpu_seconds: f64,
+    /// Burning mode only: CFS counters summed over the service's pods, removed ones included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttled_periods: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub periods: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttled_s: Option<f64>,
 }
 
-fn emulator_report(emulator: &Emulator) -> EmulatorReport {
+/// What `emulator` served so far; in the burning mode read before its cgroups go.
+pub fn emulator_report(emulator: &Emulator) -> EmulatorReport {
     let cluster = &emulator.cluster;
     let mut answered = std::collections::BTreeMap::new();
     let mut routes = Vec::new();
@@ -90,11 +98,18 @@ fn emulator_report(emulator: &Emulator) -> EmulatorReport {
             .services
             .iter()
             .zip(&cluster.services)
-            .map(|(spec, runtime)| ServiceReport {
-                name: spec.name.clone(),
-                calls: runtime.calls.load(Ordering::Relaxed),
-                refused: runtime.failures.load(Ordering::Relaxed),
-                cpu_seconds: runtime.admission.busy_cpu_ns() as f64 / 1e9,
+            .enumerate()
+            .map(|(index, (spec, runtime))| {
+                let throttling = cluster.burn.as_ref().map(|burn| burn.throttling(index));
+                ServiceReport {
+                    name: spec.name.clone(),
+                    calls: runtime.calls.load(Ordering::Relaxed),
+                    refused: runtime.failures.load(Ordering::Relaxed),
+                    cpu_seconds: runtime.admission.busy_cpu_ns() as f64 / 1e9,
+                    throttled_periods: throttling.map(|t| t.throttled_periods),
+                    periods: throttling.map(|t| t.periods),
+                    throttled_s: throttling.map(|t| t.throttled.as_secs_f64()),
+                }
             })
             .collect(),
     }

@@ -13,10 +13,12 @@
 //!   [`server`]: the listeners.
 //! - [`compress`]: time compression of scenarios; [`backend`]: the [`crate::cell::ClusterBackend`];
 //!   [`lifecycle`]: one emulated cell from start to end; [`standalone`]: `orch emulate`.
-//! - [`cgroup`]: a CPU-bandwidth cgroup sandbox (quota = a pod's limit) for a CPU-burning mode; not used yet.
+//! - [`cgroup`]: a CPU-bandwidth cgroup sandbox (quota = a pod's limit); [`burn_pods`]: the opt-in burning mode
+//!   (`emulated: {cpu: burn}`), where each pod is such a group of worker threads burning calls' CPU for real.
 
 pub mod admission;
 pub mod backend;
+pub mod burn_pods;
 pub mod calls;
 pub mod cgroup;
 pub mod cluster;
@@ -32,6 +34,6 @@ pub mod standalone;
 pub mod storefront;
 pub mod telemetry;
 
-pub use crate::settings::emulated::{EmulatedRun, EmulatorSettings, OnLoss};
+pub use crate::settings::emulated::{CpuMode, EmulatedRun, EmulatorSettings, OnLoss};
 pub use backend::EmulatedBackend;
 pub use server::Emulator;
