@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 
 use super::admission::Refusal;
 use super::cgroup::{self, CgroupError, CgroupRoot, CgroupVersion, CpuCgroup};
-use super::cluster::Pod;
+use super::pod::Pod;
 use super::served_app::CompiledApp;
 
 /// The CFS enforcement period of every pod's group (Kubernetes' default).

@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::admission::Admission;
 use super::burn_pods::{BurnError, BurnPods};
+pub use super::pod::Pod;
 use super::served_app::CompiledApp;
 use super::telemetry::{BUCKETS, Telemetry, bucket_quantile};
 use crate::cell::{Observation, ServiceObservation, ServiceSecond};
@@ -37,22 +38,6 @@ impl ServiceRuntime {
     pub fn in_flight(&self) -> u64 {
         let (in_use, waiting) = self.admission.load();
         in_use as u64 + waiting as u64
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Pod {
-    pub id: u64,
-    pub name: String,
-    pub created_s: f64,
-    pub ready_s: f64,
-    /// CPU seconds used so far (container_cpu_usage_seconds_total).
-    pub cpu_seconds: f64,
-}
-
-impl Pod {
-    pub fn is_ready(&self, now_s: f64) -> bool {
-        self.ready_s <= now_s
     }
 }
 

@@ -8,7 +8,8 @@
 //!
 //! - The matrix's `emulated:` section is read in [`crate::settings::emulated`].
 //! - [`served_app`]: the app compiled for serving; [`calls`]: a request walking its tree; [`admission`]: per-service
-//!   queues; [`cluster`]: pods, start-up, CPU accounting, metrics-server; [`telemetry`]: hot-path counters.
+//!   queues; [`cluster`]: pods ([`pod`]), start-up, CPU accounting, metrics-server; [`telemetry`]: hot-path
+//!   counters.
 //! - [`http`], [`storefront`], [`resp`]: the app's fronts; [`control_api`], [`prometheus`]: the control side;
 //!   [`server`]: the listeners.
 //! - [`compress`]: time compression of scenarios; [`backend`]: the [`crate::cell::ClusterBackend`];
@@ -26,6 +27,7 @@ pub mod compress;
 pub mod control_api;
 pub mod http;
 pub mod lifecycle;
+pub mod pod;
 pub mod prometheus;
 pub mod resp;
 pub mod served_app;
