@@ -11,11 +11,13 @@
 //! - [`backends`]: sim, emulated and kubernetes, each running one cell;
 //! - [`matrix`]: a matrix file parsed, resolved and expanded into cells;
 //! - [`run`]: planning, the runner, the supervisor, the cell process, executors, resume;
-//! - [`report`]: HTML reports of run folders; [`cli`]: the `orch` command line, a file per subcommand.
+//! - [`report`]: HTML reports of run folders; [`calibration`]: the simulator measured against the burning
+//!   emulation; [`cli`]: the `orch` command line, a file per subcommand.
 
 pub mod agents;
 pub mod app;
 pub mod backends;
+pub mod calibration;
 pub mod cell;
 pub mod cli;
 pub mod duration;

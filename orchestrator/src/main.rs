@@ -19,5 +19,6 @@ fn main() -> ExitCode {
         Command::CellJob { run_dir, cell, attempt } => cli::cell_job::run(&run_dir, &cell, attempt),
         Command::Emulate(args) => cli::emulate::emulate(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Calibrate(args) => cli::calibrate::run(args),
     }
 }

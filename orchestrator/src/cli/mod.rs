@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod calibrate;
 pub mod cell;
 pub mod cell_job;
 pub mod emulate;
@@ -80,6 +81,9 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Evaluate an RL checkpoint in one simulated cell.
     Eval(eval::EvalArgs),
+    /// Measure the simulator against real CPUs: a load sweep on the burning emulation (a CPU cgroup per pod,
+    /// root and cgroup v1) beside the simulator, and the error table (calibration.md in the run folder).
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// Exit code for bad input: nothing was written.

@@ -25,7 +25,7 @@ use crate::cell::{ClusterBackend, Observation, RunLatency, SecondMetrics, Servic
 use crate::hpa::{MetricSample, PodPhase, PodSample};
 use histogram::LogHistogram;
 use queueing::{LogNormal, mmc_wait, normal_quantile};
-pub use workload::Workload;
+pub use workload::{CompiledRoute, Workload, compile_route};
 
 /// metrics-server's default resolution: each pod's CPU is the mean over this window.
 pub const METRICS_WINDOW_S: u64 = 15;

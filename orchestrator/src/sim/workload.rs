@@ -78,7 +78,8 @@ impl Workload {
     }
 }
 
-fn compile_route(app: &AppModel, route: &crate::app::Route) -> CompiledRoute {
+/// One route's touches and base latency (its followed redirect included).
+pub fn compile_route(app: &AppModel, route: &crate::app::Route) -> CompiledRoute {
     let mut compiled = CompiledRoute { touches: Vec::new(), base_ms: 0.0, base_variance_ms2: 0.0 };
     add_call(app, &route.call, 1.0, &mut compiled);
     if let Some(target) = &route.redirect {
