@@ -37,7 +37,8 @@ fn write_cfs_counters(out: &mut String, cluster: &Cluster, burn: &BurnPods, labe
             burn.pod_throttling(service).into_iter().map(move |(pod, counters)| (container.clone(), pod, counters))
         })
         .collect();
-    let counters: [(&str, &str, fn(&Throttling) -> String); 3] = [
+    type Counter = (&'static str, &'static str, fn(&Throttling) -> String);
+    let counters: [Counter; 3] = [
         ("container_cpu_cfs_periods_total", "Elapsed CFS enforcement intervals.", |c| c.periods.to_string()),
         ("container_cpu_cfs_throttled_periods_total", "Throttled CFS enforcement intervals.", |c| {
             c.throttled_periods.to_string()
