@@ -59,10 +59,9 @@ pub struct ServiceSecond {
     pub pods: u32,
     /// Utilization of requests as metrics-server reports it (stale up to one scrape window).
     pub cpu_utilization_pct: f64,
-    /// CFS enforcement periods that elapsed in this second, summed over pods (`increase` of cAdvisor's
-    /// `container_cpu_cfs_periods_total` over 1 s); `None`: the backend cannot see throttling.
+    /// CFS periods elapsed this second, summed over pods (cAdvisor's `container_cpu_cfs_periods_total`); `None`: unseen.
     pub cfs_periods: Option<f64>,
-    /// Of those, the periods in which a pod ran out of quota (`container_cpu_cfs_throttled_periods_total`).
+    /// Of those, the periods a pod ran out of quota (`container_cpu_cfs_throttled_periods_total`); `None`: unseen.
     pub cfs_throttled_periods: Option<f64>,
     /// Mean resident memory per ready pod.
     pub memory_mib: f64,
