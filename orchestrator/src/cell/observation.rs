@@ -59,7 +59,7 @@ pub struct ServiceSecond {
     pub pods: u32,
     /// Utilization of requests as metrics-server reports it (stale up to one scrape window).
     pub cpu_utilization_pct: f64,
-    /// CFS periods elapsed this second, summed over pods (cAdvisor's `container_cpu_cfs_periods_total`); `None`: unseen.
+    /// CFS periods elapsed this second, summed over pods (`container_cpu_cfs_periods_total`); `None`: unseen.
     pub cfs_periods: Option<f64>,
     /// Of those, the periods a pod ran out of quota (`container_cpu_cfs_throttled_periods_total`); `None`: unseen.
     pub cfs_throttled_periods: Option<f64>,
