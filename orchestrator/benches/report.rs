@@ -4,7 +4,7 @@
 //!
 //! The run folder is real: Online Boutique (11 services) under the four 900 s GRLScaler scenarios, five
 //! policies (four HPA targets and static-max), 25 seeds, run by the simulator into a temporary folder, so every
-//! metrics.csv has 900 rows of 53 columns. The report (index, 500 cell pages, exports) is then rendered a few
+//! metrics.csv has 900 rows of 75 columns. The report (index, 500 cell pages, exports) is then rendered a few
 //! times; the table gives each render's wall time and the HTML it wrote, and the ratio of the median to the time
 //! the simulator took to produce the run folder (a figure that holds when the shared machine is busy). The
 //! bootstrap uses its default 2000 resamples.

@@ -97,6 +97,14 @@ fn a_throttled_pod_reports_its_throttled_periods_and_stretches_latency() {
             })
         })
         .collect();
+    // The cluster ticks each second as a cell's backend does, and the second's row is taken after each tick.
+    let cluster = emulator.cluster.clone();
+    let mut seconds = Vec::new();
+    for t in 1..=5 {
+        std::thread::sleep((origin + Duration::from_secs(t)).saturating_duration_since(Instant::now()));
+        cluster.tick(t);
+        seconds.push(cluster.second()[0].clone());
+    }
     let mut latencies: Vec<Duration> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     latencies.sort();
     let p50 = latencies[latencies.len() / 2];
@@ -114,6 +122,30 @@ fn a_throttled_pod_reports_its_throttled_periods_and_stretches_latency() {
     for field in ["throttled_periods", "periods", "throttled_s"] {
         assert!(json["services"][0].get(field).is_some(), "emulator.json lacks {field}: {json}");
     }
+
+    // The metrics rows: each second's periods and throttled periods, throttled within what elapsed.
+    let pairs: Vec<(f64, f64)> =
+        seconds.iter().map(|s| (s.cfs_periods.unwrap(), s.cfs_throttled_periods.unwrap())).collect();
+    println!("per second (periods, throttled): {pairs:?}");
+    assert!(pairs.iter().all(|&(periods, throttled)| throttled <= periods && periods <= 11.0), "{pairs:?}");
+    assert!(pairs.iter().any(|&(_, throttled)| throttled > 0.0), "no second was throttled: {pairs:?}");
+    let summed: f64 = pairs.iter().map(|p| p.1).sum();
+    assert!(summed <= service.throttled_periods.unwrap() as f64, "{summed} of {service:?}");
+
+    // /metrics carries cAdvisor's CFS counters of the pod.
+    let metrics = request(&emulator.control_address.to_string(), "GET", "/metrics", &[], "").body;
+    let labels = "{namespace=\"classifier\",pod=\"classifier-0\",container=\"classifier\"}";
+    for counter in [
+        "container_cpu_cfs_periods_total",
+        "container_cpu_cfs_throttled_periods_total",
+        "container_cpu_cfs_throttled_seconds_total",
+    ] {
+        let line = metrics.lines().find(|l| l.starts_with(counter) && !l.starts_with('#'));
+        let line = line.unwrap_or_else(|| panic!("/metrics lacks {counter}:\n{metrics}"));
+        assert!(line.contains(labels), "{line}");
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value > 0.0, "{line}");
+    }
 }
 
 #[test]
@@ -123,6 +155,11 @@ fn sleeping_emulators_write_no_throttling() {
     predict(&emulator.app_address.to_string());
     let json = serde_json::to_string(&emulator_report(&emulator)).unwrap();
     assert!(!json.contains("throttled") && !json.contains("periods"), "{json}");
+    emulator.cluster.tick(1);
+    let second = &emulator.cluster.second()[0];
+    assert_eq!((second.cfs_periods, second.cfs_throttled_periods), (None, None));
+    let metrics = request(&emulator.control_address.to_string(), "GET", "/metrics", &[], "").body;
+    assert!(!metrics.contains("container_cpu_cfs"), "{metrics}");
 }
 
 #[test]

@@ -141,6 +141,7 @@ fn optional_files_add_training_curves_request_tables_and_the_twin_comparison() {
     add_training(&run.join(&id));
     add_agent(&run.join(&id), "agent-1");
     let twin = add_emulated_twin(&run, &id);
+    add_throttling(&run.join(&twin));
     let result = scratch.orch(&["report", "logs/extras"]);
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     let report = scratch.path("reports/extras");
@@ -161,6 +162,18 @@ fn optional_files_add_training_curves_request_tables_and_the_twin_comparison() {
     }
     let twin_page = fs::read_to_string(cell_page(&report, &twin)).unwrap();
     assert!(twin_page.contains("Emulated vs simulator"), "the twin links back");
+    // Throttling: charted right after the CPU chart where metrics.csv has it, a note where it has none.
+    let captions = |page: &str| -> Vec<String> {
+        page.split("<figcaption>").skip(1).map(|c| c[..c.find("</figcaption>").unwrap()].to_string()).collect()
+    };
+    let twin_captions = captions(&twin_page);
+    let cpu = twin_captions.iter().position(|c| c.starts_with("CPU utilization per service")).unwrap();
+    assert_eq!(twin_captions[cpu + 1], "CPU throttled (% of CFS periods)", "{twin_captions:?}");
+    let totals = &twin_page[twin_page.find("Throttled periods over the run").unwrap()..][..200];
+    assert!(totals.contains("frontend 4,500 of 18,000 (25.0 %)"), "the run's totals and share: {totals}");
+    assert!(!twin_page.contains("No throttling data"));
+    assert!(!captions(&page).iter().any(|c| c.starts_with("CPU throttled")), "the sim cell has no throttling data");
+    assert!(page.contains("No throttling data: sim cannot see CFS throttling."), "the sim cell says why");
     // Two backends: the index keeps them apart.
     let index = fs::read_to_string(report.join("index.html")).unwrap();
     assert!(index.contains("online-boutique · rushsale · emulated"), "{}", &index[..2000.min(index.len())]);

@@ -110,6 +110,8 @@ fn the_optional_slo_cost_terms_match_hand_computed_values() {
                     desired: 5,
                     pods: 5,
                     cpu_utilization_pct: 50.0,
+                    cfs_periods: None,
+                    cfs_throttled_periods: None,
                     memory_mib: 10.0,
                 };
                 2

@@ -133,6 +133,8 @@ fn second(
                 desired: d,
                 pods: r,
                 cpu_utilization_pct: 0.0,
+                cfs_periods: None,
+                cfs_throttled_periods: None,
                 memory_mib: 0.0,
             })
             .collect(),

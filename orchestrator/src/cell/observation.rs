@@ -59,6 +59,10 @@ pub struct ServiceSecond {
     pub pods: u32,
     /// Utilization of requests as metrics-server reports it (stale up to one scrape window).
     pub cpu_utilization_pct: f64,
+    /// CFS periods elapsed this second, summed over pods (`container_cpu_cfs_periods_total`); `None`: unseen.
+    pub cfs_periods: Option<f64>,
+    /// Of those, the periods a pod ran out of quota (`container_cpu_cfs_throttled_periods_total`); `None`: unseen.
+    pub cfs_throttled_periods: Option<f64>,
     /// Mean resident memory per ready pod.
     pub memory_mib: f64,
 }

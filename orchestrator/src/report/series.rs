@@ -30,12 +30,38 @@ pub struct ServiceSeries {
     pub ready: Option<Vec<f64>>,
     pub desired: Option<Vec<f64>>,
     pub cpu_util_pct: Option<Vec<f64>>,
+    /// CFS periods and throttled periods per second; NaN where the backend could not see them.
+    pub cfs_periods: Option<Vec<f64>>,
+    pub cfs_throttled_periods: Option<Vec<f64>>,
 }
 
 impl ServiceSeries {
     pub fn mean_cpu_util_pct(&self) -> Option<f64> {
         let values = self.cpu_util_pct.as_ref()?;
         (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    }
+
+    /// Whether any second has throttling counters (an empty column, or none, means the backend had none).
+    pub fn has_throttling(&self) -> bool {
+        self.cfs_periods.as_ref().is_some_and(|p| p.iter().any(|v| v.is_finite()))
+    }
+
+    /// Per second, throttled periods as a percent of the periods that elapsed: 0 when none elapsed (an idle pod is
+    /// not throttled), NaN where unknown.
+    pub fn throttled_pct(&self) -> Option<Vec<f64>> {
+        let (periods, throttled) = (self.cfs_periods.as_ref()?, self.cfs_throttled_periods.as_ref()?);
+        Some(periods.iter().zip(throttled).map(|(&p, &t)| if p == 0.0 { 0.0 } else { 100.0 * t / p }).collect())
+    }
+
+    /// The run's throttled periods and periods, over the seconds that have both.
+    pub fn throttling_totals(&self) -> Option<(f64, f64)> {
+        let (periods, throttled) = (self.cfs_periods.as_ref()?, self.cfs_throttled_periods.as_ref()?);
+        let known = periods.iter().zip(throttled).filter(|(p, t)| p.is_finite() && t.is_finite());
+        let (mut throttled_sum, mut periods_sum, mut any) = (0.0, 0.0, false);
+        for (p, t) in known {
+            (throttled_sum, periods_sum, any) = (throttled_sum + t, periods_sum + p, true);
+        }
+        any.then_some((throttled_sum, periods_sum))
     }
 }
 
@@ -112,9 +138,9 @@ fn parse_number(text: &str) -> Result<f64> {
 /// Reads a cell's metrics.csv: only the columns the report draws, streamed (a run has hundreds of these).
 pub fn read_metrics(path: &Path) -> Result<CellSeries> {
     const FILE: &str = crate::run_folder::METRICS_CSV;
-    // The columns this reads: the load columns (all but slo_violated) and three of each service's.
+    // The columns this reads: the load columns (all but slo_violated) and all of each service's but memory.
     let load = &METRICS_COLUMNS[..8];
-    let per_service = &METRICS_SERVICE_COLUMNS[..3];
+    let per_service = &METRICS_SERVICE_COLUMNS[..5];
     let bytes = std::fs::read(path).with_context(|| format!("{FILE} cannot be read"))?;
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes.as_slice());
     let header: Vec<String> = reader
@@ -178,7 +204,14 @@ pub fn read_metrics(path: &Path) -> Result<CellSeries> {
         warnings: Vec::new(),
     };
     for name in services {
-        series.services.push(ServiceSeries { ready: next(), desired: next(), cpu_util_pct: next(), name });
+        series.services.push(ServiceSeries {
+            ready: next(),
+            desired: next(),
+            cpu_util_pct: next(),
+            cfs_periods: next(),
+            cfs_throttled_periods: next(),
+            name,
+        });
     }
     if let Some((line, _)) = short_row {
         series.warnings.push(format!("{FILE} line {line}: cut-off last line ignored"));
@@ -360,6 +393,27 @@ mod tests {
         assert_eq!(series.services[0].name, "web");
         assert_eq!(series.services[0].mean_cpu_util_pct(), Some(40.0));
         assert_eq!(series.services[1].cpu_util_pct, None);
+        assert!(!series.services[0].has_throttling(), "an older file without the CFS columns");
+    }
+
+    #[test]
+    fn throttling_reads_as_percent_of_periods_and_empty_fields_as_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "metrics.csv",
+            "t,web_ready,web_cfs_periods,web_cfs_throttled_periods,db_ready,db_cfs_periods,db_cfs_throttled_periods\n\
+             0,1,20,5,1,,\n1,1,0,0,1,,\n2,1,10,10,1,,\n",
+        );
+        let series = read_metrics(&path).unwrap();
+        let (web, db) = (&series.services[0], &series.services[1]);
+        assert!(web.has_throttling() && !db.has_throttling());
+        let pct = web.throttled_pct().unwrap();
+        assert_eq!((pct[0], pct[2]), (25.0, 100.0));
+        assert_eq!(pct[1], 0.0, "no period elapsed: nothing throttled");
+        assert!(db.throttled_pct().unwrap().iter().all(|v| v.is_nan()), "unknown stays unknown");
+        assert_eq!(web.throttling_totals(), Some((15.0, 30.0)));
+        assert_eq!(db.throttling_totals(), None);
     }
 
     #[test]

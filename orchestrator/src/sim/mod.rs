@@ -548,6 +548,8 @@ impl Simulator {
                 desired: s.desired,
                 pods: s.pods.len() as u32,
                 cpu_utilization_pct: s.reported_m.map_or(0.0, |m| 100.0 * m / s.request_m),
+                cfs_periods: None,
+                cfs_throttled_periods: None,
                 memory_mib: s.memory_mib,
             });
         }

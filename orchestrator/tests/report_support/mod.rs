@@ -92,6 +92,28 @@ pub fn add_emulated_twin(run: &Path, id: &str) -> String {
     twin
 }
 
+/// Fills the CFS columns of `cell`'s metrics.csv as a burning emulator would: every service 20 periods a second,
+/// 5 of them throttled.
+pub fn add_throttling(cell: &Path) {
+    let path = cell.join("metrics.csv");
+    let text = fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let value = |column: &str| match column {
+        c if c.ends_with("_cfs_periods") => Some("20"),
+        c if c.ends_with("_cfs_throttled_periods") => Some("5"),
+        _ => None,
+    };
+    assert!(header.iter().any(|c| value(c).is_some()), "metrics.csv has no CFS columns: {header:?}");
+    let mut out = header.join(",") + "\n";
+    for line in lines {
+        let fields: Vec<&str> =
+            line.split(',').zip(&header).map(|(field, column)| value(column).unwrap_or(field)).collect();
+        out.push_str(&(fields.join(",") + "\n"));
+    }
+    fs::write(path, out).unwrap();
+}
+
 /// Three broken cells of the same app and scenario: invalid summary JSON, no summary at all (and a cut-off
 /// metrics.csv), and a failed status.
 pub fn add_broken_cells(run: &Path, template: &str) -> [String; 3] {

@@ -92,6 +92,15 @@ impl Throttling {
         self.throttled_periods += stats.throttled_periods;
         self.throttled += stats.throttled;
     }
+
+    /// What these totals gained since `earlier` (counters only grow; a reset baseline never exceeds them).
+    pub fn since(&self, earlier: &Throttling) -> Throttling {
+        Throttling {
+            periods: self.periods.saturating_sub(earlier.periods),
+            throttled_periods: self.throttled_periods.saturating_sub(earlier.throttled_periods),
+            throttled: self.throttled.saturating_sub(earlier.throttled),
+        }
+    }
 }
 
 /// Every burning pod of an emulator.
@@ -329,6 +338,24 @@ impl BurnPods {
             }
         }
         totals
+    }
+
+    /// The counters of each of `service`'s pods whose group is still there, by pod name (cAdvisor's per-container
+    /// series: a pod's go when it does).
+    pub fn pod_throttling(&self, service: usize) -> Vec<(String, Throttling)> {
+        let state = self.state(service);
+        let mut pods = Vec::with_capacity(state.pods.len());
+        for workers in &state.pods {
+            match workers.group.stats() {
+                Ok(stats) => {
+                    let mut counters = Throttling::default();
+                    counters.add(stats);
+                    pods.push((workers.name.clone(), counters));
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        pods
     }
 
     /// Stops every pod: burns are cut short, workers joined, counters kept, groups removed. Idempotent.

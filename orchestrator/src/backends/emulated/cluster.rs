@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::admission::Admission;
-use super::burn_pods::{BurnError, BurnPods};
+use super::burn_pods::{BurnError, BurnPods, Throttling};
 pub use super::pod::Pod;
 use super::served_app::CompiledApp;
 use super::telemetry::{BUCKETS, Telemetry, bucket_quantile};
@@ -52,6 +52,9 @@ pub struct Deployment {
     pub reported_at_s: u64,
     /// Resident memory per ready pod at the last tick.
     pub memory_mib: f64,
+    /// Burning mode: the service's CFS counters at the last tick, and what they gained over the second it ended.
+    cfs_seen: Throttling,
+    cfs_second: Option<Throttling>,
 }
 
 /// Counters at one tick, to measure rates over the last wall second.
@@ -122,6 +125,8 @@ impl Cluster {
                 reported_m: None,
                 reported_at_s: 0,
                 memory_mib: s.memory_base_mib,
+                cfs_seen: Throttling::default(),
+                cfs_second: None,
             })
             .collect();
         Cluster {
@@ -187,6 +192,9 @@ impl Cluster {
             deployment.reported_m = None;
             deployment.reported_at_s = 0;
             outcome = outcome.and(self.sync_burning(index, deployment, 0.0));
+            // Throttling counts from here: what pods did before the cell is not its.
+            deployment.cfs_seen = self.throttling_totals(index).unwrap_or_default();
+            deployment.cfs_second = None;
             self.services[index].admission.set_capacity(self.capacity_of(deployment, 0.0));
         }
         outcome
@@ -198,6 +206,12 @@ impl Cluster {
             Some(burn) => burn.sync(service, &deployment.pods, now_s),
             None => Ok(()),
         }
+    }
+
+    /// `service`'s CFS counters summed over its pods, those removed included (they are added as their groups go,
+    /// so a pod removed in a second counts what it did until then); `None` when service times are slept.
+    fn throttling_totals(&self, service: usize) -> Option<Throttling> {
+        self.burn.as_ref().map(|burn| burn.throttling(service))
     }
 
     /// Stops the burning pods (their calls fail, their groups go); a no-op when service times are slept.
@@ -259,6 +273,10 @@ impl Cluster {
                 tracing::error!("{e}");
             }
             runtime.admission.set_capacity(self.capacity_of(deployment, now_s));
+            if let Some(totals) = self.throttling_totals(index) {
+                deployment.cfs_second = Some(totals.since(&deployment.cfs_seen));
+                deployment.cfs_seen = totals;
+            }
             let busy = runtime.admission.busy_cpu_ns();
             let busy_cpu_s = busy.saturating_sub(deployment.busy_seen_ns) as f64 / 1e9;
             deployment.busy_seen_ns = busy;
@@ -300,7 +318,8 @@ impl Cluster {
         self.telemetry.destination_buckets(into)
     }
 
-    /// Each service's replicas, CPU as metrics-server reports it and memory, for a metrics row.
+    /// Each service's replicas, CPU as metrics-server reports it, CFS throttling over the last second (burning
+    /// mode) and memory, for a metrics row.
     pub fn second(&self) -> Vec<ServiceSecond> {
         let control = self.control();
         let now_s = control.time_s as f64;
@@ -313,6 +332,12 @@ impl Cluster {
                 desired: d.desired,
                 pods: d.pods.len() as u32,
                 cpu_utilization_pct: d.reported_m.map_or(0.0, |m| 100.0 * m / spec.request_m),
+                // Slept service times are not throttled by anything: no counters to report.
+                cfs_periods: self.burn.as_ref().map(|_| d.cfs_second.map_or(0.0, |c| c.periods as f64)),
+                cfs_throttled_periods: self
+                    .burn
+                    .as_ref()
+                    .map(|_| d.cfs_second.map_or(0.0, |c| c.throttled_periods as f64)),
                 memory_mib: d.memory_mib,
             })
             .collect()

@@ -4,7 +4,9 @@
 //! - Istio (destination-reported): `istio_requests_total`, `istio_request_duration_milliseconds` (histogram) per
 //!   caller → callee edge and response code, labelled `source_workload`, `destination_workload`, their namespaces,
 //!   `destination_service`, `request_protocol`, `response_code`, `response_flags`;
-//! - cAdvisor: `container_cpu_usage_seconds_total`, `container_memory_working_set_bytes` per pod;
+//! - cAdvisor: `container_cpu_usage_seconds_total`, `container_memory_working_set_bytes` per pod, and in the burning
+//!   mode the pod cgroups' CFS counters `container_cpu_cfs_periods_total`, `container_cpu_cfs_throttled_periods_total`
+//!   and `container_cpu_cfs_throttled_seconds_total`;
 //! - kube-state-metrics: `kube_deployment_spec_replicas`, `kube_deployment_status_replicas`,
 //!   `kube_deployment_status_replicas_ready`, `..._available`, `..._unavailable`, `kube_pod_status_ready`,
 //!   `kube_pod_container_resource_requests` and `..._limits`;
@@ -14,6 +16,7 @@
 
 use std::fmt::Write;
 
+use super::burn_pods::{BurnPods, Throttling};
 use super::cluster::Cluster;
 use super::telemetry::{CODES, DURATION_BUCKETS_MS};
 
@@ -22,6 +25,33 @@ fn flags(code: u16) -> &'static str {
         503 => "UH",
         504 => "UT",
         _ => "-",
+    }
+}
+
+/// cAdvisor's CFS counters of every burning pod whose cgroup is still there (a retiring pod's too, while it
+/// finishes its calls, as cAdvisor reports a container until it is gone).
+fn write_cfs_counters(out: &mut String, cluster: &Cluster, burn: &BurnPods, labels: &dyn Fn(&str, &str) -> String) {
+    let pods: Vec<(String, String, Throttling)> = (0..cluster.app.services.len())
+        .flat_map(|service| {
+            let container = cluster.app.services[service].name.clone();
+            burn.pod_throttling(service).into_iter().map(move |(pod, counters)| (container.clone(), pod, counters))
+        })
+        .collect();
+    type Counter = (&'static str, &'static str, fn(&Throttling) -> String);
+    let counters: [Counter; 3] = [
+        ("container_cpu_cfs_periods_total", "Elapsed CFS enforcement intervals.", |c| c.periods.to_string()),
+        ("container_cpu_cfs_throttled_periods_total", "Throttled CFS enforcement intervals.", |c| {
+            c.throttled_periods.to_string()
+        }),
+        ("container_cpu_cfs_throttled_seconds_total", "Total time the container was throttled, in seconds.", |c| {
+            format!("{:.6}", c.throttled.as_secs_f64())
+        }),
+    ];
+    for (metric, help, value) in counters {
+        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+        for (container, pod, counters) in &pods {
+            let _ = writeln!(out, "{metric}{{{}}} {}", labels(pod, container), value(counters));
+        }
     }
 }
 
@@ -87,6 +117,9 @@ pub fn render(cluster: &Cluster) -> String {
     for (_, spec, pod) in pods() {
         let labels = pod_labels(&pod.name, &spec.name);
         let _ = writeln!(out, "container_cpu_usage_seconds_total{{{labels},cpu=\"total\"}} {:.6}", pod.cpu_seconds);
+    }
+    if let Some(burn) = &cluster.burn {
+        write_cfs_counters(&mut out, cluster, burn, &pod_labels);
     }
     out.push_str("# HELP container_memory_working_set_bytes Current working set, in bytes.\n");
     out.push_str("# TYPE container_memory_working_set_bytes gauge\n");

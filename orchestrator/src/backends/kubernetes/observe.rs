@@ -36,6 +36,9 @@ impl ServiceState {
             desired: self.spec_replicas,
             pods: self.status_replicas,
             cpu_utilization_pct: self.cpu_utilization_pct.unwrap_or(0.0),
+            // Read from metrics-server, which reports usage only: CFS throttling is not in its API.
+            cfs_periods: None,
+            cfs_throttled_periods: None,
             memory_mib: self.memory_mib.unwrap_or(0.0),
         }
     }

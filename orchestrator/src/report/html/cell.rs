@@ -67,7 +67,7 @@ fn figure(shared: &mut Shared, title: &str, chart: LineChart, note: String) -> F
     Figure { title: title.into(), svg: chart.render_in(shared), legend, note, wide: false }
 }
 
-/// The cell's time series: load, latency against the SLO, replicas and CPU per service.
+/// The cell's time series: load, latency against the SLO, replicas, CPU and its throttling per service.
 fn time_figures(shared: &mut Shared, series: &CellSeries, cell: &CellRecord) -> Vec<Figure> {
     let t = &series.t;
     let mut figures = Vec::new();
@@ -143,8 +143,56 @@ fn time_figures(shared: &mut Shared, series: &CellSeries, cell: &CellRecord) -> 
             cpu.note = "Services coloured as in the replicas chart.".into();
         }
         figures.push(cpu);
+        if let Some(throttled) = throttling_figure(shared, series) {
+            figures.push(throttled);
+        } else if let Some(cpu) = figures.last_mut() {
+            let backend = match cell.backend.as_str() {
+                // A burning emulator always writes the counters: an emulated cell without them slept.
+                "emulated" => "emulated (sleep mode)",
+                other => other,
+            };
+            let sentence = format!("No throttling data: {backend} cannot see CFS throttling.");
+            cpu.note = if cpu.note.is_empty() { sentence } else { format!("{} {sentence}", cpu.note) };
+        }
     }
     figures
+}
+
+/// Per service, the share of CFS periods in which its pods ran out of quota, drawn next to their CPU; `None` when
+/// no service has throttling counters.
+fn throttling_figure(shared: &mut Shared, series: &CellSeries) -> Option<Figure> {
+    let t = &series.t;
+    let mut chart = LineChart::time("throttled periods (%)");
+    chart.y_range = Some((0.0, 100.0));
+    let mut totals = Vec::new();
+    for (i, service) in series.services.iter().enumerate() {
+        if !service.has_throttling() {
+            continue;
+        }
+        if let Some(pct) = service.throttled_pct() {
+            chart.series.push(line(&service.name, t, &pct, i));
+        }
+        if let Some((throttled, periods)) = service.throttling_totals() {
+            let share = if periods > 0.0 { 100.0 * throttled / periods } else { 0.0 };
+            totals.push(format!(
+                "{} {} of {} ({} %)",
+                service.name,
+                fmt_num(throttled),
+                fmt_num(periods),
+                fmt_num(share)
+            ));
+        }
+    }
+    if chart.series.is_empty() {
+        return None;
+    }
+    let mut throttled = figure(shared, "CPU throttled (% of CFS periods)", chart, String::new());
+    // The same colours as the replicas and CPU charts: their legend serves.
+    if series.services.iter().any(|s| s.ready.is_some()) {
+        throttled.legend.clear();
+    }
+    throttled.note = format!("Throttled periods over the run: {}.", totals.join("; "));
+    Some(throttled)
 }
 
 fn training_figures(shared: &mut Shared, path: &Path) -> (Vec<Figure>, Vec<String>) {
