@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::EXIT_CONFIG;
+use crate::backends::emulated::CpuMode;
+use crate::backends::emulated::burn_pods::BurnError;
 
 #[derive(clap::Args)]
 pub struct EmulateArgs {
@@ -30,6 +32,28 @@ pub struct EmulateArgs {
     request_timeout: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How a call's CPU demand is served: `sleep` its service time, or `burn` it for real in a CPU cgroup per pod
+    /// whose CFS quota is the pod's CPU limit (needs root, a cgroup v1 cpu controller and --time-scale 1; the
+    /// groups go on exit, and a crashed run's are swept by the next start). ORCH_CGROUP_ROOT names the cpu
+    /// controller's root instead of the one mounted on the host.
+    #[arg(long, value_enum, default_value_t = Cpu::Sleep)]
+    cpu: Cpu,
+}
+
+/// `--cpu`: the command line's names for [`CpuMode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Cpu {
+    Sleep,
+    Burn,
+}
+
+impl From<Cpu> for CpuMode {
+    fn from(cpu: Cpu) -> CpuMode {
+        match cpu {
+            Cpu::Sleep => CpuMode::Sleep,
+            Cpu::Burn => CpuMode::Burn,
+        }
+    }
 }
 
 /// `orch emulate`.
@@ -43,6 +67,11 @@ pub fn emulate(args: EmulateArgs) -> ExitCode {
         eprintln!("error: --pod-concurrency and --request-timeout must be positive");
         return ExitCode::from(EXIT_CONFIG);
     }
+    let cpu = CpuMode::from(args.cpu);
+    if cpu == CpuMode::Burn && args.time_scale != 1.0 {
+        eprintln!("error: {}", BurnError::Compressed(args.time_scale));
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let options = Options {
         app_file: args.app,
         listen: args.listen,
@@ -50,7 +79,7 @@ pub fn emulate(args: EmulateArgs) -> ExitCode {
         model: crate::backends::emulated::EmulatorSettings {
             time_scale: args.time_scale,
             pod_concurrency: args.pod_concurrency,
-            cpu: Default::default(),
+            cpu,
         },
         replicas: args.replicas,
         request_timeout: std::time::Duration::from_secs_f64(args.request_timeout),

@@ -22,6 +22,8 @@ const EMPTY_TIMEOUT: Duration = Duration::from_secs(2);
 /// The folder under the controller's root that holds every group this program makes.
 const PARENT: &str = "orch";
 const ADVICE: &str = "run as root or give a writable cgroup root";
+/// Names the cpu controller's root to use instead of the host's mount (a delegated subtree, or a test's folder).
+pub const ROOT_ENV: &str = "ORCH_CGROUP_ROOT";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -30,6 +32,12 @@ pub enum CgroupError {
          cpu nor a v1 cgroup mount with the cpu option); mount one or give a cgroup root"
     )]
     NoController,
+    #[error(
+        "{ROOT_ENV}={} is not the root of a cgroup cpu controller: it holds neither cgroup.controllers (v2) nor \
+         cpu.cfs_quota_us (v1)",
+        path.display()
+    )]
+    NotARoot { path: PathBuf },
     #[error("invalid cgroup name {0:?}: it must be non-empty and hold no '/'")]
     InvalidName(String),
     #[error("invalid CPU limit {limit_millicores}m at a {period:?} period: the quota must be at least 1 ms")]
@@ -75,8 +83,12 @@ impl CgroupRoot {
         Self { path: path.into(), version }
     }
 
-    /// The host's cpu controller: a cgroup2 mount offering `cpu` first, else a v1 mount with the `cpu` option.
+    /// The root [`ROOT_ENV`] names if set; else the host's cpu controller: a cgroup2 mount offering `cpu` first,
+    /// else a v1 mount with the `cpu` option.
     pub fn detect() -> Result<Self, CgroupError> {
+        if let Some(path) = std::env::var_os(ROOT_ENV).filter(|p| !p.is_empty()) {
+            return Self::given(PathBuf::from(path));
+        }
         let mounts = fs::read_to_string("/proc/mounts").map_err(io_err("read", Path::new("/proc/mounts")))?;
         let mut v1 = None;
         for line in mounts.lines() {
@@ -93,6 +105,18 @@ impl CgroupRoot {
             }
         }
         v1.ok_or(CgroupError::NoController)
+    }
+
+    /// A root named by hand, its version read from the files it holds; a folder that is neither is refused before
+    /// anything is made in it.
+    pub fn given(path: PathBuf) -> Result<Self, CgroupError> {
+        if path.join("cgroup.controllers").is_file() {
+            Ok(Self::at(path, CgroupVersion::V2))
+        } else if path.join("cpu.cfs_quota_us").is_file() {
+            Ok(Self::at(path, CgroupVersion::V1))
+        } else {
+            Err(CgroupError::NotARoot { path })
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -406,6 +430,19 @@ mod tests {
         let period = Duration::from_millis(100);
         assert!(matches!(CpuCgroup::create(&root, "a/b", 200, period), Err(CgroupError::InvalidName(_))));
         assert!(matches!(CpuCgroup::create(&root, "a", 5, period), Err(CgroupError::InvalidLimit { .. })));
+    }
+
+    #[test]
+    fn a_root_given_by_hand_is_read_by_its_files_and_a_plain_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = CgroupRoot::given(dir.path().to_path_buf()).unwrap_err();
+        assert!(matches!(error, CgroupError::NotARoot { .. }), "{error}");
+        assert!(error.to_string().contains(&dir.path().display().to_string()), "{error}");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing made in a refused root");
+        fs::write(dir.path().join("cpu.cfs_quota_us"), "-1").unwrap();
+        assert_eq!(CgroupRoot::given(dir.path().to_path_buf()).unwrap().version(), CgroupVersion::V1);
+        fs::write(dir.path().join("cgroup.controllers"), "cpu").unwrap();
+        assert_eq!(CgroupRoot::given(dir.path().to_path_buf()).unwrap().version(), CgroupVersion::V2);
     }
 
     #[test]

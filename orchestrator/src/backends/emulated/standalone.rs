@@ -1,12 +1,18 @@
 //! `orch emulate`: serve an app model on its own, for benchmarks, manual load tests and trying the pod-control
-//! API; the control plane ticks once per emulated second until Ctrl-C.
+//! API; the control plane ticks once per emulated second until Ctrl-C or SIGTERM.
+//!
+//! In the burning mode (`--cpu burn`) every pod is a CPU cgroup of this process: made before the addresses are
+//! printed, removed when the emulator is dropped on Ctrl-C or SIGTERM, or at exit; a `kill -9` leaves them to the
+//! next burning start's sweep. A group that cannot be made stops the command with that one error, none left.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use load_agent::yaml::ConfigError;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use super::burn_pods::BurnError;
 use super::server::Emulator;
 use crate::app::AppModel;
 use crate::settings::emulated::EmulatorSettings;
@@ -30,9 +36,14 @@ pub struct BadStartReplicas(String);
 pub enum ServeError {
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
-    /// The emulator could not listen.
+    #[error("cannot handle termination signals: {0}")]
+    Signals(std::io::Error),
+    /// The emulator could not listen, or (burning) could not make its pods' groups.
     #[error(transparent)]
     Start(std::io::Error),
+    /// A burning pod of the starting replicas could not be made.
+    #[error(transparent)]
+    Replicas(BurnError),
 }
 
 impl std::str::FromStr for StartReplicas {
@@ -61,7 +72,7 @@ pub fn load(options: &Options) -> Result<AppModel, ConfigError> {
     AppModel::load(&options.app_file)
 }
 
-/// Serves until Ctrl-C or SIGTERM.
+/// Serves until Ctrl-C, SIGTERM or SIGHUP.
 pub fn serve(app: AppModel, options: Options) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("emulator")
@@ -69,6 +80,8 @@ pub fn serve(app: AppModel, options: Options) -> Result<(), ServeError> {
         .build()
         .map_err(ServeError::Runtime)?;
     runtime.block_on(async move {
+        // Caught before the first pod group is made: a signal's default action would leave the groups behind.
+        let mut stop = StopSignals::install().map_err(ServeError::Signals)?;
         let emulator = Emulator::start(
             &app,
             &options.model,
@@ -88,7 +101,8 @@ pub fn serve(app: AppModel, options: Options) -> Result<(), ServeError> {
                 StartReplicas::Each(n) => n.clamp(s.replicas.min, s.replicas.max),
             })
             .collect();
-        emulator.cluster.reset(&replicas);
+        // Dropping the emulator on the way out removes the groups already made.
+        emulator.cluster.try_reset(&replicas).map_err(ServeError::Replicas)?;
         println!("app listening on {}", emulator.target_url());
         println!("control listening on {}", emulator.control_url());
         use std::io::Write;
@@ -105,9 +119,35 @@ pub fn serve(app: AppModel, options: Options) -> Result<(), ServeError> {
                 cluster.tick(t);
             }
         });
-        load_agent::signals::termination_signal().await;
+        stop.next().await;
         ticker.abort();
         drop(emulator);
         Ok(())
     })
+}
+
+/// The signals that end the emulator: Ctrl-C, SIGTERM (service managers) and SIGHUP (the terminal went away).
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl StopSignals {
+    /// Takes the signals over from now on; one that arrives before [`StopSignals::next`] is kept for it.
+    fn install() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+            _ = self.hangup.recv() => {}
+        }
+    }
 }
