@@ -23,6 +23,7 @@ use rand_distr::StandardNormal;
 use crate::app::AppModel;
 use crate::cell::{ClusterBackend, Observation, RunLatency, SecondMetrics, ServiceObservation, ServiceSecond};
 use crate::hpa::{MetricSample, PodPhase, PodSample};
+use crate::settings::simulator::SimulatorSettings;
 use histogram::LogHistogram;
 use queueing::{LogNormal, mmc_wait, normal_quantile};
 pub use workload::{CompiledRoute, Workload, compile_route};
@@ -77,6 +78,7 @@ struct ServiceState {
 
 /// The simulated cluster for one cell.
 pub struct Simulator {
+    settings: SimulatorSettings,
     services: Vec<ServiceState>,
     workload: Workload,
     rng: ChaCha8Rng,
@@ -103,8 +105,14 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// A simulator for `app` under `scenario`; every request of the scenario must match a route of the app.
+    /// A simulator for `app` under `scenario` with the most faithful model; every request of the scenario must
+    /// match a route of the app.
     pub fn new(app: &AppModel, scenario: &Scenario, seed: u64) -> Simulator {
+        Simulator::with_settings(app, scenario, seed, &SimulatorSettings::default())
+    }
+
+    /// A simulator with the parts of the model `settings` chooses.
+    pub fn with_settings(app: &AppModel, scenario: &Scenario, seed: u64, settings: &SimulatorSettings) -> Simulator {
         let workload = Workload::compile(app, scenario);
         let services = app
             .services
@@ -143,6 +151,7 @@ impl Simulator {
         }
         let duration_s = scenario.duration_s().ceil() as u64;
         let mut sim = Simulator {
+            settings: *settings,
             services,
             route_response_s: workload.routes.iter().map(|r| r.base_ms / 1000.0).collect(),
             workload,
@@ -167,6 +176,10 @@ impl Simulator {
         let initial: Vec<u32> = app.services.iter().map(|s| s.replicas.initial()).collect();
         sim.reset(&initial);
         sim
+    }
+
+    pub fn settings(&self) -> &SimulatorSettings {
+        &self.settings
     }
 
     pub fn duration_s(&self) -> u64 {
