@@ -11,6 +11,8 @@
 //! then a stall); the tick does not use it yet: there a limit is still a smooth speed.
 
 pub mod cfs;
+pub mod cfs_queue;
+pub mod cfs_table;
 mod histogram;
 pub mod queueing;
 mod workload;
