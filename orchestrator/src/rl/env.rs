@@ -194,3 +194,21 @@ impl AutoscaleEnv {
         self.sim.observe().time_s >= self.sim.duration_s()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoints_env_without_simulator_settings_was_trained_on_the_legacy_model() {
+        let faithful = EnvConfig::default();
+        let json = serde_json::to_value(&faithful).unwrap();
+        assert!(json.get("simulator").is_some());
+        assert_eq!(serde_json::from_value::<EnvConfig>(json.clone()).unwrap(), faithful);
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("simulator");
+        let legacy = serde_json::from_value::<EnvConfig>(old.clone()).unwrap();
+        assert!(legacy.simulator.is_legacy());
+        assert_eq!(serde_json::to_value(&legacy).unwrap(), old, "the legacy model is not written");
+    }
+}
