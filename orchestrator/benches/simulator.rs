@@ -8,11 +8,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use orchestrator::backends::sim::simulate;
+use orchestrator::backends::sim::{simulate, simulator_for};
 use orchestrator::cell::ClusterBackend;
 use orchestrator::matrix::Matrix;
 use orchestrator::run::policies::build_policy;
-use orchestrator::sim::Simulator;
 
 fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -62,7 +61,7 @@ fn main() {
             "static-max" => (
                 "simulator, fixed",
                 measure(budget, || {
-                    let mut sim = Simulator::new(&config.app, &config.scenario, config.seed);
+                    let mut sim = simulator_for(config);
                     let max: Vec<u32> = config.app.services.iter().map(|s| s.replicas.max).collect();
                     sim.reset(&max);
                     while let Some(second) = sim.advance() {

@@ -58,6 +58,12 @@ const CASES: &[Case] = &[
     },
     Case { name: "unknown axis", edit: (MATRIX, "seeds:", "regions: [eu]\nseeds:"), file: "m.yaml", field: "regions" },
     Case {
+        name: "cfs period outside the kernel's range",
+        edit: (MATRIX, "seeds: [1]", "seeds: [1]\nsimulator: {cfs_period_ms: 0}"),
+        file: "m.yaml",
+        field: "simulator.cfs_period_ms",
+    },
+    Case {
         name: "include that matches nothing and lacks an axis",
         edit: (MATRIX, "seeds: [1]", "seeds: [1]\ninclude:\n  - {app: online-boutique, scenario: rushsale}"),
         file: "m.yaml",

@@ -189,8 +189,10 @@ fn the_action_space_is_part_of_the_model_key_only_when_it_is_not_the_reference()
 #[test]
 fn specs_without_the_new_options_keep_their_serialized_config_and_hash() {
     let scratch = Scratch::new();
+    // On the simulator's model of before (the faithful one is part of the config, as any other new option).
+    let legacy = "simulator: {cpu: smooth, percentiles: model, metrics: aligned, pod_spread: false, startup: fixed}\n";
     let resolve = |policy: &str| {
-        scratch.write("experiments/m.yaml", &matrix_with(policy));
+        scratch.write("experiments/m.yaml", &(matrix_with(policy) + legacy));
         let matrix = Matrix::load(&scratch.path("experiments/m.yaml")).expect("valid matrix");
         let cell = &matrix.cells[0];
         let training = serde_json::to_value(&rl_config(&cell.config).expect("an rl cell").training).unwrap();
@@ -219,7 +221,7 @@ fn specs_without_the_new_options_keep_their_serialized_config_and_hash() {
     ];
     assert_eq!(fields, before);
     let text = training.to_string();
-    for new in ["actions", "violation_penalty", "change_penalty", "anneal_lr", "ent_coef_final"] {
+    for new in ["actions", "violation_penalty", "change_penalty", "anneal_lr", "ent_coef_final", "simulator"] {
         assert!(!text.contains(new), "{new} serialized though unused: {text}");
     }
     // Naming the options at their defaults changes nothing either.

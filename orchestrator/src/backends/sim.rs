@@ -12,8 +12,13 @@ pub fn simulate(
     on_second: impl FnMut(&SecondMetrics),
     on_scale: impl FnMut(u64, &str, u32, u32, &str),
 ) -> CellSummary {
-    let mut backend = Simulator::new(&config.app, &config.scenario, config.seed);
+    let mut backend = simulator_for(config);
     drive(id, config, &mut backend, policy, on_second, on_scale)
+}
+
+/// The simulator of a cell, with the model its config chooses.
+pub fn simulator_for(config: &CellConfig) -> Simulator {
+    Simulator::with_settings(&config.app, &config.scenario, config.seed, &config.simulator_settings())
 }
 
 /// Runs a cell and keeps every second in memory (tests and small tools).

@@ -100,6 +100,7 @@ fn measure_point(matrix: &Matrix, run: &RunOutcome, point: &sweep::SweepPoint) -
     };
     let mut config = cell.config.clone();
     config.backend = Backend::Sim;
+    config.simulator = Some(crate::settings::simulator::SimulatorSettings::default());
     let mut policy = crate::run::policies::build_policy(&config);
     let (seconds, summary) = crate::backends::sim::simulate_collect(&cell.id, &config, policy.as_mut());
     Ok(Row { point: point.clone(), emulated, sim: Some(simulated(&summary, &seconds)) })

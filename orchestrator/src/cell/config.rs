@@ -16,6 +16,7 @@ use crate::app::AppModel;
 use crate::hpa::HorizontalPodAutoscaler;
 use crate::settings::emulated::EmulatorSettings;
 use crate::settings::rl::RlPolicyConfig;
+use crate::settings::simulator::SimulatorSettings;
 
 /// Bumped whenever the meaning of a resolved cell config changes, so cell ids change with it.
 /// 2: ids hash the config with sorted keys and without file paths.
@@ -79,6 +80,17 @@ pub struct CellConfig {
     pub scenario: Arc<Scenario>,
     #[serde(with = "shared")]
     pub policy: Arc<ResolvedPolicy>,
+    /// The simulator's model, for sim cells; absent for others and for the legacy model, so cells of the model
+    /// before calibration keep their ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulator: Option<SimulatorSettings>,
+}
+
+impl CellConfig {
+    /// The model the simulator runs this cell with (absent: the legacy one).
+    pub fn simulator_settings(&self) -> SimulatorSettings {
+        self.simulator.unwrap_or(SimulatorSettings::LEGACY)
+    }
 }
 
 /// Serializes an `Arc<T>` as the `T` it points to (serde's own impl needs its `rc` feature).
@@ -184,6 +196,10 @@ impl ConfigHasher {
         hasher.update(self.part("scenario", &config.scenario, canonical_json));
         hasher.update(b",\"seed\":");
         hasher.update(canonical_json(&config.seed));
+        if let Some(simulator) = &config.simulator {
+            hasher.update(b",\"simulator\":");
+            hasher.update(canonical_json(simulator));
+        }
         hasher.update(b"}");
         hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }

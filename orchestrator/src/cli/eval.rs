@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::train::{BadInput, load_app_and_scenarios};
+use super::train::{BadInput, load_app_and_scenarios, simulator_model};
 use crate::cell::config::CELL_FORMAT_VERSION;
 use crate::cell::{Backend, CellConfig, ResolvedPolicy};
 use crate::rl::checkpoint;
@@ -22,6 +22,9 @@ pub struct EvalArgs {
     pub scenario: PathBuf,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Run the cell on the simulator's model before calibration against real CPUs [default: the most faithful one].
+    #[arg(long)]
+    pub simulator_legacy: bool,
 }
 
 /// `orch eval`.
@@ -46,6 +49,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         scenarios: Vec::new(),
         randomization: Default::default(),
         warm_start: None,
+        simulator: meta.env.simulator.unless_legacy(),
     };
     let config = CellConfig {
         format_version: CELL_FORMAT_VERSION,
@@ -59,6 +63,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             training,
             checkpoint: Some(args.checkpoint.clone()),
         }))),
+        simulator: simulator_model(args.simulator_legacy).unless_legacy(),
     };
     let id = format!("eval.{}.s{}", config.scenario.name, args.seed);
     let mut policy = crate::run::policies::build_policy(&config);

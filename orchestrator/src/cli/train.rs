@@ -11,6 +11,7 @@ use super::EXIT_CONFIG;
 use crate::app::{AppModel, check_scenario_routes};
 use crate::matrix::rl_policy::{RlSpec, TrainingSpec, WarmStartSpec};
 use crate::settings::rl::{Algo, ModelKind, NetworkSpec};
+use crate::settings::simulator::SimulatorSettings;
 
 /// Train one RL autoscaler on the simulator and write its checkpoint.
 #[derive(Debug, clap::Args)]
@@ -58,6 +59,14 @@ pub struct TrainArgs {
     /// Behaviour cloning from this HPA manifest before PPO or A2C.
     #[arg(long)]
     pub warm_start: Option<PathBuf>,
+    /// Train on the simulator's model before calibration against real CPUs [default: the most faithful one].
+    #[arg(long)]
+    pub simulator_legacy: bool,
+}
+
+/// The simulator's model `--simulator-legacy` chooses (`orch train` and `orch eval`).
+pub(super) fn simulator_model(legacy: bool) -> SimulatorSettings {
+    if legacy { SimulatorSettings::LEGACY } else { SimulatorSettings::default() }
 }
 
 fn parse_algo(s: &str) -> Result<Algo, String> {
@@ -142,6 +151,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         baselines_dir: warm_start_dir.as_deref().unwrap_or(std::path::Path::new(".")),
         app: &app,
         matrix_scenarios: &[],
+        simulator: simulator_model(args.simulator_legacy),
     };
     let resolved =
         crate::matrix::rl_policy::resolve("train", Some(&spec), &ctx).map_err(|e| BadInput(e.to_string()))?;

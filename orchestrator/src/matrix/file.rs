@@ -16,6 +16,7 @@ use crate::duration;
 use crate::matrix::executor::ExecutorSection;
 use crate::settings::emulated::EmulatedSection;
 use crate::settings::rl::{ActionSpace, Algo, ModelKind, NetworkSpec, RewardKind};
+use crate::settings::simulator::SimulatorSection;
 
 /// A matrix file as written. Axes are kept as raw values here: each takes one value or a list.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +30,9 @@ pub struct MatrixFile {
     /// Settings of emulated cells.
     #[serde(default)]
     pub emulated: Option<EmulatedSection>,
+    /// The simulator's model, for sim cells and the training of rl policies (default: the most faithful).
+    #[serde(default)]
+    pub simulator: Option<SimulatorSection>,
     /// The cluster of kubernetes cells (see [`crate::backends::kubernetes::settings`]).
     #[serde(default)]
     pub kubernetes: Option<crate::backends::kubernetes::settings::KubernetesSection>,

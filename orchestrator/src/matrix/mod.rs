@@ -15,6 +15,7 @@
 //! overrides: {app: {redis-cluster: {slo: {threshold_ms: 5}}}}
 //! strategy: {max_parallel: 2, fail_fast: false, max_failures: 5, retries: 2, retry_backoff: 1s, timeout: 1h}
 //! report: {baseline: hpa-cpu-60}
+//! simulator: {cpu: cfs, percentiles: sampled}                   # the simulator's model (settings::simulator)
 //! ```
 //!
 //! Expansion follows GitHub Actions' matrix rules (see [`crate::matrix::combinations`]); a cell's settings are layered

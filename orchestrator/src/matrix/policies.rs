@@ -13,9 +13,10 @@ use crate::hpa::{self};
 use crate::matrix::file::{Paths, PolicyKind, PolicySpec};
 use crate::matrix::manifests::check_manifests_against_app;
 use crate::matrix::rl_policy;
+use crate::settings::simulator::SimulatorSettings;
 
 /// Resolves the policy entry `spec`, at field path `at`, for `app`. `None`: an rl policy limited to other apps
-/// (`rl.apps`) has no cell for this one.
+/// (`rl.apps`) has no cell for this one. An rl policy trains on the simulator with `simulator`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn resolve_for_app(
     spec: &PolicySpec,
@@ -26,13 +27,14 @@ pub(crate) fn resolve_for_app(
     app: &AppModel,
     matrix_apps: &[String],
     matrix_scenarios: &[String],
+    simulator: SimulatorSettings,
 ) -> Result<Option<ResolvedPolicy>, ConfigError> {
     if spec.kind != PolicyKind::Rl && spec.rl.is_some() {
         return Err(ConfigError::new(matrix_file, format!("{at}.rl"), "only a policy of kind rl takes an rl block"));
     }
     match spec.kind {
         PolicyKind::Rl => {
-            rl_policy::resolve_entry(spec, at, matrix_file, base, paths, app, matrix_apps, matrix_scenarios)
+            rl_policy::resolve_entry(spec, at, matrix_file, base, paths, app, matrix_apps, matrix_scenarios, simulator)
         }
         _ => Ok(Some(resolve_policy(spec, at, matrix_file, base, paths, app)?)),
     }

@@ -18,10 +18,11 @@ use crate::matrix::axes::{Axes, Combination, IncludeValues, parse_exclude, parse
 use crate::matrix::combinations;
 use crate::matrix::file::AxisKey;
 use crate::matrix::file::check_settings;
-use crate::matrix::file::{MatrixFile, Paths, Strategy};
+use crate::matrix::file::{MatrixFile, Paths, PolicyKind, Strategy};
 use crate::matrix::layers::{Layers, ParsedOverrides};
 use crate::matrix::{DEFAULT_RETRY_BACKOFF, DEFAULT_TIMEOUT, ExecutionStrategy, Matrix, executor, policies};
 use crate::settings::emulated as emulated_settings;
+use crate::settings::simulator::{SimulatorSection, SimulatorSettings};
 
 /// Resolves a parsed matrix, handing its cells to `on_cell` in plan order; the returned matrix has no cells.
 pub(crate) fn resolve(
@@ -61,6 +62,9 @@ pub(crate) fn resolve(
     let uses_kubernetes = combos.iter().any(|c| c.backend == Backend::Kubernetes);
     let kubernetes_run =
         crate::backends::kubernetes::settings::resolve(file.kubernetes.as_ref(), uses_kubernetes, path)?;
+    let uses_simulator =
+        combos.iter().any(|c| c.backend == Backend::Sim) || axes.policies.iter().any(|p| p.kind == PolicyKind::Rl);
+    let simulator = simulator_settings(file.simulator.as_ref(), uses_simulator, path)?;
     let baseline = file.report.as_ref().and_then(|r| r.baseline.clone());
     if let Some(name) = &baseline
         && !axes.policies.iter().any(|p| &p.name == name)
@@ -71,7 +75,7 @@ pub(crate) fn resolve(
 
     // First every file is read and every cell's settings checked, so that no error comes after the first cell has
     // been handed on: what a cell needs is kept as shared pointers, a few words per cell.
-    let mut loader = Loader::new(path, base, &file.paths, &axes, &include);
+    let mut loader = Loader::new(path, base, &file.paths, &axes, &include, simulator);
     let mut planned = Vec::with_capacity(combos.len());
     for (c, combo) in combos.iter().enumerate() {
         let app = loader.app(combo)?;
@@ -90,6 +94,7 @@ pub(crate) fn resolve(
             app,
             scenario,
             policy,
+            simulator: simulator.unless_legacy().filter(|_| combo.backend == Backend::Sim),
         };
         planned.push((c, config, timeout));
     }
@@ -153,6 +158,26 @@ fn execution_strategy(strategy: &Strategy, path: &Path) -> Result<(usize, Execut
     Ok((max_parallel, execution, strategy.timeout.unwrap_or(DEFAULT_TIMEOUT)))
 }
 
+/// The `simulator:` section resolved (the faithful model when it is absent); `uses_simulator` says whether any
+/// cell runs on the simulator or any policy trains on it.
+fn simulator_settings(
+    section: Option<&SimulatorSection>,
+    uses_simulator: bool,
+    path: &Path,
+) -> Result<SimulatorSettings, ConfigError> {
+    match section {
+        Some(_) if !uses_simulator => Err(ConfigError::new(
+            path,
+            "simulator",
+            "is given but no cell runs on the simulator (backend sim) and no rl policy trains on it",
+        )),
+        Some(section) => {
+            section.resolve().map_err(|(field, message)| ConfigError::new(path, format!("simulator.{field}"), message))
+        }
+        None => Ok(SimulatorSettings::default()),
+    }
+}
+
 /// Loads what the combinations name, each file once: cells share what they load, so memory grows with the files
 /// and variants, not the cells.
 struct Loader<'a> {
@@ -169,10 +194,19 @@ struct Loader<'a> {
     app_variants: HashMap<(String, String, u64, u64), Arc<AppModel>>,
     /// (app, scenario) pairs checked for emulation.
     emulation_checked: BTreeSet<(String, String)>,
+    /// The model rl policies train on.
+    simulator: SimulatorSettings,
 }
 
 impl<'a> Loader<'a> {
-    fn new(path: &'a Path, base: &'a Path, paths: &'a Paths, axes: &'a Axes, include: &'a [IncludeValues]) -> Self {
+    fn new(
+        path: &'a Path,
+        base: &'a Path,
+        paths: &'a Paths,
+        axes: &'a Axes,
+        include: &'a [IncludeValues],
+        simulator: SimulatorSettings,
+    ) -> Self {
         Loader {
             path,
             base,
@@ -184,6 +218,7 @@ impl<'a> Loader<'a> {
             policies: HashMap::new(),
             app_variants: HashMap::new(),
             emulation_checked: BTreeSet::new(),
+            simulator,
         }
     }
 
@@ -268,9 +303,18 @@ impl<'a> Loader<'a> {
         let axes = self.axes;
         let spec = &axes.policies[combo.policy];
         let at = axes.path(AxisKey::Policy, combo.policy);
-        let policy =
-            policies::resolve_for_app(spec, &at, self.path, self.base, self.paths, app, &axes.apps, &axes.scenarios)?
-                .map(Arc::new);
+        let policy = policies::resolve_for_app(
+            spec,
+            &at,
+            self.path,
+            self.base,
+            self.paths,
+            app,
+            &axes.apps,
+            &axes.scenarios,
+            self.simulator,
+        )?
+        .map(Arc::new);
         self.policies.insert(key, policy.clone());
         Ok(policy)
     }

@@ -35,6 +35,7 @@ use crate::settings::rl::PpoConfig;
 use crate::settings::rl::Randomization;
 use crate::settings::rl::RewardKind;
 use crate::settings::rl::{Algo, AlgoConfig, RlPolicyConfig, TrainingConfig, WarmStart};
+use crate::settings::simulator::SimulatorSettings;
 
 pub use super::file::{RlSpec, TrainingSpec, WarmStartSpec};
 
@@ -48,6 +49,8 @@ pub struct ResolveContext<'a> {
     pub app: &'a AppModel,
     /// The matrix's scenario names, the default training scenarios.
     pub matrix_scenarios: &'a [String],
+    /// The simulator's model training episodes run on (the matrix's `simulator:` section).
+    pub simulator: SimulatorSettings,
 }
 
 impl ResolveContext<'_> {
@@ -150,6 +153,7 @@ pub fn resolve(name: &str, spec: Option<&RlSpec>, ctx: &ResolveContext<'_>) -> R
             scenarios,
             randomization: Randomization { scale: spec.training.scale, noise },
             warm_start,
+            simulator: ctx.simulator.unless_legacy(),
         },
         checkpoint: None,
     })
@@ -320,6 +324,7 @@ pub fn resolve_entry(
     app: &AppModel,
     matrix_apps: &[String],
     matrix_scenarios: &[String],
+    simulator: SimulatorSettings,
 ) -> Result<Option<crate::cell::ResolvedPolicy>, ConfigError> {
     if let Some(apps) = spec.rl.as_ref().and_then(|rl| rl.apps.as_ref()) {
         if apps.is_empty() {
@@ -356,6 +361,7 @@ pub fn resolve_entry(
         baselines_dir: &baselines_dir,
         app,
         matrix_scenarios,
+        simulator,
     };
     Ok(Some(crate::cell::ResolvedPolicy::Rl(Box::new(resolve(&spec.name, spec.rl.as_ref(), &ctx)?))))
 }

@@ -19,6 +19,7 @@ use crate::rl::reward::IntervalStats;
 use crate::rl::scenarios::TrainingScenarios;
 use crate::settings::rl::ActionSpace;
 use crate::settings::rl::{FeatureLayout, RewardKind};
+use crate::settings::simulator::SimulatorSettings;
 use crate::sim::Simulator;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +32,14 @@ pub struct EnvConfig {
     /// The moves of one decision (checkpoints written before it was configurable have the default).
     #[serde(default, skip_serializing_if = "ActionSpace::is_default")]
     pub actions: ActionSpace,
+    /// The simulator's model episodes run on. Checkpoints written before it was configurable were trained on the
+    /// legacy model and do not name it; it is written only when it is another.
+    #[serde(default = "legacy_simulator", skip_serializing_if = "SimulatorSettings::is_legacy")]
+    pub simulator: SimulatorSettings,
+}
+
+fn legacy_simulator() -> SimulatorSettings {
+    SimulatorSettings::LEGACY
 }
 
 impl Default for EnvConfig {
@@ -40,6 +49,7 @@ impl Default for EnvConfig {
             reward: RewardKind::default(),
             features: FeatureLayout::default(),
             actions: ActionSpace::default(),
+            simulator: SimulatorSettings::default(),
         }
     }
 }
@@ -86,9 +96,9 @@ impl AutoscaleEnv {
             seed,
             scenario_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5CE7_A210),
             episode: 0,
-            config,
             edges: app.edges().into_iter().collect(),
-            sim: Simulator::new(app, &first, seed),
+            sim: Simulator::with_settings(app, &first, seed, &config.simulator),
+            config,
             done: false,
         }
     }
@@ -115,7 +125,7 @@ impl AutoscaleEnv {
         let seed = self.seed ^ self.episode.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.episode += 1;
         let scenario = self.scenarios.sample(&mut self.scenario_rng);
-        self.sim = Simulator::new(&self.app, &scenario, seed);
+        self.sim = Simulator::with_settings(&self.app, &scenario, seed, &self.config.simulator);
         self.done = false;
         self.observation()
     }
@@ -182,5 +192,23 @@ impl AutoscaleEnv {
 
     fn sim_ended(&self) -> bool {
         self.sim.observe().time_s >= self.sim.duration_s()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoints_env_without_simulator_settings_was_trained_on_the_legacy_model() {
+        let faithful = EnvConfig::default();
+        let json = serde_json::to_value(&faithful).unwrap();
+        assert!(json.get("simulator").is_some());
+        assert_eq!(serde_json::from_value::<EnvConfig>(json.clone()).unwrap(), faithful);
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("simulator");
+        let legacy = serde_json::from_value::<EnvConfig>(old.clone()).unwrap();
+        assert!(legacy.simulator.is_legacy());
+        assert_eq!(serde_json::to_value(&legacy).unwrap(), old, "the legacy model is not written");
     }
 }

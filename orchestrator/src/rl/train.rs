@@ -86,6 +86,7 @@ pub fn env_config(config: &TrainingConfig) -> EnvConfig {
         reward: config.reward.clone(),
         features: config.features.clone(),
         actions: config.actions.clone(),
+        simulator: config.simulator_settings(),
     }
 }
 

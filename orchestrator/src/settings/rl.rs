@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::app::AppModel;
 use crate::hpa::HorizontalPodAutoscaler;
+use crate::settings::simulator::SimulatorSettings;
 
 // The policy and its training.
 
@@ -129,6 +130,17 @@ pub struct TrainingConfig {
     pub scenarios: Vec<Scenario>,
     pub randomization: Randomization,
     pub warm_start: Option<WarmStart>,
+    /// The simulator's model the episodes run on; absent for the legacy model, so models trained on it keep their
+    /// training hash (and are reused) while those of any other model are trained afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulator: Option<SimulatorSettings>,
+}
+
+impl TrainingConfig {
+    /// The model training episodes run on (absent: the legacy one).
+    pub fn simulator_settings(&self) -> SimulatorSettings {
+        self.simulator.unwrap_or(SimulatorSettings::LEGACY)
+    }
 }
 
 /// A `kind: rl` policy resolved for one app.

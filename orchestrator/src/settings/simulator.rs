@@ -85,6 +85,12 @@ impl SimulatorSettings {
     pub fn is_legacy(&self) -> bool {
         *self == Self::LEGACY
     }
+
+    /// As a resolved config holds them: nothing for the legacy model (what configs written before these settings
+    /// mean), else the settings.
+    pub fn unless_legacy(self) -> Option<SimulatorSettings> {
+        Some(self).filter(|s| !s.is_legacy())
+    }
 }
 
 impl Default for SimulatorSettings {
