@@ -21,6 +21,7 @@ use crate::matrix::Matrix;
 use crate::run::interrupt::Interrupt;
 use crate::run::runner::{RunOptions, RunOutcome, run_matrix};
 use crate::run::selection::Selection;
+use crate::settings::simulator::SimulatorSettings;
 pub use spec::CalibrationSpec;
 use table::{Measured, Row};
 
@@ -98,20 +99,32 @@ fn measure_point(matrix: &Matrix, run: &RunOutcome, point: &sweep::SweepPoint) -
         Some(summary) => Some(table::measured_emulated(&run.run_dir, summary)?),
         None => None,
     };
-    let mut config = cell.config.clone();
-    config.backend = Backend::Sim;
-    config.simulator = Some(crate::settings::simulator::SimulatorSettings::default());
-    let mut policy = crate::run::policies::build_policy(&config);
-    let (seconds, summary) = crate::backends::sim::simulate_collect(&cell.id, &config, policy.as_mut());
-    Ok(Row { point: point.clone(), emulated, sim: Some(simulated(&summary, &seconds)) })
+    let simulate = |settings: SimulatorSettings| {
+        let mut config = cell.config.clone();
+        config.backend = Backend::Sim;
+        config.simulator = Some(settings);
+        let mut policy = crate::run::policies::build_policy(&config);
+        let (seconds, summary) = crate::backends::sim::simulate_collect(&cell.id, &config, policy.as_mut());
+        simulated(&summary, &seconds)
+    };
+    Ok(Row {
+        point: point.clone(),
+        emulated,
+        sim: Some(simulate(SimulatorSettings::default())),
+        legacy: Some(simulate(SimulatorSettings::LEGACY)),
+    })
 }
 
-fn simulated(summary: &CellSummary, _seconds: &[crate::cell::SecondMetrics]) -> Measured {
+/// A simulated point's figures; CFS counters summed over seconds and services (None: the model has none).
+fn simulated(summary: &CellSummary, seconds: &[crate::cell::SecondMetrics]) -> Measured {
+    let total = |get: fn(&crate::cell::ServiceSecond) -> Option<f64>| {
+        seconds.iter().flat_map(|s| s.services.iter().map(get)).sum::<Option<f64>>()
+    };
     Measured {
         achieved_rps: summary.mean_achieved_rps,
         percentiles: [summary.slo_p50_ms, summary.slo_p95_ms, summary.slo_p99_ms],
-        throttled_periods: None,
-        periods: None,
+        throttled_periods: total(|s| s.cfs_throttled_periods),
+        periods: total(|s| s.cfs_periods),
     }
 }
 

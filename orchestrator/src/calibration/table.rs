@@ -29,14 +29,21 @@ pub struct Measured {
 pub struct Row {
     pub point: SweepPoint,
     pub emulated: Option<Measured>,
+    /// The simulator's default (most faithful) model.
     pub sim: Option<Measured>,
+    /// The earlier model (`SimulatorSettings::LEGACY`), for how far calibration moved it.
+    pub legacy: Option<Measured>,
 }
 
 impl Row {
     /// sim / emulated − 1 for p50, p95, p99.
     pub fn latency_errors(&self) -> Option<[f64; 3]> {
-        let (e, s) = (self.emulated?, self.sim?);
-        Some(std::array::from_fn(|i| relative_error(s.percentiles[i], e.percentiles[i])))
+        errors_of(self.emulated?, self.sim?)
+    }
+
+    /// The same for the legacy model.
+    pub fn legacy_errors(&self) -> Option<[f64; 3]> {
+        errors_of(self.emulated?, self.legacy?)
     }
 
     pub fn throttle_error(&self) -> Option<f64> {
@@ -44,6 +51,10 @@ impl Row {
         // Both near zero agree, whatever their ratio.
         if e < 1.0 && s < 1.0 { Some(0.0) } else { Some(relative_error(s, e.max(1.0))) }
     }
+}
+
+fn errors_of(emulated: Measured, sim: Measured) -> Option<[f64; 3]> {
+    Some(std::array::from_fn(|i| relative_error(sim.percentiles[i], emulated.percentiles[i])))
 }
 
 fn relative_error(value: f64, reference: f64) -> f64 {
@@ -79,7 +90,7 @@ pub fn to_csv(rows: &[Row]) -> String {
         "app,pods,load,rate_rps,capacity_rps,backend,achieved_rps,p50_ms,p95_ms,p99_ms,throttled_periods,periods\n",
     );
     for row in rows {
-        for (backend, measured) in [("emulated", row.emulated), ("sim", row.sim)] {
+        for (backend, measured) in [("emulated", row.emulated), ("sim", row.sim), ("sim-legacy", row.legacy)] {
             let Some(m) = measured else { continue };
             let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.0}"));
             let _ = writeln!(
@@ -106,8 +117,8 @@ pub fn to_csv(rows: &[Row]) -> String {
 /// the targets and the worst error.
 pub fn to_markdown(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| app | pods | load | req/s | p50 ms emu / sim (err) | p95 ms emu / sim (err) | p99 ms emu / sim (err) | \
-         throttled periods emu / sim (err) |\n|---|---:|---:|---:|---|---|---|---|\n",
+        "| app | pods | load | req/s | p50 ms emu / sim (err) [legacy] | p95 ms emu / sim (err) [legacy] | \
+         p99 ms emu / sim (err) [legacy] | throttled periods emu / sim (err) |\n|---|---:|---:|---:|---|---|---|---|\n",
     );
     let pct = |e: f64| format!("{:+.0} %", 100.0 * e);
     for row in rows {
@@ -130,8 +141,13 @@ pub fn to_markdown(rows: &[Row]) -> String {
             100.0 * row.point.load,
             e.achieved_rps
         );
-        for ((emulated, simulated), error) in e.percentiles.iter().zip(s.percentiles).zip(errors) {
-            let _ = write!(line, " {emulated:.1} / {simulated:.1} ({}) |", pct(error));
+        let legacy = row.legacy_errors();
+        for (i, ((emulated, simulated), error)) in e.percentiles.iter().zip(s.percentiles).zip(errors).enumerate() {
+            let _ = write!(line, " {emulated:.1} / {simulated:.1} ({})", pct(error));
+            if let Some(legacy) = legacy {
+                let _ = write!(line, " [{}]", pct(legacy[i]));
+            }
+            line.push_str(" |");
         }
         match (e.throttled_periods, s.throttled_periods, row.throttle_error()) {
             (Some(te), Some(ts), Some(err)) => {
@@ -152,29 +168,47 @@ pub fn to_markdown(rows: &[Row]) -> String {
         for (i, name) in names.iter().enumerate() {
             let errors: Vec<f64> = below.iter().map(|r| r.latency_errors().expect("measured")[i]).collect();
             let within = errors.iter().filter(|e| e.abs() <= LATENCY_TOLERANCE).count();
-            let worst = errors.iter().cloned().fold(0.0, |a: f64, b| if b.abs() > a.abs() { b } else { a });
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "- {name}: {within} of {} within {:.0} %, worst {}",
+                "- {name}: {within} of {} within {:.0} %, median error {}, worst {}",
                 errors.len(),
                 100.0 * LATENCY_TOLERANCE,
-                pct(worst)
+                pct(median_abs(&errors)),
+                pct(worst(&errors))
             );
+            let legacy: Vec<f64> = below.iter().filter_map(|r| r.legacy_errors()).map(|e| e[i]).collect();
+            if !legacy.is_empty() {
+                let within = legacy.iter().filter(|e| e.abs() <= LATENCY_TOLERANCE).count();
+                let _ = write!(out, " (legacy model: {within} within, median error {})", pct(median_abs(&legacy)));
+            }
+            out.push('\n');
         }
         let throttle: Vec<f64> = below.iter().filter_map(|r| r.throttle_error()).collect();
         if !throttle.is_empty() {
             let within = throttle.iter().filter(|e| e.abs() <= THROTTLE_TOLERANCE).count();
-            let worst = throttle.iter().cloned().fold(0.0, |a: f64, b| if b.abs() > a.abs() { b } else { a });
             let _ = writeln!(
                 out,
-                "- throttled periods: {within} of {} within {:.0} %, worst {}",
+                "- throttled periods: {within} of {} within {:.0} %, median error {}, worst {}",
                 throttle.len(),
                 100.0 * THROTTLE_TOLERANCE,
-                pct(worst)
+                pct(median_abs(&throttle)),
+                pct(worst(&throttle))
             );
         }
     }
     out
+}
+
+/// The error farthest from zero, with its sign.
+fn worst(errors: &[f64]) -> f64 {
+    errors.iter().cloned().fold(0.0, |a: f64, b| if b.abs() > a.abs() { b } else { a })
+}
+
+/// The error of median size, with its sign.
+fn median_abs(errors: &[f64]) -> f64 {
+    let mut sorted = errors.to_vec();
+    sorted.sort_by(|a, b| a.abs().total_cmp(&b.abs()));
+    sorted[sorted.len() / 2]
 }
 
 #[cfg(test)]
@@ -188,6 +222,7 @@ mod tests {
             point: SweepPoint { app: "a".into(), pods: 1, load, rate: 10.0 * load, capacity: 10.0 },
             emulated: Some(m(emulated, throttled.0)),
             sim: Some(m(sim, throttled.1)),
+            legacy: None,
         }
     }
 
@@ -204,9 +239,9 @@ mod tests {
         assert_eq!(rows[1].throttle_error(), Some(0.0), "no throttling on either side agrees");
         let md = to_markdown(&rows);
         assert!(md.contains("Below saturation (2 points)"), "{md}");
-        assert!(md.contains("- p95: 1 of 2 within 15 %, worst +50 %"), "{md}");
-        assert!(md.contains("- p99: 2 of 2 within 15 %, worst +10 %"), "{md}");
-        assert!(md.contains("- throttled periods: 1 of 2 within 20 %, worst -22 %"), "{md}");
+        assert!(md.contains("- p95: 1 of 2 within 15 %, median error +50 %, worst +50 %"), "{md}");
+        assert!(md.contains("- p99: 2 of 2 within 15 %, median error +10 %, worst +10 %"), "{md}");
+        assert!(md.contains("- throttled periods: 1 of 2 within 20 %, median error -22 %, worst -22 %"), "{md}");
         let csv = to_csv(&rows);
         assert_eq!(csv.lines().count(), 1 + 6);
         assert!(csv.contains("a,1,0.50,5.00,10.00,sim,10.00,11.00,30.00,40.00,39,100"), "{csv}");

@@ -4,17 +4,23 @@
 //! give each route an expected request rate; Poisson noise from the seed turns it into arrivals; every service is
 //! an M/M/c queue (c = ready pods, per-pod rate from its CPU limit and per-call demand) plus a fluid backlog that
 //! carries overload from second to second and drops what waits past the request timeout; a route's latency is the
-//! sum of its calls' sojourn times, fitted to a log-normal for percentiles. Pods become ready after their start-up
-//! delay; CPU usage reaches policies as metrics-server reports it: per-pod averages over 15 s scrape windows.
+//! sum of its calls' sojourn times. Pods become ready after their start-up delay; CPU usage reaches policies as
+//! metrics-server reports it: per-pod averages over 15 s scrape windows.
 //!
-//! [`cfs`] models a CPU limit as the kernel applies it (a quota per 100 ms period, full speed until it is spent,
-//! then a stall); the tick does not use it yet: there a limit is still a smooth speed.
+//! The settings ([`SimulatorSettings`]) choose the model's parts. By default a CPU limit is what CFS makes of it
+//! ([`service`], [`cfs_table`]: full speed until the period's quota is spent, then a stall), each second's
+//! percentiles are those of its requests sampled from the distribution ([`latency`]), metrics-server's windows
+//! close at a random phase to the HPA's sync, each pod's CPU differs as load balancing splits calls, and start-up
+//! has a tail. The legacy settings give the earlier model: a limit as a slower server, M/M/c waits, a log-normal
+//! fitted to the summed moments, aligned windows, one CPU figure for every pod, start-up ±10 %.
 
 pub mod cfs;
 pub mod cfs_queue;
 pub mod cfs_table;
 mod histogram;
+pub mod latency;
 pub mod queueing;
+mod service;
 mod workload;
 
 use load_agent::scenario::{LoadShape, Scenario, step_users};
@@ -25,58 +31,25 @@ use rand_distr::StandardNormal;
 use crate::app::AppModel;
 use crate::cell::{ClusterBackend, Observation, RunLatency, SecondMetrics, ServiceObservation, ServiceSecond};
 use crate::hpa::{MetricSample, PodPhase, PodSample};
-use crate::settings::simulator::SimulatorSettings;
+use crate::settings::simulator::{CpuModel, MetricsTiming, Percentiles, SimulatorSettings, Startup};
 use histogram::LogHistogram;
-use queueing::{LogNormal, mmc_wait, normal_quantile};
+use latency::{KNOT_PROBABILITIES, LatencyCurve, RouteLatency, sampled_count, sampled_z};
+use queueing::{LogNormal, normal_quantile};
+use service::{Pod, ServiceState};
 pub use workload::{CompiledRoute, Workload, compile_route};
 
 /// metrics-server's default resolution: each pod's CPU is the mean over this window.
 pub const METRICS_WINDOW_S: u64 = 15;
 
+/// Start-up with a tail: the share of new pods that land on a node without their image, and the mean pull time
+/// as a share of the model's start-up time. Assumed, not measured here (no cluster to pull images on).
+const IMAGE_PULL_SHARE: f64 = 0.2;
+const IMAGE_PULL_MEAN: f64 = 0.5;
+
 /// Probability bins each second's latency distribution is summarised by for run-level percentiles; the tail is
 /// finer because p95 and p99 are what reports quote.
 const QUANTILE_BINS: [f64; 16] =
     [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99, 0.995, 0.999, 1.0];
-
-#[derive(Debug, Clone)]
-struct Pod {
-    id: u64,
-    created_s: f64,
-    ready_s: f64,
-}
-
-/// Per-service constants and state.
-#[derive(Debug, Clone)]
-struct ServiceState {
-    name: String,
-    request_m: f64,
-    limit_m: f64,
-    idle_m: f64,
-    default_cpu_ms: f64,
-    startup_s: f64,
-    memory_base_mib: f64,
-    memory_per_inflight_mib: f64,
-    memory_request_bytes: i64,
-    memory_request_mib: f64,
-    pods: Vec<Pod>,
-    desired: u32,
-    /// Requests queued beyond what the stationary model holds, carried to the next second.
-    backlog: f64,
-    // This tick's results.
-    ready: u32,
-    /// Calls this second: expected (from route rates) and realized (after Poisson noise).
-    expected_calls: f64,
-    calls: f64,
-    work_ms: f64,
-    wait_ms: f64,
-    wait_variance_ms2: f64,
-    failure_ratio: f64,
-    memory_mib: f64,
-    // metrics-server: the running window and the last published per-pod mean.
-    window_sum_m: f64,
-    reported_m: Option<f64>,
-    reported_at_s: u64,
-}
 
 /// The simulated cluster for one cell.
 pub struct Simulator {
@@ -104,6 +77,13 @@ pub struct Simulator {
     overall_histogram: LogHistogram,
     /// Per route: (caller, callee, calls per request) of every call-graph edge it crosses.
     route_edges: Vec<Vec<(usize, usize, f64)>>,
+    /// Per route: the one service it calls once, whose call quantiles are the route's (CFS model).
+    single_call: Vec<Option<usize>>,
+    /// Seconds after each multiple of the window at which metrics-server's windows close.
+    metrics_phase_s: u64,
+    /// Seconds in the running metrics window.
+    window_seconds: u64,
+    knot_z: [f64; 3],
 }
 
 impl Simulator {
@@ -119,32 +99,7 @@ impl Simulator {
         let services = app
             .services
             .iter()
-            .map(|s| ServiceState {
-                name: s.name.clone(),
-                request_m: s.cpu.request_m,
-                limit_m: s.cpu.limit_m,
-                idle_m: s.cpu.idle_m,
-                default_cpu_ms: s.cpu.per_request_ms,
-                startup_s: s.startup_s,
-                memory_base_mib: s.memory.base_mib,
-                memory_per_inflight_mib: s.memory.per_inflight_mib,
-                memory_request_bytes: (s.memory.request_mib * 1024.0 * 1024.0) as i64,
-                memory_request_mib: s.memory.request_mib,
-                pods: Vec::new(),
-                desired: 0,
-                backlog: 0.0,
-                ready: 0,
-                expected_calls: 0.0,
-                calls: 0.0,
-                work_ms: 0.0,
-                wait_ms: 0.0,
-                wait_variance_ms2: 0.0,
-                failure_ratio: 0.0,
-                memory_mib: s.memory.base_mib,
-                window_sum_m: 0.0,
-                reported_m: None,
-                reported_at_s: 0,
-            })
+            .map(ServiceState::new)
             .collect();
         let route_count = workload.routes.len();
         let mut bin_z = [0.0; QUANTILE_BINS.len() - 1];
@@ -174,7 +129,23 @@ impl Simulator {
             slo_histogram: LogHistogram::default(),
             overall_histogram: LogHistogram::default(),
             route_edges: app.routes.iter().map(|route| route_edges(app, route)).collect(),
+            single_call: Vec::new(),
+            metrics_phase_s: 0,
+            window_seconds: 0,
+            knot_z: KNOT_PROBABILITIES.map(normal_quantile),
         };
+        sim.single_call = sim
+            .workload
+            .routes
+            .iter()
+            .map(|route| match route.touches.as_slice() {
+                [touch] if (touch.calls - 1.0).abs() < 1e-12 => Some(touch.service),
+                _ => None,
+            })
+            .collect();
+        if settings.metrics == MetricsTiming::Phased {
+            sim.metrics_phase_s = sim.rng.gen_range(0..METRICS_WINDOW_S);
+        }
         let initial: Vec<u32> = app.services.iter().map(|s| s.replicas.initial()).collect();
         sim.reset(&initial);
         sim
@@ -280,47 +251,43 @@ impl Simulator {
         let timeout_s = self.workload.timeout_s;
         for s in &mut self.services {
             s.ready = s.pods.iter().filter(|p| p.ready_s <= now).count() as u32;
-            let cpu_ms = if s.calls > 0.0 { s.work_ms / s.calls } else { s.default_cpu_ms };
-            let per_pod_rate = s.limit_m / cpu_ms;
-            let mut served = 0.0;
-            if s.ready == 0 {
-                // No endpoints: every call fails at once and nothing queues.
-                s.backlog = 0.0;
-                s.failure_ratio = if s.calls > 0.0 { 1.0 } else { 0.0 };
-                s.wait_ms = 0.0;
-                s.wait_variance_ms2 = 0.0;
-            } else {
-                let capacity = s.ready as f64 * per_pod_rate;
-                let waiting = s.backlog + s.calls;
-                served = waiting.min(capacity);
-                s.backlog = waiting - served;
-                let dropped = (s.backlog - capacity * timeout_s).max(0.0);
-                s.backlog -= dropped;
-                s.failure_ratio = if s.calls > 0.0 { (dropped / s.calls).min(1.0) } else { 0.0 };
-                // The M/M/c formulas already account for Poisson arrivals, so they take the expected rate;
-                // the realized count only drives the backlog, or noise would be counted twice.
-                let wait = mmc_wait(s.expected_calls, per_pod_rate, s.ready);
-                s.wait_ms = (wait.mean_s + s.backlog / capacity) * 1000.0;
-                s.wait_variance_ms2 = wait.variance_s2 * 1e6;
+            match self.settings.cpu {
+                CpuModel::Smooth => s.step_smooth(timeout_s),
+                CpuModel::Cfs => s.step_cfs(timeout_s, self.settings.cfs_period_ms),
             }
-            let busy_m = served * cpu_ms;
-            let ready = s.ready.max(1) as f64;
-            let per_pod_m = (busy_m + s.idle_m * s.ready as f64) / ready;
-            s.window_sum_m += per_pod_m;
-            let in_flight = served * (s.wait_ms + cpu_ms * 1000.0 / s.limit_m) / 1000.0;
-            s.memory_mib = s.memory_base_mib + s.memory_per_inflight_mib * in_flight / ready;
         }
     }
 
     fn publish_metrics_window(&mut self) {
         let end = self.time_s + 1;
-        if !end.is_multiple_of(METRICS_WINDOW_S) {
+        self.window_seconds += 1;
+        if !(end + METRICS_WINDOW_S - self.metrics_phase_s).is_multiple_of(METRICS_WINDOW_S) {
             return;
         }
+        let seconds = self.window_seconds as f64;
+        self.window_seconds = 0;
+        let now = end as f64;
         for s in &mut self.services {
-            s.reported_m = Some(s.window_sum_m / METRICS_WINDOW_S as f64);
+            let mean_m = s.window_sum_m / seconds;
+            s.reported_m = Some(mean_m);
             s.reported_at_s = end;
+            if self.settings.pod_spread {
+                // Random load balancing gives each of n pods a binomial share of the window's N calls: relative
+                // spread sqrt((n - 1) / N) of the busy part; idle CPU is the same on every pod.
+                let ready: Vec<usize> = (0..s.pods.len()).filter(|&i| s.pods[i].ready_s <= now).collect();
+                let busy_m = (mean_m - s.idle_m).max(0.0);
+                let spread = if s.window_calls > 0.0 {
+                    ((ready.len().max(1) - 1) as f64 / s.window_calls).sqrt()
+                } else {
+                    0.0
+                };
+                for i in ready {
+                    let z: f64 = self.rng.sample(StandardNormal);
+                    s.pods[i].reported_m = Some(s.idle_m.min(mean_m) + busy_m * (1.0 + spread * z).max(0.0));
+                }
+            }
             s.window_sum_m = 0.0;
+            s.window_calls = 0.0;
         }
     }
 
@@ -331,7 +298,8 @@ impl Simulator {
             .map(|pod| {
                 let ready = pod.ready_s <= now;
                 // metrics-server has a sample for a pod that was serving for a whole window before the scrape.
-                let metric = s.reported_m.filter(|_| pod.ready_s + METRICS_WINDOW_S as f64 <= s.reported_at_s as f64);
+                let reported = if self.settings.pod_spread { pod.reported_m } else { s.reported_m };
+                let metric = reported.filter(|_| pod.ready_s + METRICS_WINDOW_S as f64 <= s.reported_at_s as f64);
                 PodSample {
                     name: format!("{}-{}", s.name, pod.id),
                     phase: PodPhase::Running,
@@ -376,11 +344,9 @@ fn route_edges(app: &AppModel, route: &crate::app::Route) -> Vec<(usize, usize, 
     out
 }
 
-/// p95 of one call's sojourn in `s`: its queueing wait plus an exponential service time, fitted to a log-normal.
-fn sojourn_p95_ms(s: &ServiceState, z95: f64) -> f64 {
-    let cpu_ms = if s.calls > 0.0 { s.work_ms / s.calls } else { s.default_cpu_ms };
-    let service_ms = cpu_ms * 1000.0 / s.limit_m;
-    LogNormal::from_moments(s.wait_ms + service_ms, s.wait_variance_ms2 + service_ms * service_ms).at_z(z95)
+/// P(Z <= z) for a standard normal Z.
+fn normal_cdf(z: f64) -> f64 {
+    0.5 * libm::erfc(-z / std::f64::consts::SQRT_2)
 }
 
 fn seconds_to_ms(s: f64) -> i64 {
@@ -395,14 +361,16 @@ impl ClusterBackend for Simulator {
             s.pods.clear();
             // Warm start: the deployment has been running before the cell, so its pods are ready at t = 0.
             for _ in 0..count {
-                s.pods.push(Pod { id: self.next_pod_id, created_s: -s.startup_s, ready_s: 0.0 });
+                s.pods.push(Pod { id: self.next_pod_id, created_s: -s.startup_s, ready_s: 0.0, reported_m: None });
                 self.next_pod_id += 1;
             }
             s.desired = count;
             s.backlog = 0.0;
             s.window_sum_m = 0.0;
+            s.window_calls = 0.0;
             s.reported_m = None;
         }
+        self.window_seconds = 0;
     }
 
     fn observe(&self) -> Observation {
@@ -430,7 +398,7 @@ impl ClusterBackend for Simulator {
                     arrival_rps: s.calls,
                     failure_ratio: s.failure_ratio,
                     memory_utilization_pct: 100.0 * s.memory_mib / s.memory_request_mib,
-                    sojourn_p95_ms: sojourn_p95_ms(s, self.z95),
+                    sojourn_p95_ms: s.sojourn_p95_ms(self.settings.cpu == CpuModel::Cfs, self.z95),
                     outgoing_rps,
                 })
                 .collect(),
@@ -442,9 +410,18 @@ impl ClusterBackend for Simulator {
         let s = &mut self.services[service];
         s.desired = replicas;
         while (s.pods.len() as u32) < replicas {
-            // Start-up varies ±10 % from pod to pod (image cache, node load).
-            let jitter = 0.9 + 0.2 * self.rng.r#gen::<f64>();
-            s.pods.push(Pod { id: self.next_pod_id, created_s: now, ready_s: now + s.startup_s * jitter });
+            // Start-up varies ±10 % from pod to pod (image cache, node load); with a tail, some pods pull their
+            // image first.
+            let mut jitter = 0.9 + 0.2 * self.rng.r#gen::<f64>();
+            if self.settings.startup == Startup::Tail && self.rng.r#gen::<f64>() < IMAGE_PULL_SHARE {
+                jitter += -IMAGE_PULL_MEAN * (1.0 - self.rng.r#gen::<f64>()).ln();
+            }
+            s.pods.push(Pod {
+                id: self.next_pod_id,
+                created_s: now,
+                ready_s: now + s.startup_s * jitter,
+                reported_m: None,
+            });
             self.next_pod_id += 1;
         }
         while (s.pods.len() as u32) > replicas {
@@ -513,18 +490,35 @@ impl Simulator {
             if self.route_rates[r] == 0.0 && self.route_arrivals[r] == 0.0 && r != self.slo_route {
                 continue;
             }
-            let mut mean_ms = route.base_ms;
-            let mut variance = route.base_variance_ms2;
+            let cfs = self.settings.cpu == CpuModel::Cfs;
+            let mut mean_ms = if cfs { route.network_ms } else { route.base_ms };
+            let mut variance = if cfs { 0.0 } else { route.base_variance_ms2 };
             let mut log_success = 0.0;
             for touch in &route.touches {
                 let s = &self.services[touch.service];
-                mean_ms += touch.calls * s.wait_ms;
-                variance += touch.calls * s.wait_variance_ms2;
+                if cfs {
+                    mean_ms += touch.calls * s.call_mean_ms;
+                    variance += touch.calls * s.call_variance_ms2;
+                } else {
+                    mean_ms += touch.calls * s.wait_ms;
+                    variance += touch.calls * s.wait_variance_ms2;
+                }
                 if s.failure_ratio > 0.0 {
                     log_success += touch.calls * (1.0 - s.failure_ratio).max(1e-12).ln();
                 }
             }
-            let latency = LogNormal::from_moments(mean_ms, variance);
+            let latency = match (cfs, self.single_call[r]) {
+                (false, _) => RouteLatency::LogNormal(LogNormal::from_moments(mean_ms, variance)),
+                // One call: its own quantiles, whose shape a log-normal would lose.
+                (true, Some(service)) => RouteLatency::Curve(LatencyCurve::through(
+                    self.services[service].call_quantiles_ms.map(|q| q + route.network_ms),
+                    self.knot_z,
+                )),
+                (true, None) => {
+                    let fitted = LogNormal::from_moments(mean_ms, variance);
+                    RouteLatency::Curve(LatencyCurve::through(self.knot_z.map(|z| fitted.at_z(z)), self.knot_z))
+                }
+            };
             let timed_out = latency.exceedance(timeout_ms);
             let failure = 1.0 - log_success.exp() * (1.0 - timed_out);
             self.route_response_s[r] = ((1.0 - failure) * mean_ms + failure * timeout_ms) / 1000.0;
@@ -537,21 +531,35 @@ impl Simulator {
                 let weight = succeeded;
                 for (i, z) in self.bin_z.iter().enumerate() {
                     let share = QUANTILE_BINS[i + 1] - QUANTILE_BINS[i];
-                    self.overall_histogram.add_ln(latency.mu + latency.sigma * z, weight * share);
+                    let ln_ms = latency.ln_at_z(*z);
+                    self.overall_histogram.add_ln(ln_ms, weight * share);
                     if r == self.slo_route {
-                        self.slo_histogram.add_ln(latency.mu + latency.sigma * z, weight * share);
+                        self.slo_histogram.add_ln(ln_ms, weight * share);
                     }
                 }
             }
             if r == self.slo_route {
-                row.slo_p50_ms = latency.at_z(self.z50);
-                row.slo_p95_ms = latency.at_z(self.z95);
-                row.slo_p99_ms = latency.at_z(self.z99);
                 // Failed requests count as slower than any threshold.
                 let bad_share = failure + (1.0 - failure) * latency.exceedance(self.slo_threshold_ms);
-                row.slo_violated = bad_share > 1.0 - self.slo_fraction;
                 row.slo_requests = arrivals;
-                row.slo_bad_requests = arrivals * bad_share;
+                if self.settings.percentiles == Percentiles::Sampled && succeeded >= 1.0 {
+                    // The second's requests drawn from the distribution: the percentiles are their order
+                    // statistics, the SLO percentile among all requests (failed ones slowest) decides the second.
+                    let [z50, z95, z99] =
+                        [0.5, 0.95, 0.99].map(|p| sampled_z(&mut self.rng, p, succeeded));
+                    row.slo_p50_ms = latency.at_z(z50);
+                    row.slo_p95_ms = latency.at_z(z95);
+                    row.slo_p99_ms = latency.at_z(z99);
+                    let level = normal_cdf(sampled_z(&mut self.rng, self.slo_fraction, arrivals));
+                    row.slo_violated = level > 1.0 - bad_share;
+                    row.slo_bad_requests = sampled_count(&mut self.rng, arrivals, bad_share);
+                } else {
+                    row.slo_p50_ms = latency.at_z(self.z50);
+                    row.slo_p95_ms = latency.at_z(self.z95);
+                    row.slo_p99_ms = latency.at_z(self.z99);
+                    row.slo_violated = bad_share > 1.0 - self.slo_fraction;
+                    row.slo_bad_requests = arrivals * bad_share;
+                }
             }
         }
         row.offered_rps = offered;
@@ -563,8 +571,8 @@ impl Simulator {
                 desired: s.desired,
                 pods: s.pods.len() as u32,
                 cpu_utilization_pct: s.reported_m.map_or(0.0, |m| 100.0 * m / s.request_m),
-                cfs_periods: None,
-                cfs_throttled_periods: None,
+                cfs_periods: (self.settings.cpu == CpuModel::Cfs).then_some(s.cfs_periods),
+                cfs_throttled_periods: (self.settings.cpu == CpuModel::Cfs).then_some(s.cfs_throttled_periods),
                 memory_mib: s.memory_mib,
             });
         }

@@ -22,6 +22,8 @@ pub struct CompiledRoute {
     pub base_ms: f64,
     /// Variance of the service times (exponential), in ms².
     pub base_variance_ms2: f64,
+    /// The part of `base_ms` that uses no CPU (network, I/O), in ms.
+    pub network_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +82,7 @@ impl Workload {
 
 /// One route's touches and base latency (its followed redirect included).
 pub fn compile_route(app: &AppModel, route: &crate::app::Route) -> CompiledRoute {
-    let mut compiled = CompiledRoute { touches: Vec::new(), base_ms: 0.0, base_variance_ms2: 0.0 };
+    let mut compiled = CompiledRoute { touches: Vec::new(), base_ms: 0.0, base_variance_ms2: 0.0, network_ms: 0.0 };
     add_call(app, &route.call, 1.0, &mut compiled);
     if let Some(target) = &route.redirect {
         let target = &app.routes[app.route_index(target).expect("validated redirect")];
@@ -98,6 +100,7 @@ fn add_call(app: &AppModel, call: &Call, parent_calls: f64, out: &mut CompiledRo
     let service_ms = cpu_ms * 1000.0 / service.cpu.limit_m;
     out.base_ms += calls * (service_ms + service.latency_ms);
     out.base_variance_ms2 += calls * service_ms * service_ms;
+    out.network_ms += calls * service.latency_ms;
     match out.touches.iter_mut().find(|t| t.service == service_index) {
         Some(touch) => {
             touch.calls += calls;
