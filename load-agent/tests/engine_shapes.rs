@@ -94,6 +94,7 @@ async fn a_running_run_takes_a_new_user_target_or_shape() {
         stages: vec![RateStage { duration: 1.0, target: 1.0 }],
         preallocated_users: 1,
         max_users: 1,
+        arrivals: Default::default(),
     });
     assert!(handle.change(&ChangeRun { users: None, spawn_rate: None, shape: Some(open) }).is_err());
     let backwards = LoadShape::Stages(vec![

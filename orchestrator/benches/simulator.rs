@@ -2,8 +2,8 @@
 //!
 //! Run: `taskset -c 1 cargo bench -p orchestrator --bench simulator`
 //! Reports, for Online Boutique (11 services) under each 900 s GRLScaler scenario, the bare simulator stepped with
-//! fixed replicas and a whole cell under the HPA controller (observations, pod samples, decisions), without file
-//! output.
+//! fixed replicas (the default model, then the legacy one, side by side) and a whole cell under the HPA
+//! controller (observations, pod samples, decisions), without file output.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use orchestrator::backends::sim::{simulate, simulator_for};
 use orchestrator::cell::ClusterBackend;
 use orchestrator::matrix::Matrix;
 use orchestrator::run::policies::build_policy;
+use orchestrator::settings::simulator::SimulatorSettings;
 
 fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -52,47 +53,59 @@ fn main() {
     let matrix = Matrix::load(&matrix_file).expect("bench matrix");
     let budget = Duration::from_millis(1500);
     println!("{:<12} {:<22} {:>8} {:>14} {:>22}", "scenario", "what", "runs", "ms per cell", "service-s per CPU-s");
-    let mut total_service_seconds = 0.0;
-    let mut total_cpu = 0.0;
+    // (service-seconds, CPU seconds) of the fixed-replica runs: default model, legacy model.
+    let mut totals = [(0.0, 0.0); 2];
     for cell in &matrix.cells {
-        let config = &cell.config;
-        let services = config.app.services.len() as f64;
-        let (what, (runs, cpu)) = match config.policy.name() {
-            "static-max" => (
-                "simulator, fixed",
-                measure(budget, || {
-                    let mut sim = simulator_for(config);
-                    let max: Vec<u32> = config.app.services.iter().map(|s| s.replicas.max).collect();
-                    sim.reset(&max);
-                    while let Some(second) = sim.advance() {
-                        std::hint::black_box(&second);
-                    }
-                }),
-            ),
-            _ => (
-                "whole cell, HPA",
-                measure(budget, || {
+        let services = cell.config.app.services.len() as f64;
+        let mut legacy = cell.config.clone();
+        legacy.simulator = Some(SimulatorSettings::LEGACY);
+        let rows: Vec<(&str, (u64, f64))> = match cell.config.policy.name() {
+            "static-max" => [("simulator, fixed", &cell.config), ("simulator, fixed, legacy", &legacy)]
+                .into_iter()
+                .map(|(what, config)| {
+                    let run = measure(budget, || {
+                        let mut sim = simulator_for(config);
+                        let max: Vec<u32> = config.app.services.iter().map(|s| s.replicas.max).collect();
+                        sim.reset(&max);
+                        while let Some(second) = sim.advance() {
+                            std::hint::black_box(&second);
+                        }
+                    });
+                    (what, run)
+                })
+                .collect(),
+            _ => {
+                let config = &cell.config;
+                let run = measure(budget, || {
                     let mut policy = build_policy(config);
                     std::hint::black_box(simulate(&cell.id, config, policy.as_mut(), |_| {}, |_, _, _, _, _| {}));
-                }),
-            ),
+                });
+                vec![("whole cell, HPA", run)]
+            }
         };
-        let service_seconds = runs as f64 * config.scenario.duration_s() * services;
-        if what.starts_with("simulator") {
-            total_service_seconds += service_seconds;
-            total_cpu += cpu;
+        for (what, (runs, cpu)) in rows {
+            let service_seconds = runs as f64 * cell.config.scenario.duration_s() * services;
+            if what.starts_with("simulator") {
+                let total = &mut totals[what.ends_with("legacy") as usize];
+                total.0 += service_seconds;
+                total.1 += cpu;
+            }
+            println!(
+                "{:<12} {:<22} {:>8} {:>14.3} {:>22.0}",
+                cell.config.scenario.name,
+                what,
+                runs,
+                1000.0 * cpu / runs as f64,
+                service_seconds / cpu
+            );
         }
-        println!(
-            "{:<12} {:<22} {:>8} {:>14.3} {:>22.0}",
-            config.scenario.name,
-            what,
-            runs,
-            1000.0 * cpu / runs as f64,
-            service_seconds / cpu
-        );
     }
+    let rate = |(service_seconds, cpu): (f64, f64)| service_seconds / cpu;
     println!(
-        "simulator, fixed replicas, all four scenarios: {:.0} service-seconds per CPU-second",
-        total_service_seconds / total_cpu
+        "simulator, fixed replicas, all four scenarios: {:.0} service-seconds per CPU-second (legacy model {:.0}, \
+         ratio {:.2})",
+        rate(totals[0]),
+        rate(totals[1]),
+        rate(totals[0]) / rate(totals[1])
     );
 }

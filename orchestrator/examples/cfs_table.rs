@@ -12,7 +12,7 @@ fn main() {
     println!("// TABLE[limit][quota ratio][load] = {FIGURES:?}, latencies in units of the mean CPU demand.");
     println!("#[rustfmt::skip]");
     println!(
-        "pub(super) const TABLE: [[[[f64; {}]; {}]; {}]; {}] = [",
+        "pub(super) static TABLE: [[[[f64; {}]; {}]; {}]; {}] = [",
         FIGURES.len(),
         LOADS.len(),
         QUOTA_RATIOS.len(),

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::tree;
 use crate::yaml::{self, ConfigError};
 
-pub use shape::{ArrivalRate, LoadShape, Ramp, RateStage, Stage, UsersTarget, step_users};
+pub use shape::{ArrivalRate, Arrivals, LoadShape, Ramp, RateStage, Stage, UsersTarget, step_users};
 pub use template::{Template, TemplatePart};
 pub use trace::TraceSpec;
 

@@ -51,6 +51,28 @@ pub struct ArrivalRate {
     pub preallocated_users: u32,
     /// Users may grow to this many when all are busy; beyond it iterations are dropped and counted.
     pub max_users: u32,
+    /// How starts are spaced: `even` (k6's arrival-rate executors) or `poisson` (independent clients: exponential
+    /// gaps, drawn from the run's seed). Written only when not `even`, so existing scenarios keep their ids.
+    #[serde(default, skip_serializing_if = "Arrivals::is_even")]
+    pub arrivals: Arrivals,
+}
+
+/// The spacing of an open model's task starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrivals {
+    /// Start k is due when the integral of the rate reaches k + 1/2.
+    #[default]
+    Even,
+    /// Start k is due when the integral reaches the sum of k + 1 unit exponentials: a Poisson process of the
+    /// shape's rate.
+    Poisson,
+}
+
+impl Arrivals {
+    pub fn is_even(&self) -> bool {
+        *self == Arrivals::Even
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -184,6 +206,7 @@ mod tests {
             stages: vec![RateStage { duration: 10.0, target: 30.0 }, RateStage { duration: 5.0, target: 30.0 }],
             preallocated_users: 5,
             max_users: 50,
+            arrivals: Default::default(),
         });
         assert_eq!(shape.arrival_rate(0.0), Some(10.0));
         assert_eq!(shape.arrival_rate(5.0), Some(20.0));

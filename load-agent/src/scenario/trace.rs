@@ -140,7 +140,13 @@ pub fn resolve(spec: &TraceSpec, scenario_file: &Path, within: &Path) -> Result<
                 stage
             })
             .collect();
-        Ok(LoadShape::ArrivalRate(ArrivalRate { start_rate: points[0].1, stages, preallocated_users, max_users }))
+        Ok(LoadShape::ArrivalRate(ArrivalRate {
+            start_rate: points[0].1,
+            stages,
+            preallocated_users,
+            max_users,
+            arrivals: Default::default(),
+        }))
     } else {
         if !(spec.spawn_rate.is_finite() && spec.spawn_rate > 0.0) {
             return Err(err("spawn_rate", format!("must be a positive number, got {}", spec.spawn_rate)));

@@ -83,6 +83,7 @@ mod tests {
             stages: vec![RateStage { duration: 10.0, target: 100.0 }, RateStage { duration: 10.0, target: 100.0 }],
             preallocated_users: 5,
             max_users: 50,
+            arrivals: Default::default(),
         });
         let rest = remainder(&open, 5.0).unwrap();
         assert_eq!(rest.arrival_rate(0.0), Some(50.0));

@@ -120,7 +120,7 @@ pub fn write_matrix(spec: &CalibrationSpec, points: &[SweepPoint], dir: &Path) -
     Ok(file)
 }
 
-/// A constant open arrival rate on the SLO route, from the first second on.
+/// A constant open arrival rate (Poisson) on the SLO route, from the first second on.
 fn scenario_yaml(app: &AppModel, point: &SweepPoint, duration_s: u64) -> String {
     let route = &app.routes[app.route_index(&app.slo.route).expect("validated SLO route")];
     let request = match (&route.matcher.method, &route.matcher.path, &route.matcher.redis) {
@@ -128,14 +128,15 @@ fn scenario_yaml(app: &AppModel, point: &SweepPoint, duration_s: u64) -> String 
         (_, _, Some(command)) => format!("{{redis: {command:?}}}"),
         _ => unreachable!("a validated route matches HTTP or Redis"),
     };
-    // Enough users for the rate at the request timeout's latency; the open model drops what it cannot start.
+    // Poisson arrivals, as the simulator assumes. Enough users for the rate at the request timeout's latency; the
+    // open model drops what it cannot start.
     let max_users = (point.rate * 10.0).ceil().max(20.0) as u64;
     format!(
         "# {load:.0} % of the capacity of {pods} pod(s) of {app}: {rate:.2} requests/s.\n\
          name: {scenario}\n\
          users:\n  - name: client\n    tasks: [{{name: call, requests: [{request}]}}]\n\
          shape:\n  arrival_rate:\n    start_rate: {rate}\n    stages: [{{duration: {duration_s}, target: {rate}}}]\n    \
-         preallocated_users: {pre}\n    max_users: {max_users}\n",
+         preallocated_users: {pre}\n    max_users: {max_users}\n    arrivals: poisson\n",
         load = point.load * 100.0,
         pods = point.pods,
         app = app.name,

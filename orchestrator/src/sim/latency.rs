@@ -60,11 +60,7 @@ impl LatencyCurve {
 
 /// P(Z > z) for a standard normal Z.
 fn upper_tail(z: f64) -> f64 {
-    if z > 9.0 {
-        0.0
-    } else {
-        0.5 * libm::erfc(z / std::f64::consts::SQRT_2)
-    }
+    if z > 9.0 { 0.0 } else { 0.5 * libm::erfc(z / std::f64::consts::SQRT_2) }
 }
 
 /// A route's latency distribution in one second.

@@ -96,11 +96,7 @@ impl Simulator {
     /// A simulator with the parts of the model `settings` chooses.
     pub fn with_settings(app: &AppModel, scenario: &Scenario, seed: u64, settings: &SimulatorSettings) -> Simulator {
         let workload = Workload::compile(app, scenario);
-        let services = app
-            .services
-            .iter()
-            .map(ServiceState::new)
-            .collect();
+        let services = app.services.iter().map(ServiceState::new).collect();
         let route_count = workload.routes.len();
         let mut bin_z = [0.0; QUANTILE_BINS.len() - 1];
         for (i, z) in bin_z.iter_mut().enumerate() {
@@ -276,11 +272,8 @@ impl Simulator {
                 // spread sqrt((n - 1) / N) of the busy part; idle CPU is the same on every pod.
                 let ready: Vec<usize> = (0..s.pods.len()).filter(|&i| s.pods[i].ready_s <= now).collect();
                 let busy_m = (mean_m - s.idle_m).max(0.0);
-                let spread = if s.window_calls > 0.0 {
-                    ((ready.len().max(1) - 1) as f64 / s.window_calls).sqrt()
-                } else {
-                    0.0
-                };
+                let spread =
+                    if s.window_calls > 0.0 { ((ready.len().max(1) - 1) as f64 / s.window_calls).sqrt() } else { 0.0 };
                 for i in ready {
                     let z: f64 = self.rng.sample(StandardNormal);
                     s.pods[i].reported_m = Some(s.idle_m.min(mean_m) + busy_m * (1.0 + spread * z).max(0.0));
@@ -545,8 +538,7 @@ impl Simulator {
                 if self.settings.percentiles == Percentiles::Sampled && succeeded >= 1.0 {
                     // The second's requests drawn from the distribution: the percentiles are their order
                     // statistics, the SLO percentile among all requests (failed ones slowest) decides the second.
-                    let [z50, z95, z99] =
-                        [0.5, 0.95, 0.99].map(|p| sampled_z(&mut self.rng, p, succeeded));
+                    let [z50, z95, z99] = [0.5, 0.95, 0.99].map(|p| sampled_z(&mut self.rng, p, succeeded));
                     row.slo_p50_ms = latency.at_z(z50);
                     row.slo_p95_ms = latency.at_z(z95);
                     row.slo_p99_ms = latency.at_z(z99);
