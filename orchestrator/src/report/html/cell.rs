@@ -143,56 +143,72 @@ fn time_figures(shared: &mut Shared, series: &CellSeries, cell: &CellRecord) -> 
             cpu.note = "Services coloured as in the replicas chart.".into();
         }
         figures.push(cpu);
-        if let Some(throttled) = throttling_figure(shared, series) {
-            figures.push(throttled);
-        } else if let Some(cpu) = figures.last_mut() {
-            let backend = match cell.backend.as_str() {
-                // A burning emulator always writes the counters: an emulated cell without them slept.
-                "emulated" => "emulated (sleep mode)",
-                other => other,
-            };
-            let sentence = format!("No throttling data: {backend} cannot see CFS throttling.");
+        let sentence = match throttling_figure(shared, series) {
+            Throttling::Chart(throttled) => {
+                figures.push(*throttled);
+                None
+            }
+            Throttling::NoneThrottled(periods) => {
+                Some(format!("No CFS period was throttled ({} periods with work).", fmt_num(periods)))
+            }
+            Throttling::Unknown => {
+                let backend = match cell.backend.as_str() {
+                    // A burning emulator always writes the counters: an emulated cell without them slept.
+                    "emulated" => "emulated (sleep mode)",
+                    "sim" => "sim (smooth CPU model)",
+                    other => other,
+                };
+                Some(format!("No throttling data: {backend} cannot see CFS throttling."))
+            }
+        };
+        if let (Some(sentence), Some(cpu)) = (sentence, figures.last_mut()) {
             cpu.note = if cpu.note.is_empty() { sentence } else { format!("{} {sentence}", cpu.note) };
         }
     }
     figures
 }
 
-/// Per service, the share of CFS periods in which its pods ran out of quota, drawn next to their CPU; `None` when
-/// no service has throttling counters.
-fn throttling_figure(shared: &mut Shared, series: &CellSeries) -> Option<Figure> {
+/// What a cell's CFS counters show.
+enum Throttling {
+    /// Per throttled service, the share of its periods throttled each second.
+    Chart(Box<Figure>),
+    /// Counters, but not one throttled period: a line says so instead of a flat chart (periods with work).
+    NoneThrottled(f64),
+    /// No service has counters.
+    Unknown,
+}
+
+/// Per service that was throttled at all, the share of CFS periods in which its pods ran out of quota, drawn next
+/// to their CPU.
+fn throttling_figure(shared: &mut Shared, series: &CellSeries) -> Throttling {
     let t = &series.t;
     let mut chart = LineChart::time("throttled periods (%)");
     chart.y_range = Some((0.0, 100.0));
     let mut totals = Vec::new();
+    let (mut any_counters, mut all_periods) = (false, 0.0);
     for (i, service) in series.services.iter().enumerate() {
-        if !service.has_throttling() {
+        let Some((throttled, periods)) = service.throttling_totals() else { continue };
+        any_counters = true;
+        all_periods += periods;
+        if throttled == 0.0 {
             continue;
         }
         if let Some(pct) = service.throttled_pct() {
             chart.series.push(line(&service.name, t, &pct, i));
         }
-        if let Some((throttled, periods)) = service.throttling_totals() {
-            let share = if periods > 0.0 { 100.0 * throttled / periods } else { 0.0 };
-            totals.push(format!(
-                "{} {} of {} ({} %)",
-                service.name,
-                fmt_num(throttled),
-                fmt_num(periods),
-                fmt_num(share)
-            ));
-        }
+        let share = if periods > 0.0 { 100.0 * throttled / periods } else { 0.0 };
+        totals.push(format!("{} {} of {} ({} %)", service.name, fmt_num(throttled), fmt_num(periods), fmt_num(share)));
     }
     if chart.series.is_empty() {
-        return None;
+        return if any_counters { Throttling::NoneThrottled(all_periods) } else { Throttling::Unknown };
     }
     let mut throttled = figure(shared, "CPU throttled (% of CFS periods)", chart, String::new());
     // The same colours as the replicas and CPU charts: their legend serves.
     if series.services.iter().any(|s| s.ready.is_some()) {
         throttled.legend.clear();
     }
-    throttled.note = format!("Throttled periods over the run: {}.", totals.join("; "));
-    Some(throttled)
+    throttled.note = format!("Throttled periods over the run (services with any): {}.", totals.join("; "));
+    Throttling::Chart(Box::new(throttled))
 }
 
 fn training_figures(shared: &mut Shared, path: &Path) -> (Vec<Figure>, Vec<String>) {
