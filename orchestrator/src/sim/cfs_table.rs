@@ -15,31 +15,23 @@ pub const LIMITS: [f64; 6] = [0.1, 0.2, 0.3, 0.5, 0.75, 1.0];
 pub const QUOTA_RATIOS: [f64; 11] = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 300.0];
 /// CPU used over the limit.
 pub const LOADS: [f64; 12] = [0.02, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95];
-/// The figures of each grid point, in the table's order: the sojourn (arrival to completion), the service (a
-/// worker took the call to completion: its CPU and its stalls), the shares of periods throttled and with work.
-pub const FIGURES: [&str; 12] = [
-    "mean",
-    "std",
-    "p50",
-    "p95",
-    "p99",
-    "service_mean",
-    "service_std",
-    "service_p50",
-    "service_p95",
-    "service_p99",
-    "throttled_share",
-    "active_share",
-];
+/// The percentiles each latency is described by (the knots of [`super::latency::LatencyCurve`]).
+pub const QUANTILES: [f64; 7] = [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0];
+/// Where p95 sits in [`QUANTILES`].
+pub const P95: usize = 5;
+
+/// The figures of each grid point, in the table's order: the sojourn (arrival to completion: mean, standard
+/// deviation, the [`QUANTILES`]), the service (a worker took the call to completion: its CPU and its stalls; the
+/// same figures), the shares of periods throttled and with work.
+pub const FIGURES: usize = 2 * (2 + QUANTILES.len()) + 2;
 
 /// A call's latency figures in ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Latency {
     pub mean_ms: f64,
     pub std_ms: f64,
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
+    /// At [`QUANTILES`].
+    pub quantiles_ms: [f64; 7],
 }
 
 impl Latency {
@@ -47,9 +39,7 @@ impl Latency {
         Latency {
             mean_ms: values[0] * scale,
             std_ms: values[1] * scale,
-            p50_ms: values[2] * scale,
-            p95_ms: values[3] * scale,
-            p99_ms: values[4] * scale,
+            quantiles_ms: std::array::from_fn(|i| values[2 + i] * scale),
         }
     }
 
@@ -59,9 +49,7 @@ impl Latency {
         Latency {
             mean_ms: mix(self.mean_ms, with_wait.mean_ms),
             std_ms: mix(self.std_ms, with_wait.std_ms),
-            p50_ms: mix(self.p50_ms, with_wait.p50_ms),
-            p95_ms: mix(self.p95_ms, with_wait.p95_ms),
-            p99_ms: mix(self.p99_ms, with_wait.p99_ms),
+            quantiles_ms: std::array::from_fn(|i| mix(self.quantiles_ms[i], with_wait.quantiles_ms[i])),
         }
     }
 }
@@ -89,7 +77,7 @@ pub fn lookup(limit_cores: f64, period_ms: f64, mean_cpu_ms: f64, load: f64) -> 
     let (l0, lw) = bracket(&LIMITS, limit_cores);
     let (a0, aw) = bracket_log(&QUOTA_RATIOS, ratio);
     let (u0, uw) = bracket(&LOADS, load);
-    let mut out = [0.0; FIGURES.len()];
+    let mut out = [0.0; FIGURES];
     for (dl, wl) in [(0, 1.0 - lw), (1, lw)] {
         for (da, wa) in [(0, 1.0 - aw), (1, aw)] {
             for (du, wu) in [(0, 1.0 - uw), (1, uw)] {
@@ -105,10 +93,10 @@ pub fn lookup(limit_cores: f64, period_ms: f64, mean_cpu_ms: f64, load: f64) -> 
         }
     }
     CfsFigures {
-        sojourn: Latency::from(&out[0..5], mean_cpu_ms),
-        service: Latency::from(&out[5..10], mean_cpu_ms),
-        throttled_share: out[10],
-        active_share: out[11],
+        sojourn: Latency::from(&out[0..9], mean_cpu_ms),
+        service: Latency::from(&out[9..18], mean_cpu_ms),
+        throttled_share: out[18],
+        active_share: out[19],
     }
 }
 
@@ -165,8 +153,8 @@ mod tests {
             let mean = sample.iter().sum::<f64>() / sample.len() as f64;
             for (name, from_table, fresh) in [
                 ("mean", table.sojourn.mean_ms, mean),
-                ("p50", table.sojourn.p50_ms, percentile(&sample, 50.0)),
-                ("p95", table.sojourn.p95_ms, percentile(&sample, 95.0)),
+                ("p50", table.sojourn.quantiles_ms[2], percentile(&sample, 50.0)),
+                ("p95", table.sojourn.quantiles_ms[P95], percentile(&sample, 95.0)),
             ] {
                 assert!((from_table / fresh - 1.0).abs() < 0.15, "{name} at {load}: table {from_table}, run {fresh}");
             }
@@ -178,8 +166,8 @@ mod tests {
     #[test]
     fn latency_grows_with_load_and_shrinks_with_the_limit() {
         let at = |limit: f64, load: f64| lookup(limit, 100.0, 10.0, load);
-        assert!(at(0.3, 0.8).sojourn.p95_ms > at(0.3, 0.3).sojourn.p95_ms);
-        assert!(at(0.3, 0.5).sojourn.p95_ms > at(1.0, 0.5).sojourn.p95_ms);
+        assert!(at(0.3, 0.8).sojourn.quantiles_ms[P95] > at(0.3, 0.3).sojourn.quantiles_ms[P95]);
+        assert!(at(0.3, 0.5).sojourn.quantiles_ms[P95] > at(1.0, 0.5).sojourn.quantiles_ms[P95]);
         assert!(at(0.3, 0.5).service.mean_ms < at(0.3, 0.5).sojourn.mean_ms);
         assert!(at(1.0, 0.5).throttled_share < 1e-9, "a one-core limit never throttles one worker");
     }

@@ -47,6 +47,39 @@ impl LogHistogram {
     }
 }
 
+impl LogHistogram {
+    /// The `percentile` with each bucket's weight centred on its share of the cumulative weight and the latency
+    /// interpolated (in ln) between neighbouring buckets' centres: a distribution added as quantile points (one
+    /// per probability bin) then gives its quantile between the points, not the lower point's value.
+    pub fn percentile_interpolated(&self, percentile: f64) -> Option<f64> {
+        if self.total <= 0.0 {
+            return None;
+        }
+        let goal = self.total * percentile / 100.0;
+        let ln_of = |index: usize| LN_MIN_MS + (index as f64 + 0.5) / BUCKETS_PER_LN;
+        let mut seen = 0.0;
+        let mut previous: Option<(f64, f64)> = None; // (cumulative centre, ln)
+        for (index, &weight) in self.weights.iter().enumerate() {
+            if weight <= 0.0 {
+                continue;
+            }
+            let centre = seen + weight / 2.0;
+            seen += weight;
+            if centre >= goal {
+                return Some(match previous {
+                    Some((before, ln_before)) if centre > before => {
+                        let share = (goal - before) / (centre - before);
+                        (ln_before + share * (ln_of(index) - ln_before)).exp()
+                    }
+                    _ => ln_of(index).exp(),
+                });
+            }
+            previous = Some((centre, ln_of(index)));
+        }
+        previous.map(|(_, ln)| ln.exp())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +95,24 @@ mod tests {
         let p50 = h.percentile(50.0).unwrap();
         assert!((p50 / 500.0 - 1.0).abs() < 0.01, "{p50}");
         assert_eq!(LogHistogram::default().percentile(50.0), None);
+    }
+
+    #[test]
+    fn interpolated_percentiles_fall_between_quantile_points() {
+        // Two points of equal weight at 10 and 20 ms stand for the bins either side of the median: the median is
+        // between them, not the lower one.
+        let mut h = LogHistogram::default();
+        h.add_ln(10f64.ln(), 1.0);
+        h.add_ln(20f64.ln(), 1.0);
+        assert!((h.percentile(50.0).unwrap() / 10.0 - 1.0).abs() < 0.01);
+        let median = h.percentile_interpolated(50.0).unwrap();
+        assert!((median / 200f64.sqrt() - 1.0).abs() < 0.01, "{median}");
+        assert!((h.percentile_interpolated(10.0).unwrap() / 10.0 - 1.0).abs() < 0.01);
+        assert!((h.percentile_interpolated(99.0).unwrap() / 20.0 - 1.0).abs() < 0.01);
+        let mut many = LogHistogram::default();
+        for ms in 1..=1000 {
+            many.add_ln((ms as f64).ln(), 1.0);
+        }
+        assert!((many.percentile_interpolated(95.0).unwrap() / 950.0 - 1.0).abs() < 0.01);
     }
 }

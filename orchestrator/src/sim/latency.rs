@@ -4,38 +4,41 @@
 //! call's quantiles ([`super::cfs_table`]); a route of one call keeps them (its distribution is far from
 //! log-normal: most calls run bare, some take a stall of most of a period), a route of several calls uses the
 //! log-normal of their summed moments. Both are a curve of ln(latency) against the standard-normal quantile z:
-//! straight for a log-normal, through the p50, p95 and p99 knots otherwise.
+//! straight for a log-normal, through the knots (p10 to p99) otherwise.
 
 use rand::Rng;
 use rand_distr::StandardNormal;
 
 use super::queueing::{LogNormal, normal_quantile};
 
-/// Standard-normal quantiles of the curve's knots: p50, p95, p99.
-pub const KNOT_PROBABILITIES: [f64; 3] = [0.5, 0.95, 0.99];
+/// Knots of the curve, as probabilities: those of [`super::cfs_table::QUANTILES`].
+pub const KNOTS: usize = 7;
+pub const KNOT_PROBABILITIES: [f64; KNOTS] = [0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.99];
 
-/// ln(latency in ms) as a piecewise-linear function of z through three knots, extended by its end segments.
+/// ln(latency in ms) as a piecewise-linear function of z through the knots, extended by its end segments.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatencyCurve {
-    z: [f64; 3],
-    ln_ms: [f64; 3],
+    z: [f64; KNOTS],
+    ln_ms: [f64; KNOTS],
 }
 
 impl LatencyCurve {
-    /// Through the p50, p95 and p99 of a distribution (each positive; made non-decreasing).
-    pub fn through(quantiles_ms: [f64; 3], knot_z: [f64; 3]) -> LatencyCurve {
+    /// Through the quantiles at the knots (each positive; made non-decreasing).
+    pub fn through(quantiles_ms: [f64; KNOTS], knot_z: [f64; KNOTS]) -> LatencyCurve {
         let mut ln_ms = quantiles_ms.map(|q| q.max(1e-6).ln());
-        ln_ms[1] = ln_ms[1].max(ln_ms[0]);
-        ln_ms[2] = ln_ms[2].max(ln_ms[1]);
+        for i in 1..KNOTS {
+            ln_ms[i] = ln_ms[i].max(ln_ms[i - 1]);
+        }
         LatencyCurve { z: knot_z, ln_ms }
     }
 
-    fn segment(&self, z: f64) -> usize {
-        if z <= self.z[1] { 0 } else { 1 }
+    /// The segment (its lower knot) that holds `x` along `along`, the ends extended.
+    fn segment(along: &[f64; KNOTS], x: f64) -> usize {
+        along[1..KNOTS - 1].iter().take_while(|&&knot| knot < x).count()
     }
 
     pub fn ln_at_z(&self, z: f64) -> f64 {
-        let i = self.segment(z);
+        let i = Self::segment(&self.z, z);
         let slope = (self.ln_ms[i + 1] - self.ln_ms[i]) / (self.z[i + 1] - self.z[i]);
         self.ln_ms[i] + slope * (z - self.z[i])
     }
@@ -46,7 +49,7 @@ impl LatencyCurve {
             return 1.0;
         }
         let ln_x = x.ln();
-        let i = if ln_x <= self.ln_ms[1] { 0 } else { 1 };
+        let i = Self::segment(&self.ln_ms, ln_x);
         let rise = self.ln_ms[i + 1] - self.ln_ms[i];
         let z = if rise <= 0.0 {
             // A flat segment: every request of it has the same latency.
@@ -127,15 +130,18 @@ mod tests {
 
     use super::*;
 
-    fn knots() -> [f64; 3] {
+    fn knots() -> [f64; KNOTS] {
         KNOT_PROBABILITIES.map(normal_quantile)
     }
 
     #[test]
     fn the_curve_passes_its_knots_and_inverts() {
-        let curve = LatencyCurve::through([10.0, 100.0, 200.0], knots());
+        let curve = LatencyCurve::through([2.0, 5.0, 10.0, 12.0, 15.0, 100.0, 200.0], knots());
         let d = RouteLatency::Curve(curve);
         assert!((d.at_z(0.0) - 10.0).abs() < 1e-9);
+        assert!((d.at_z(normal_quantile(0.1)) - 2.0).abs() < 1e-9);
+        assert!((d.exceedance(15.0) - 0.1).abs() < 1e-9);
+        assert!((d.exceedance(5.0) - 0.75).abs() < 1e-9);
         assert!((d.at_z(normal_quantile(0.95)) - 100.0).abs() < 1e-9);
         assert!((d.at_z(normal_quantile(0.99)) - 200.0).abs() < 1e-9);
         assert!((d.exceedance(100.0) - 0.05).abs() < 1e-9);

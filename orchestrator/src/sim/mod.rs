@@ -83,7 +83,7 @@ pub struct Simulator {
     metrics_phase_s: u64,
     /// Seconds in the running metrics window.
     window_seconds: u64,
-    knot_z: [f64; 3],
+    knot_z: [f64; latency::KNOTS],
 }
 
 impl Simulator {
@@ -445,7 +445,12 @@ impl ClusterBackend for Simulator {
     }
 
     fn run_latency(&self) -> RunLatency {
-        let pick = |h: &LogHistogram| [50.0, 95.0, 99.0].map(|p| h.percentile(p).unwrap_or(f64::NAN));
+        // The legacy model read the bucket where the weight crosses the percentile (the lower quantile point).
+        let interpolated = self.settings.percentiles == Percentiles::Sampled;
+        let pick = |h: &LogHistogram| {
+            [50.0, 95.0, 99.0]
+                .map(|p| if interpolated { h.percentile_interpolated(p) } else { h.percentile(p) }.unwrap_or(f64::NAN))
+        };
         RunLatency { slo_route: pick(&self.slo_histogram), overall: pick(&self.overall_histogram) }
     }
 }

@@ -10,7 +10,8 @@
 //!
 //! Both carry overload past the stationary range as a fluid backlog that drops what waits past the timeout.
 
-use super::cfs_table::{self, MAX_LOAD};
+use super::cfs_table::{self, MAX_LOAD, P95};
+use super::latency::KNOTS;
 use super::queueing::{LogNormal, mmc_wait};
 use crate::app::Service;
 
@@ -49,10 +50,10 @@ pub(super) struct ServiceState {
     /// Smooth model: the queueing wait of a call (its service time is in the route's base latency).
     pub wait_ms: f64,
     pub wait_variance_ms2: f64,
-    /// CFS model: a call's whole sojourn (wait, CPU, stalls), its variance and p50/p95/p99.
+    /// CFS model: a call's whole sojourn (wait, CPU, stalls), its variance and quantiles (p10 to p99).
     pub call_mean_ms: f64,
     pub call_variance_ms2: f64,
-    pub call_quantiles_ms: [f64; 3],
+    pub call_quantiles_ms: [f64; KNOTS],
     /// CFS model: the second's periods with work and throttled periods, over the ready pods, whole counts (the
     /// model's fractions are carried to the next second so totals stay exact).
     pub cfs_periods: f64,
@@ -94,7 +95,7 @@ impl ServiceState {
             wait_variance_ms2: 0.0,
             call_mean_ms: 0.0,
             call_variance_ms2: 0.0,
-            call_quantiles_ms: [0.0; 3],
+            call_quantiles_ms: [0.0; KNOTS],
             cfs_periods: 0.0,
             cfs_throttled_periods: 0.0,
             cfs_carry: [0.0; 2],
@@ -163,7 +164,7 @@ impl ServiceState {
         let Some((served, backlog_s)) = self.serve(per_pod_rate, timeout_s) else {
             self.call_mean_ms = 0.0;
             self.call_variance_ms2 = 0.0;
-            self.call_quantiles_ms = [0.0; 3];
+            self.call_quantiles_ms = [0.0; KNOTS];
             self.cfs_periods = 0.0;
             self.cfs_throttled_periods = 0.0;
             self.account_cpu(0.0, cpu_ms, 0.0);
@@ -185,7 +186,7 @@ impl ServiceState {
         let backlog_ms = backlog_s * 1000.0;
         self.call_mean_ms = call.mean_ms + backlog_ms;
         self.call_variance_ms2 = call.std_ms * call.std_ms;
-        self.call_quantiles_ms = [call.p50_ms, call.p95_ms, call.p99_ms].map(|q| q + backlog_ms);
+        self.call_quantiles_ms = call.quantiles_ms.map(|q| q + backlog_ms);
         let periods = pods * 1000.0 / period_ms;
         let throttles = self.limit_m < 1000.0;
         let (active, throttled) = if backlog_ms > 0.0 {
@@ -221,7 +222,7 @@ impl ServiceState {
     /// p95 of one call's sojourn (what a mesh's per-service latency metric shows a policy).
     pub fn sojourn_p95_ms(&self, cfs: bool, z95: f64) -> f64 {
         if cfs {
-            return self.call_quantiles_ms[1];
+            return self.call_quantiles_ms[P95];
         }
         let service_ms = self.cpu_ms() * 1000.0 / self.limit_m;
         LogNormal::from_moments(self.wait_ms + service_ms, self.wait_variance_ms2 + service_ms * service_ms).at_z(z95)
