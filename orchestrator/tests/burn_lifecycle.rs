@@ -345,7 +345,12 @@ fn a_burning_cell_removes_its_groups_when_it_ends_and_when_ctrl_c_cancels_it() {
 
 /// `orch emulate --cpu burn` with `env`, as user `uid` if given: (exit code, stderr, pid).
 fn emulate_once(app: &Path, env: &[(&str, &Path)], uid: Option<u32>) -> (Option<i32>, String, u32) {
-    let mut command = Command::new(ORCH);
+    emulate_once_with(Path::new(ORCH), app, env, uid)
+}
+
+/// [`emulate_once`] with the orch binary at `orch`.
+fn emulate_once_with(orch: &Path, app: &Path, env: &[(&str, &Path)], uid: Option<u32>) -> (Option<i32>, String, u32) {
+    let mut command = Command::new(orch);
     command
         .arg("emulate")
         .arg(app)
@@ -397,7 +402,16 @@ fn without_a_usable_cgroup_root_burning_fails_in_one_line_and_makes_nothing() {
     // Stale groups would fail the sweep first (another line); they are not this test's subject.
     sweep_stale(&root).unwrap();
     let nobody = 65534;
-    let (code, stderr, pid) = emulate_once(&app, &[], Some(nobody));
+    // The user must reach the binary and the app: the checkout (and the test's temporary folder) may be private
+    // to root, so both are copied into a folder anyone may read.
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let open_orch = open.path().join("orch");
+    std::fs::copy(ORCH, &open_orch).unwrap();
+    let open_app = open.path().join("app.yaml");
+    std::fs::copy(&app, &open_app).unwrap();
+    std::fs::set_permissions(&open_app, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, stderr, pid) = emulate_once_with(&open_orch, &open_app, &[], Some(nobody));
     assert_one_line(code, &stderr, "Permission denied");
     assert!(stderr.contains("cannot create cgroup") && stderr.contains("run as root"), "{stderr}");
     assert_eq!(groups_of(&folder, pid), Vec::<PathBuf>::new(), "a group was made without permission");
