@@ -120,7 +120,6 @@ pub fn to_markdown(rows: &[Row]) -> String {
         "| app | pods | load | req/s | p50 ms emu / sim (err) [legacy] | p95 ms emu / sim (err) [legacy] | \
          p99 ms emu / sim (err) [legacy] | throttled periods emu / sim (err) |\n|---|---:|---:|---:|---|---|---|---|\n",
     );
-    let pct = |e: f64| format!("{:+.0} %", 100.0 * e);
     for row in rows {
         let (Some(e), Some(s)) = (row.emulated, row.sim) else {
             let _ = writeln!(
@@ -167,15 +166,7 @@ pub fn to_markdown(rows: &[Row]) -> String {
         let _ = writeln!(out, "\nBelow saturation ({} points):", below.len());
         for (i, name) in names.iter().enumerate() {
             let errors: Vec<f64> = below.iter().map(|r| r.latency_errors().expect("measured")[i]).collect();
-            let within = errors.iter().filter(|e| e.abs() <= LATENCY_TOLERANCE).count();
-            let _ = write!(
-                out,
-                "- {name}: {within} of {} within {:.0} %, median error {}, worst {}",
-                errors.len(),
-                100.0 * LATENCY_TOLERANCE,
-                pct(median_abs(&errors)),
-                pct(worst(&errors))
-            );
+            out.push_str(&band_line(name, &errors, LATENCY_TOLERANCE));
             let legacy: Vec<f64> = below.iter().filter_map(|r| r.legacy_errors()).map(|e| e[i]).collect();
             if !legacy.is_empty() {
                 let within = legacy.iter().filter(|e| e.abs() <= LATENCY_TOLERANCE).count();
@@ -207,31 +198,31 @@ pub fn to_markdown(rows: &[Row]) -> String {
                         relative_error(s.percentiles[i] + ms, e.percentiles[i])
                     })
                     .collect();
-                let within = errors.iter().filter(|e| e.abs() <= LATENCY_TOLERANCE).count();
-                let _ = writeln!(
-                    out,
-                    "- {name}: {within} of {} within {:.0} %, median error {}, worst {}",
-                    errors.len(),
-                    100.0 * LATENCY_TOLERANCE,
-                    pct(median_abs(&errors)),
-                    pct(worst(&errors))
-                );
+                let _ = writeln!(out, "{}", band_line(name, &errors, LATENCY_TOLERANCE));
             }
         }
         let throttle: Vec<f64> = below.iter().filter_map(|r| r.throttle_error()).collect();
         if !throttle.is_empty() {
-            let within = throttle.iter().filter(|e| e.abs() <= THROTTLE_TOLERANCE).count();
-            let _ = writeln!(
-                out,
-                "- throttled periods: {within} of {} within {:.0} %, median error {}, worst {}",
-                throttle.len(),
-                100.0 * THROTTLE_TOLERANCE,
-                pct(median_abs(&throttle)),
-                pct(worst(&throttle))
-            );
+            let _ = writeln!(out, "{}", band_line("throttled periods", &throttle, THROTTLE_TOLERANCE));
         }
     }
     out
+}
+
+/// `- NAME: k of n within T %, median error M, worst W` (no line end).
+fn band_line(name: &str, errors: &[f64], tolerance: f64) -> String {
+    let within = errors.iter().filter(|e| e.abs() <= tolerance).count();
+    format!(
+        "- {name}: {within} of {} within {:.0} %, median error {}, worst {}",
+        errors.len(),
+        100.0 * tolerance,
+        pct(median_abs(errors)),
+        pct(worst(errors))
+    )
+}
+
+fn pct(e: f64) -> String {
+    format!("{:+.0} %", 100.0 * e)
 }
 
 /// Per app, emulated minus simulated p50 at its lightest point (fewest pods, lowest load).

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::config_error;
+use super::{config_error, run_setup};
 use crate::calibration::{CalibrateOptions, CalibrationSpec, calibrate, default_tag, table_path};
-use crate::run::interrupt::{EXIT_INTERRUPTED, Interrupt};
+use crate::run::interrupt::EXIT_INTERRUPTED;
 
 #[derive(clap::Args)]
 pub struct CalibrateArgs {
@@ -31,19 +31,9 @@ pub fn run(args: CalibrateArgs) -> ExitCode {
         Err(e) => return config_error(e),
     };
     let tag = args.resume.clone().or(args.tag).unwrap_or_else(|| default_tag(&spec));
-    if tag.is_empty() || tag.starts_with('.') || !tag.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return config_error(format!("--tag {tag:?} must be letters, digits, '-', '_' or '.', not starting with '.'"));
-    }
-    let interrupt = Interrupt::new();
-    if let Err(e) = interrupt.install() {
-        eprintln!("warning: {e:#}");
-    }
-    let program = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: cannot find the orch binary to run cells with: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (interrupt, program) = match run_setup(&tag) {
+        Ok(setup) => setup,
+        Err(code) => return code,
     };
     let options = CalibrateOptions {
         logs_dir: args.logs_dir,

@@ -89,6 +89,27 @@ pub enum Command {
 /// Exit code for bad input: nothing was written.
 const EXIT_CONFIG: u8 = 2;
 
+/// What a command that runs cells needs first: a valid run tag, Ctrl-C handling, and the orch binary the cells
+/// run in; the exit code when one is missing.
+fn run_setup(tag: &str) -> Result<(std::sync::Arc<crate::run::interrupt::Interrupt>, PathBuf), ExitCode> {
+    if tag.is_empty() || tag.starts_with('.') || !tag.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(config_error(format!(
+            "--tag {tag:?} must be letters, digits, '-', '_' or '.', not starting with '.'"
+        )));
+    }
+    let interrupt = crate::run::interrupt::Interrupt::new();
+    if let Err(e) = interrupt.install() {
+        eprintln!("warning: {e:#}");
+    }
+    match std::env::current_exe() {
+        Ok(program) => Ok((interrupt, program)),
+        Err(e) => {
+            eprintln!("error: cannot find the orch binary to run cells with: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn config_error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(EXIT_CONFIG)

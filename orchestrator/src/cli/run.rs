@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::{config_error, report};
+use super::{config_error, report, run_setup};
 use crate::matrix::Matrix;
 use crate::run::fault::FaultPlan;
-use crate::run::interrupt::{EXIT_INTERRUPTED, Interrupt};
+use crate::run::interrupt::EXIT_INTERRUPTED;
 use crate::run::runner::{Refused, RunOptions, run_matrix};
 use crate::run::selection::Selection;
 use crate::run_folder::{self, RUN_JSON, RunInfo};
@@ -116,19 +116,9 @@ pub fn run(args: RunArgs) -> ExitCode {
         .clone()
         .or(tag)
         .unwrap_or_else(|| format!("{}-{}", matrix.name, load_agent::clock::compact(load_agent::clock::now_unix_s())));
-    if tag.is_empty() || tag.starts_with('.') || !tag.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return config_error(format!("--tag {tag:?} must be letters, digits, '-', '_' or '.', not starting with '.'"));
-    }
-    let interrupt = Interrupt::new();
-    if let Err(e) = interrupt.install() {
-        eprintln!("warning: {e:#}");
-    }
-    let program = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: cannot find the orch binary to run cells with: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (interrupt, program) = match run_setup(&tag) {
+        Ok(setup) => setup,
+        Err(code) => return code,
     };
     let options = RunOptions {
         logs_dir,
